@@ -1,0 +1,683 @@
+"""The engine shared by both roles: reading frames, writing frames, closing.
+
+Theory of operation
+-------------------
+Bytes go in with :meth:`receive_data` / :meth:`receive_eof`; nothing is parsed
+then. Events come out of :meth:`next_event`, which parses just enough of the
+buffer to produce one event. Parsing lazily matters: a protocol violation is
+only discovered (and the connection failed) after the application has handled
+every event before it, so an echo of a good message goes out before the close
+that a following bad frame causes -- what Autobahn calls strict behaviour.
+
+Protocol duties happen while parsing, without the application's help: a ping
+queues a pong (§5.5.2), a close queues the reply close (§5.5.1), a violation
+queues a close with the right code and ends the connection (§7.1.7). Whatever
+must go out is collected by :meth:`data_to_send`, which returns :data:`EOF`
+once the transport must be shut down.
+
+States (one attribute, changed only in this module)::
+
+    CONNECTING --accept/Accepted--> OPEN --close() sent--> CLOSING --close rcvd--> CLOSED
+         |                            |                                           ^
+         +--reject/respond/error------+--close rcvd (reply sent) / failure / EOF--+
+
+The server closes the TCP connection first (§7.1.1): it gets :data:`EOF` from
+``data_to_send`` as soon as the closing handshake is done. The client waits for
+the server's EOF; :meth:`close_expected` tells the adapter to arm a timer for it.
+"""
+
+from __future__ import annotations
+
+import codecs
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+from enum import Enum
+from typing import Final
+
+from ._mask import mask
+from .errors import CloseCode, LocalProtocolError, RemoteProtocolError
+from .events import Binary, ConnectionClosed, Event, Ping, Pong, Text
+from .extensions.base import Extension
+from .frames import (
+    MAX_CONTROL_PAYLOAD,
+    Opcode,
+    build_close_payload,
+    parse_close_payload,
+    serialize_frame,
+)
+
+__all__ = ["EOF", "Limits", "State"]
+
+
+class State(Enum):
+    CONNECTING = "CONNECTING"
+    OPEN = "OPEN"
+    CLOSING = "CLOSING"
+    CLOSED = "CLOSED"
+
+
+class _EOFType:
+    """Sentinel returned by ``data_to_send()``: shut down the transport's write side now."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "EOF"
+
+
+EOF: Final = _EOFType()
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Bounds on everything a peer can make us hold. ``None`` lifts a bound.
+
+    * ``max_header_bytes`` -- size of the opening handshake's HTTP head (431/400 past it).
+    * ``max_message_size`` -- bytes of one message after decompression (close 1009).
+      In streaming mode too, unless set to ``None``.
+    * ``max_frame_size`` -- payload bytes of one frame (close 1009).
+    * ``max_fragments`` -- frames in one message (close 1009).
+    """
+
+    max_header_bytes: int = 16 * 1024
+    max_message_size: int | None = 1024 * 1024
+    max_frame_size: int | None = None
+    max_fragments: int | None = 4096
+
+
+_unpack_16 = struct.Struct("!H").unpack_from
+_unpack_64 = struct.Struct("!Q").unpack_from
+_TEXT: Final = 1
+_BINARY: Final = 2
+_NO_FRAME: Final = -1
+_new_utf8_decoder = codecs.getincrementaldecoder("utf-8")
+
+
+class _Fail(Exception):
+    """Internal: the peer violated the protocol; carries the error to fail with."""
+
+    def __init__(self, error: RemoteProtocolError) -> None:
+        self.error = error
+
+
+def _violation(message: str, code: int = CloseCode.PROTOCOL_ERROR) -> _Fail:
+    return _Fail(RemoteProtocolError(message, code))
+
+
+class Connection:
+    """State, frame reader and frame writer common to both roles.
+
+    Use :class:`~rfc6455.ServerConnection` or :class:`~rfc6455.ClientConnection`.
+    """
+
+    __slots__ = (
+        "_auto_pong",
+        "_buf",
+        "_client",
+        "_close_sent",
+        "_closed_event",
+        "_eof_pending",
+        "_eof_received",
+        "_eof_sent",
+        "_events",
+        "_extension",
+        "_fragment_size",
+        "_frame_fin",
+        "_frame_key",
+        "_frame_left",
+        "_frame_offset",
+        "_limits",
+        "_msg_compressed",
+        "_msg_fragments",
+        "_msg_opcode",
+        "_msg_parts",
+        "_msg_size",
+        "_out",
+        "_out_compressed",
+        "_out_opcode",
+        "_pos",
+        "_state",
+        "_streaming",
+        "_utf8",
+        "close_code",
+        "close_reason",
+    )
+
+    def __init__(
+        self,
+        *,
+        client: bool,
+        limits: Limits,
+        streaming: bool,
+        auto_pong: bool,
+        fragment_size: int | None,
+    ) -> None:
+        if fragment_size is not None and fragment_size < 1:
+            raise ValueError("fragment_size must be positive")
+        self._client = client
+        self._limits = limits
+        self._streaming = streaming
+        self._auto_pong = auto_pong
+        self._fragment_size = fragment_size
+        self._state = State.CONNECTING
+        self._extension: Extension | None = None
+        # Receive side: one buffer and an offset into it (compacted, never re-scanned).
+        self._buf: bytes | bytearray = b""
+        self._pos = 0
+        self._frame_left = _NO_FRAME  # payload bytes of the current data frame still to read
+        self._frame_fin = False
+        self._frame_key: bytes | None = None
+        self._frame_offset = 0  # payload bytes of the current frame already read (mask phase)
+        self._msg_opcode = 0  # 0: no message in progress, else _TEXT or _BINARY
+        self._msg_compressed = False
+        self._msg_size = 0
+        self._msg_fragments = 0
+        self._msg_parts: list[str] | list[bytes] | None = None
+        self._utf8: codecs.IncrementalDecoder | None = None
+        self._events: list[Event] = []
+        self._eof_received = False
+        self._closed_event = False
+        # Send side.
+        self._out: list[bytes] = []
+        self._out_opcode = 0  # opcode of an outgoing message sent in parts, else 0
+        self._out_compressed = False
+        self._close_sent = False
+        self._eof_pending = False
+        self._eof_sent = False
+        self.close_code: int | None = None
+        self.close_reason = ""
+
+    # ------------------------------------------------------------------ state
+
+    @property
+    def state(self) -> State:
+        return self._state
+
+    @property
+    def extension(self) -> Extension | None:
+        """The negotiated extension, if any."""
+        return self._extension
+
+    def close_expected(self) -> bool:
+        """Whether the transport should close soon: arm the close timeout when True.
+
+        True once a close frame was sent or the connection failed, until the
+        peer's EOF arrives (§7.1.1: the client waits for the server to close TCP).
+        """
+        return (self._state is State.CLOSING or self._state is State.CLOSED) \
+            and not self._eof_received
+
+    @property
+    def buffered_bytes(self) -> int:
+        """Received bytes not parsed yet: pause reading the transport when this grows."""
+        return len(self._buf) - self._pos
+
+    # ------------------------------------------------------------------ input
+
+    def receive_data(self, data: bytes | bytearray | memoryview) -> None:
+        """Feed bytes read from the transport. Never raises for what the peer sent."""
+        if self._eof_received:
+            raise LocalProtocolError("data received after EOF")
+        if not data or self._state is State.CLOSED:
+            return
+        if self._state is State.CONNECTING:
+            self._receive_handshake_data(bytes(data))
+            return
+        self._feed(data)
+
+    def _feed(self, data: bytes | bytearray | memoryview) -> None:
+        buf, pos = self._buf, self._pos
+        if pos >= len(buf):
+            # Everything before was consumed: parse the new bytes where they lie.
+            self._buf = data if type(data) is bytes else bytes(data)
+            self._pos = 0
+        elif type(buf) is bytes:
+            # A partial frame remains in an immutable chunk: start a growable buffer.
+            grown = bytearray(memoryview(buf)[pos:])
+            grown += data
+            self._buf, self._pos = grown, 0
+        else:
+            assert isinstance(buf, bytearray)
+            if pos > 65536 or pos * 2 > len(buf):
+                # Compact rarely: only when the consumed prefix dominates the buffer.
+                del buf[:pos]
+                self._pos = 0
+            buf += data
+
+    def receive_eof(self) -> None:
+        """The transport's read side ended."""
+        if self._eof_received:
+            return
+        self._eof_received = True
+        if self._state is State.CONNECTING:
+            self._receive_handshake_eof()
+        elif self._state is State.CLOSED:
+            self._want_eof()
+        # OPEN or CLOSING: frames still buffered are parsed first; next_event()
+        # reports the abnormal closure once they are exhausted.
+
+    def next_event(self) -> Event | None:
+        """The next event, or None when more data is needed (or the connection ended)."""
+        if self._events:
+            return self._events.pop(0)
+        state = self._state
+        if state is State.OPEN or state is State.CLOSING:
+            try:
+                event = self._read()
+            except _Fail as failure:
+                self._fail(failure.error)
+                return self._events.pop(0)
+            if event is None and self._eof_received and self._state is not State.CLOSED:
+                # §7.1.5: the transport ended without a closing handshake.
+                self._finish(CloseCode.ABNORMAL_CLOSURE, "", None)
+                return self._events.pop(0)
+            return event
+        if state is State.CONNECTING:
+            return self._handshake_event()
+        return None
+
+    def events(self) -> Iterator[Event]:
+        """Iterate over events until more data is needed."""
+        while (event := self.next_event()) is not None:
+            yield event
+
+    # Hooks for the role classes.
+    def _receive_handshake_data(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    def _receive_handshake_eof(self) -> None:
+        raise NotImplementedError
+
+    def _handshake_event(self) -> Event | None:
+        raise NotImplementedError
+
+    def _open(self, extension: Extension | None, trailing: bytes) -> None:
+        self._state = State.OPEN
+        self._extension = extension
+        if trailing:
+            self._feed(trailing)
+
+    # ---------------------------------------------------------------- reading
+
+    def _read(self) -> Event | None:
+        """Parse until one event is ready or the buffer runs dry (§5.2)."""
+        while True:
+            buf = self._buf
+            pos = self._pos
+            end = len(buf)
+            if self._frame_left != _NO_FRAME:
+                # Inside a data frame's payload: take what has arrived.
+                take = min(self._frame_left, end - pos)
+                if take == 0 and self._frame_left:
+                    return None
+                event = self._payload(buf, pos, pos + take)
+                if event is not None:
+                    return event
+                continue
+            avail = end - pos
+            if avail < 2:
+                return None
+            b0 = buf[pos]
+            b1 = buf[pos + 1]
+            length = b1 & 0x7F
+            header = 2
+            if length == 126:
+                if avail < 4:
+                    return None
+                (length,) = _unpack_16(buf, pos + 2)
+                header = 4
+            elif length == 127:
+                if avail < 10:
+                    return None
+                (length,) = _unpack_64(buf, pos + 2)
+                header = 10
+                if length >> 63:
+                    raise _violation("64-bit length with the most significant bit set")
+            # §5.1: clients mask every frame, servers none.
+            if b1 & 0x80:
+                if self._client:
+                    raise _violation("masked frame from the server")
+                if avail < header + 4:
+                    return None
+                key: bytes | None = bytes(buf[pos + header:pos + header + 4])
+                header += 4
+            else:
+                if not self._client:
+                    raise _violation("unmasked frame from the client")
+                key = None
+            opcode = b0 & 0x0F
+            fin = b0 & 0x80
+            rsv = b0 & 0x70
+            start = pos + header
+            if opcode >= 8:
+                # §5.5: control frames are short, never fragmented, never extended.
+                if not fin:
+                    raise _violation("fragmented control frame")
+                if length > MAX_CONTROL_PAYLOAD:
+                    raise _violation("control frame payload over 125 bytes")
+                if rsv:
+                    raise _violation("reserved bits set on a control frame")
+                if avail < header + length:
+                    return None
+                payload = bytes(buf[start:start + length])
+                if key is not None:
+                    payload = mask(payload, key)
+                self._pos = start + length
+                event = self._control(opcode, payload)
+                if event is not None:
+                    return event
+                continue
+            if opcode == Opcode.CONTINUATION:
+                if not self._msg_opcode:
+                    raise _violation("continuation frame without a message in progress")
+                if rsv:
+                    # RFC 7692 §6.1: RSV1 only on a message's first frame; others unknown.
+                    raise _violation("reserved bits set on a continuation frame")
+            elif opcode == Opcode.TEXT or opcode == Opcode.BINARY:
+                if self._msg_opcode:
+                    raise _violation("new message while a fragmented message is in progress")
+                if rsv:
+                    # §5.2: RSV bits need a negotiated extension that defines them.
+                    ext = self._extension
+                    if ext is None or rsv & ~ext.rsv_bits or not ext.begin_incoming(rsv):
+                        raise _violation("reserved bits set without a negotiated extension")
+                    self._msg_compressed = True
+                elif fin and avail >= header + length:
+                    # Fast path: a whole single-frame message already in the buffer.
+                    limit = self._limits.max_message_size
+                    if limit is not None and length > limit:
+                        raise _violation(f"message of {length} bytes exceeds {limit}",
+                                         CloseCode.MESSAGE_TOO_BIG)
+                    frame_limit = self._limits.max_frame_size
+                    if frame_limit is not None and length > frame_limit:
+                        raise _violation(f"frame of {length} bytes exceeds {frame_limit}",
+                                         CloseCode.MESSAGE_TOO_BIG)
+                    self._pos = stop = start + length
+                    if key is not None:
+                        data = mask(memoryview(buf)[start:stop], key)
+                    elif start == 0 and stop == end and type(buf) is bytes:
+                        data = buf
+                    else:
+                        data = bytes(memoryview(buf)[start:stop])
+                    if opcode == _BINARY:
+                        return Binary(data)
+                    try:
+                        return Text(data.decode("utf-8"))
+                    except UnicodeDecodeError:
+                        # §8.1: invalid UTF-8 in a text message fails the connection.
+                        raise _violation("invalid UTF-8 in a text message",
+                                         CloseCode.INVALID_FRAME_PAYLOAD_DATA) from None
+                self._msg_opcode = opcode
+            else:
+                raise _violation(f"reserved opcode {opcode:#x}")
+            self._check_frame_limits(length)
+            self._pos = start
+            self._frame_left = length
+            self._frame_fin = bool(fin)
+            self._frame_key = key
+            self._frame_offset = 0
+
+    def _check_frame_limits(self, length: int) -> None:
+        limits = self._limits
+        if limits.max_frame_size is not None and length > limits.max_frame_size:
+            raise _violation(f"frame of {length} bytes exceeds {limits.max_frame_size}",
+                             CloseCode.MESSAGE_TOO_BIG)
+        if (not self._msg_compressed and limits.max_message_size is not None
+                and self._msg_size + length > limits.max_message_size):
+            raise _violation(f"message exceeds {limits.max_message_size} bytes",
+                             CloseCode.MESSAGE_TOO_BIG)
+        self._msg_fragments += 1
+        if limits.max_fragments is not None and self._msg_fragments > limits.max_fragments:
+            raise _violation(f"message in more than {limits.max_fragments} frames",
+                             CloseCode.MESSAGE_TOO_BIG)
+
+    def _payload(self, buf: bytes | bytearray, start: int, stop: int) -> Event | None:
+        """Consume part of a data frame's payload; an event when there is one to give."""
+        size = stop - start
+        self._pos = stop
+        self._frame_left -= size
+        frame_done = self._frame_left == 0
+        final = frame_done and self._frame_fin
+        if frame_done:
+            self._frame_left = _NO_FRAME
+        key = self._frame_key
+        if key is not None and size:
+            phase = self._frame_offset & 3
+            if phase:
+                key = key[phase:] + key[:phase]
+            self._frame_offset += size
+            chunk = mask(memoryview(buf)[start:stop], key)
+        else:
+            chunk = bytes(memoryview(buf)[start:stop])
+        if not size and not final:
+            return None
+        limits = self._limits
+        if self._msg_compressed:
+            ext = self._extension
+            assert ext is not None
+            room = None if limits.max_message_size is None else \
+                limits.max_message_size - self._msg_size
+            try:
+                chunk = ext.decode(chunk, final, room)
+            except RemoteProtocolError as exc:
+                raise _Fail(exc) from None
+        self._msg_size += len(chunk)
+        if self._msg_opcode == _TEXT:
+            decoder = self._utf8
+            if decoder is None:
+                decoder = self._utf8 = _new_utf8_decoder()
+            try:
+                # Incremental: fails as soon as the bytes prove the text invalid (§8.1).
+                text = decoder.decode(chunk, final)
+            except UnicodeDecodeError:
+                raise _violation("invalid UTF-8 in a text message",
+                                 CloseCode.INVALID_FRAME_PAYLOAD_DATA) from None
+            if final:
+                self._end_message()
+            if self._streaming:
+                return Text(text, final) if text or final else None
+            return self._collect(text, final)
+        if final:
+            self._end_message()
+        if self._streaming:
+            return Binary(chunk, final) if chunk or final else None
+        return self._collect(chunk, final)
+
+    def _collect(self, piece: str | bytes, final: bool) -> Event | None:
+        parts = self._msg_parts
+        if final:
+            self._msg_parts = None
+            if isinstance(piece, str):
+                return Text("".join((*parts, piece)) if parts else piece)
+            return Binary(b"".join((*parts, piece)) if parts else piece)
+        if piece:
+            if parts is None:
+                self._msg_parts = [piece]  # type: ignore[assignment]
+            else:
+                parts.append(piece)  # type: ignore[arg-type]
+        return None
+
+    def _end_message(self) -> None:
+        self._msg_opcode = 0
+        self._msg_compressed = False
+        self._msg_size = 0
+        self._msg_fragments = 0
+        if self._utf8 is not None:
+            self._utf8.reset()
+
+    def _control(self, opcode: int, payload: bytes) -> Event | None:
+        if opcode == Opcode.PING:
+            # §5.5.2: answer with the same payload, unless we already sent a close.
+            if self._auto_pong and self._state is State.OPEN:
+                self._write(serialize_frame(Opcode.PONG, payload, masked=self._client))
+            return Ping(payload)
+        if opcode == Opcode.PONG:
+            return Pong(payload)
+        if opcode == Opcode.CLOSE:
+            try:
+                code, reason = parse_close_payload(payload)
+            except RemoteProtocolError as exc:
+                raise _Fail(exc) from None
+            if not self._close_sent:
+                # §5.5.1: reply with a close, echoing the code (none if none was given).
+                reply = b"" if code == CloseCode.NO_STATUS_RCVD else payload[:2]
+                self._write(serialize_frame(Opcode.CLOSE, reply, masked=self._client))
+                self._close_sent = True
+            self._finish(code, reason, None)
+            return self._events.pop(0)
+        raise _violation(f"reserved control opcode {opcode:#x}")
+
+    # ---------------------------------------------------------------- closing
+
+    def _finish(self, code: int, reason: str, error: RemoteProtocolError | None) -> None:
+        """Enter CLOSED: discard unread input, report once, and (server) close TCP first."""
+        self._state = State.CLOSED
+        self._buf = b""
+        self._pos = 0
+        self._msg_parts = None
+        self.close_code = code
+        self.close_reason = reason
+        if not self._client or error is not None or self._eof_received:
+            # §7.1.1: the server closes the TCP connection first; §7.1.7: a failing
+            # endpoint drops the connection without waiting.
+            self._want_eof()
+        if not self._closed_event:
+            self._closed_event = True
+            self._events.append(ConnectionClosed(code, reason, error))
+
+    def _fail(self, error: RemoteProtocolError) -> None:
+        """_Fail the WebSocket Connection_ (§7.1.7): send a close with the code, then drop."""
+        if self._state is not State.CONNECTING and not self._close_sent:
+            self._close_sent = True
+            reason = str(error)
+            encoded = reason.encode("utf-8")
+            if len(encoded) > MAX_CONTROL_PAYLOAD - 2:
+                reason = encoded[:MAX_CONTROL_PAYLOAD - 2].decode("utf-8", "ignore")
+            payload = build_close_payload(error.code, reason)
+            self._write(serialize_frame(Opcode.CLOSE, payload, masked=self._client))
+        self._finish(error.code, str(error), error)
+
+    def _want_eof(self) -> None:
+        if not self._eof_sent:
+            self._eof_pending = True
+
+    # ----------------------------------------------------------------- output
+
+    def _write(self, data: bytes) -> None:
+        self._out.append(data)
+
+    def data_to_send(self) -> bytes | _EOFType:
+        """Bytes to write to the transport; :data:`EOF` once it must be shut down; else b""."""
+        out = self._out
+        if out:
+            data = out[0] if len(out) == 1 else b"".join(out)
+            out.clear()
+            return data
+        if self._eof_pending and not self._eof_sent:
+            self._eof_sent = True
+            return EOF
+        return b""
+
+    # ---------------------------------------------------------------- sending
+
+    def _check_can_send(self) -> None:
+        if self._state is not State.OPEN:
+            if self._state is State.CONNECTING:
+                raise LocalProtocolError("the opening handshake is not complete")
+            raise LocalProtocolError("the connection is closing or closed")
+
+    def send(
+        self,
+        data: str | bytes | bytearray | memoryview,
+        *,
+        final: bool = True,
+        compress: bool | None = None,
+    ) -> None:
+        """Send a text (``str``) or binary message, or a part of one (``final=False``).
+
+        Parts of one message must all be ``str`` or all bytes-like. ``compress``
+        forces compression on or off for this message when an extension is
+        negotiated (None: the extension's threshold decides).
+        """
+        self._check_can_send()
+        if isinstance(data, str):
+            opcode = _TEXT
+            payload: bytes | bytearray | memoryview = data.encode("utf-8")
+        else:
+            opcode = _BINARY
+            payload = data
+        ext = self._extension
+        rsv = 0
+        if self._out_opcode:
+            if opcode != self._out_opcode:
+                raise LocalProtocolError("parts of one message must all be text or all binary")
+            frame_opcode: int = Opcode.CONTINUATION
+        else:
+            frame_opcode = opcode
+            if ext is not None:
+                rsv = ext.begin_outgoing(len(payload) if final else None, compress)
+            self._out_compressed = bool(rsv)
+        if self._out_compressed:
+            assert ext is not None
+            payload = ext.encode(bytes(payload), final)
+        self._out_opcode = 0 if final else opcode
+        size = self._fragment_size
+        masked = self._client
+        if size is None or len(payload) <= size:
+            self._out.append(serialize_frame(frame_opcode, payload, fin=final, rsv=rsv,
+                                             masked=masked))
+            return
+        view = memoryview(payload)
+        last = len(payload) - size
+        for offset in range(0, len(payload), size):
+            self._out.append(serialize_frame(
+                frame_opcode, view[offset:offset + size], fin=final and offset >= last,
+                rsv=rsv, masked=masked))
+            frame_opcode = Opcode.CONTINUATION
+            rsv = 0
+
+    def send_frame_bytes(self, frame: bytes) -> None:
+        """Queue a whole message already serialized by :func:`rfc6455.frames.serialize_frame`.
+
+        For fan-out: a server serializes a message once and hands the same bytes
+        to every connection. Server role only (client frames need fresh masks),
+        and not in the middle of a message sent in parts.
+        """
+        if self._client:
+            raise LocalProtocolError("clients must mask each frame; use send()")
+        self._check_can_send()
+        if self._out_opcode:
+            raise LocalProtocolError("a message sent in parts is in progress")
+        self._out.append(frame)
+
+    def ping(self, payload: bytes = b"") -> None:
+        """Send a ping (§5.5.2); the payload is at most 125 bytes."""
+        self._send_control(Opcode.PING, payload)
+
+    def pong(self, payload: bytes = b"") -> None:
+        """Send a pong, e.g. an unsolicited heartbeat (§5.5.3)."""
+        self._send_control(Opcode.PONG, payload)
+
+    def _send_control(self, opcode: int, payload: bytes) -> None:
+        self._check_can_send()
+        if len(payload) > MAX_CONTROL_PAYLOAD:
+            raise LocalProtocolError("control frame payload over 125 bytes")
+        self._out.append(serialize_frame(opcode, payload, masked=self._client))
+
+    def close(self, code: int | None = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
+        """Start the closing handshake (§7.1.2). Does nothing if a close was already sent.
+
+        ``code=None`` sends a close frame without a status code.
+        """
+        if self._state is State.CONNECTING:
+            raise LocalProtocolError("the opening handshake is not complete")
+        if self._close_sent or self._state is State.CLOSED:
+            return
+        try:
+            payload = build_close_payload(code, reason)
+        except ValueError as exc:
+            raise LocalProtocolError(str(exc)) from exc
+        self._out.append(serialize_frame(Opcode.CLOSE, payload, masked=self._client))
+        self._close_sent = True
+        self._state = State.CLOSING

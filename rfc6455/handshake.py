@@ -1,0 +1,392 @@
+"""The opening handshake (RFC 6455 §4), driven through h11.
+
+Each role has one small class that owns an ``h11.Connection``: it turns bytes
+into a handshake event and, once the decision is taken, produces the bytes of
+the answer. The engine (``connection.py``) calls it while in the CONNECTING
+state and hands the bytes left over after the head (``trailing_data``) to the
+frame reader.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import os
+from collections.abc import Iterable, Sequence
+from urllib.parse import urlsplit
+
+import h11
+
+from .errors import CloseCode, LocalProtocolError, RemoteProtocolError
+from .events import Accepted, ExtensionOffer, HTTPRequest, Rejected, Request
+from .extensions.base import (
+    ClientExtensionFactory,
+    Extension,
+    ExtensionParams,
+    NegotiationError,
+    ServerExtensionFactory,
+)
+from .headers import Headers, build_extensions_header, parse_extensions_header, parse_token_list
+
+__all__ = ["ClientHandshake", "ServerHandshake", "accept_token", "origin_allowed"]
+
+GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # §1.3
+SUPPORTED_VERSION = "13"  # §4.1 item 9
+MAX_REJECTION_BODY = 65536  # bytes of a non-101 response body kept for the caller
+
+ExtraHeaders = Iterable[tuple[str, str]]
+
+
+def accept_token(key: str) -> str:
+    """``Sec-WebSocket-Accept`` for ``key`` (§4.2.2 item 5.4)."""
+    digest = hashlib.sha1(key.encode("ascii") + GUID).digest()
+    return base64.b64encode(digest).decode("ascii")
+
+
+def _has_token(headers: Headers, name: str, token: str) -> bool:
+    try:
+        return any(t.lower() == token for t in parse_token_list(headers.get(name, "") or ""))
+    except ValueError:
+        return False
+
+
+def _parse_extension_offers(headers: Headers) -> tuple[ExtensionOffer, ...]:
+    offers: list[ExtensionOffer] = []
+    for value in headers.get_all("sec-websocket-extensions"):
+        offers.extend(ExtensionOffer(name, params) for name, params in
+                      parse_extensions_header(value))
+    return tuple(offers)
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
+
+
+def origin_allowed(origin: str | None, host: str | None, allowed: Sequence[str] | None) -> bool:
+    """The default origin policy (§10.2): protect browsers from cross-site hijacking.
+
+    Requests without ``Origin`` come from non-browser clients and pass. With an
+    explicit ``allowed`` list, the origin must be in it (``"*"`` allows all).
+    Without one, the origin's host and port must match the ``Host`` header:
+    a page may open a WebSocket to the server that served it.
+    """
+    if origin is None:
+        return True
+    if allowed is not None:
+        return "*" in allowed or origin in allowed
+    if host is None or origin == "null":
+        return False
+    parts = urlsplit(origin)
+    if not parts.scheme or not parts.hostname:
+        return False
+    try:
+        origin_port = parts.port or _DEFAULT_PORTS.get(parts.scheme.lower())
+    except ValueError:
+        return False
+    host_parts = urlsplit("//" + host)
+    try:
+        host_port = host_parts.port
+    except ValueError:
+        return False
+    if host_parts.hostname is None or host_parts.hostname != parts.hostname.lower():
+        return False
+    return host_port is None or host_port == origin_port
+
+
+class _Answer(Exception):
+    """Internal: the request must be answered with an HTTP error."""
+
+    def __init__(self, status: int, message: str, headers: ExtraHeaders = ()) -> None:
+        super().__init__(message)
+        self.status = status
+        self.headers = list(headers)
+
+
+def _error_response(status: int, message: str, extra: ExtraHeaders = ()) -> tuple[
+        int, list[tuple[str, str]], bytes]:
+    body = (message + "\n").encode("utf-8")
+    headers = [("content-type", "text/plain; charset=utf-8"), *extra]
+    return status, headers, body
+
+
+class ServerHandshake:
+    """Server role: parse a request, then answer it with 101 or an HTTP response."""
+
+    def __init__(
+        self,
+        *,
+        max_header_bytes: int,
+        origins: Sequence[str] | None,
+        subprotocols: Sequence[str],
+        extensions: Sequence[ServerExtensionFactory],
+    ) -> None:
+        self._h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=max_header_bytes)
+        self._origins = origins
+        self._subprotocols = tuple(subprotocols)
+        self._factories = tuple(extensions)
+        self._request: Request | HTTPRequest | None = None
+        self._key = ""
+        self.extension: Extension | None = None
+        self.subprotocol: str | None = None
+
+    def receive_data(self, data: bytes) -> None:
+        self._h11.receive_data(data)
+
+    def next_event(self) -> Request | HTTPRequest | RemoteProtocolError | None:
+        """The request once its head is complete; an error already answered; None for more data.
+
+        After an error is returned, :meth:`answer_error` gives the response bytes.
+        """
+        if self._request is not None:
+            return None
+        try:
+            event = self._h11.next_event()
+        except h11.RemoteProtocolError as exc:
+            status = exc.error_status_hint
+            return RemoteProtocolError(f"malformed HTTP request: {exc}",
+                                       CloseCode.PROTOCOL_ERROR, status)
+        if event is h11.NEED_DATA or event is h11.PAUSED:
+            return None
+        if isinstance(event, h11.ConnectionClosed):
+            return RemoteProtocolError("connection closed during the opening handshake",
+                                       CloseCode.ABNORMAL_CLOSURE, None)
+        assert isinstance(event, h11.Request), event
+        try:
+            self._request = self._check_request(event)
+        except _Answer as answer:
+            self._pending_error = answer
+            return RemoteProtocolError(str(answer), CloseCode.PROTOCOL_ERROR, answer.status)
+        return self._request
+
+    def _check_request(self, event: h11.Request) -> Request | HTTPRequest:
+        headers = Headers(event.headers)
+        method = event.method.decode("ascii")
+        target = event.target.decode("latin-1")
+        upgrade_present = _has_token(headers, "upgrade", "websocket")
+        if not upgrade_present and "sec-websocket-key" not in headers:
+            # Not a WebSocket request at all: the application may answer it.
+            return HTTPRequest(method, target, headers)
+        # §4.2.1: everything below must hold, else "400 Bad Request".
+        if method != "GET":
+            raise _Answer(400, "WebSocket upgrade requires GET")
+        if event.http_version < b"1.1":
+            raise _Answer(400, "WebSocket upgrade requires HTTP/1.1")
+        if not upgrade_present:
+            raise _Answer(400, "missing 'Upgrade: websocket'")
+        if not _has_token(headers, "connection", "upgrade"):
+            raise _Answer(400, "missing 'Connection: Upgrade'")
+        keys = headers.get_all("sec-websocket-key")
+        if len(keys) != 1:
+            raise _Answer(400, "expected exactly one Sec-WebSocket-Key")
+        try:
+            raw_key = base64.b64decode(keys[0].strip().encode("ascii"), validate=True)
+        except (binascii.Error, UnicodeEncodeError):
+            raw_key = b""
+        if len(raw_key) != 16:
+            raise _Answer(400, "Sec-WebSocket-Key is not 16 bytes in base64")
+        # §4.2.2 / §4.4: an unsupported (or missing) version gets 426 and the one we speak.
+        versions = headers.get_all("sec-websocket-version")
+        if [v.strip() for v in versions] != [SUPPORTED_VERSION]:
+            raise _Answer(426, "unsupported WebSocket version",
+                          [("sec-websocket-version", SUPPORTED_VERSION)])
+        if not origin_allowed(headers.get("origin"), headers.get("host"), self._origins):
+            raise _Answer(403, "origin not allowed")
+        try:
+            subprotocols = tuple(parse_token_list(headers.get("sec-websocket-protocol", "") or ""))
+            extensions = _parse_extension_offers(headers)
+        except ValueError as exc:
+            raise _Answer(400, str(exc)) from exc
+        self._key = keys[0].strip()
+        return Request(target, headers, subprotocols, extensions)
+
+    def select_subprotocol(self, request: Request) -> str | None:
+        """The first of the server's subprotocols that the client offered (§4.2.2 item 5.4)."""
+        for candidate in self._subprotocols:
+            if candidate in request.subprotocols:
+                return candidate
+        return None
+
+    def accept(self, subprotocol: str | None, extra_headers: ExtraHeaders) -> bytes:
+        request = self._request
+        if not isinstance(request, Request):
+            raise LocalProtocolError("no WebSocket request to accept")
+        if subprotocol is not None and subprotocol not in request.subprotocols:
+            raise LocalProtocolError(f"subprotocol {subprotocol!r} was not offered by the client")
+        headers: list[tuple[str, str]] = [
+            ("upgrade", "websocket"),
+            ("connection", "Upgrade"),
+            ("sec-websocket-accept", accept_token(self._key)),
+        ]
+        if subprotocol is not None:
+            headers.append(("sec-websocket-protocol", subprotocol))
+        response_ext = self._negotiate_extension(request)
+        if response_ext is not None:
+            headers.append(("sec-websocket-extensions", response_ext))
+        headers.extend(extra_headers)
+        self.subprotocol = subprotocol
+        return self._h11.send(h11.InformationalResponse(status_code=101, headers=headers)) or b""
+
+    def _negotiate_extension(self, request: Request) -> str | None:
+        # At most one extension is negotiated; the first factory with an acceptable
+        # offer wins (RFC 7692 §5: the server picks one offer per extension).
+        for factory in self._factories:
+            offers = [offer.params for offer in request.extensions if offer.name == factory.name]
+            if not offers:
+                continue
+            chosen = factory.negotiate(offers)
+            if chosen is not None:
+                params, self.extension = chosen
+                return build_extensions_header([(factory.name, params)])
+        return None
+
+    def trailing_data(self) -> bytes:
+        """Bytes the client sent after its request head: the first frames."""
+        return bytes(self._h11.trailing_data[0])
+
+    def respond(self, status: int, headers: ExtraHeaders, body: bytes) -> bytes:
+        """An HTTP response that ends the connection (a rejection, or a plain HTTP answer)."""
+        if self._request is None and self._h11.their_state is h11.ERROR:
+            # Answering a request h11 could not parse: h11 refuses to send in its
+            # error state, so use a fresh one that has seen a minimal request.
+            fresh = h11.Connection(h11.SERVER)
+            fresh.receive_data(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            fresh.next_event()
+            conn = fresh
+        else:
+            conn = self._h11
+        all_headers = [(k.lower(), v) for k, v in headers
+                       if k.lower() not in ("content-length", "connection")]
+        all_headers += [("content-length", str(len(body))), ("connection", "close")]
+        try:
+            out = conn.send(h11.Response(status_code=status, headers=all_headers)) or b""
+        except h11.LocalProtocolError as exc:
+            raise LocalProtocolError(f"cannot send this response: {exc}") from exc
+        if body:
+            out += conn.send(h11.Data(data=body)) or b""
+        out += conn.send(h11.EndOfMessage()) or b""
+        return out
+
+    def answer_error(self, error: RemoteProtocolError) -> bytes:
+        extra = getattr(self, "_pending_error", None)
+        status = error.status or 400
+        text = str(error)
+        status, headers, body = _error_response(
+            status, text, extra.headers if extra is not None else ())
+        return self.respond(status, headers, body)
+
+
+class ClientHandshake:
+    """Client role: build the request, then validate the server's response (§4.1)."""
+
+    def __init__(
+        self,
+        *,
+        host: str,
+        target: str,
+        origin: str | None,
+        subprotocols: Sequence[str],
+        extensions: Sequence[ClientExtensionFactory],
+        extra_headers: ExtraHeaders,
+        max_header_bytes: int,
+    ) -> None:
+        self._h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=max_header_bytes)
+        # §4.1 item 7: 16 fresh random bytes per connection.
+        self.key = base64.b64encode(os.urandom(16)).decode("ascii")
+        self._subprotocols = tuple(subprotocols)
+        self._factories = tuple(extensions)
+        self._rejected: tuple[int, Headers] | None = None
+        self._body = bytearray()
+        self.extension: Extension | None = None
+        headers: list[tuple[str, str]] = [
+            ("host", host),
+            ("upgrade", "websocket"),
+            ("connection", "Upgrade"),
+            ("sec-websocket-key", self.key),
+            ("sec-websocket-version", SUPPORTED_VERSION),
+        ]
+        if origin is not None:
+            headers.append(("origin", origin))
+        if self._subprotocols:
+            headers.append(("sec-websocket-protocol", ", ".join(self._subprotocols)))
+        offers: list[tuple[str, ExtensionParams]] = [
+            (factory.name, params) for factory in self._factories for params in factory.offers()
+        ]
+        if offers:
+            headers.append(("sec-websocket-extensions", build_extensions_header(offers)))
+        headers.extend(extra_headers)
+        request = h11.Request(method="GET", target=target, headers=headers)
+        self.request_headers = Headers(headers)
+        self.request_bytes = (self._h11.send(request) or b"") + (
+            self._h11.send(h11.EndOfMessage()) or b"")
+
+    def receive_data(self, data: bytes) -> None:
+        self._h11.receive_data(data)
+
+    def next_event(self) -> Accepted | Rejected | RemoteProtocolError | None:
+        """The verdict on the response once it is known; None while more data is needed."""
+        while True:
+            try:
+                event = self._h11.next_event()
+            except h11.RemoteProtocolError as exc:
+                return RemoteProtocolError(f"malformed HTTP response: {exc}")
+            if event is h11.NEED_DATA or event is h11.PAUSED:
+                return None
+            if isinstance(event, h11.InformationalResponse):
+                if event.status_code == 101:
+                    return self._check_response(Headers(event.headers))
+                continue  # §4.1: other 1xx are not the answer; 100 Continue etc. are skipped
+            if isinstance(event, h11.Response):
+                self._rejected = (event.status_code, Headers(event.headers))
+            elif isinstance(event, h11.Data):
+                room = MAX_REJECTION_BODY - len(self._body)
+                self._body += event.data[:room]
+            elif isinstance(event, (h11.EndOfMessage, h11.ConnectionClosed)):
+                if self._rejected is None:
+                    return RemoteProtocolError("connection closed during the opening handshake",
+                                               CloseCode.ABNORMAL_CLOSURE)
+                status, headers = self._rejected
+                return Rejected(status, headers, bytes(self._body))
+
+    def _check_response(self, headers: Headers) -> Accepted | RemoteProtocolError:
+        upgrade = [t.lower() for t in _tokens(headers.get("upgrade"))]
+        if upgrade != ["websocket"]:
+            return RemoteProtocolError("101 response without 'Upgrade: websocket'")
+        if not _has_token(headers, "connection", "upgrade"):
+            return RemoteProtocolError("101 response without 'Connection: Upgrade'")
+        if headers.get_all("sec-websocket-accept") != [accept_token(self.key)]:
+            return RemoteProtocolError("wrong Sec-WebSocket-Accept")
+        subprotocol: str | None = None
+        values = headers.get_all("sec-websocket-protocol")
+        if values:
+            chosen = _tokens(", ".join(values))
+            if len(chosen) != 1 or chosen[0] not in self._subprotocols:
+                return RemoteProtocolError(f"server chose a subprotocol not offered: {values!r}")
+            subprotocol = chosen[0]
+        try:
+            names = self._accept_extensions(headers)
+        except (ValueError, NegotiationError) as exc:
+            return RemoteProtocolError(f"unacceptable extensions: {exc}",
+                                       CloseCode.MANDATORY_EXTENSION)
+        return Accepted(headers, subprotocol, names)
+
+    def _accept_extensions(self, headers: Headers) -> tuple[str, ...]:
+        accepted = []
+        for offer in _parse_extension_offers(headers):
+            factory = next((f for f in self._factories if f.name == offer.name), None)
+            if factory is None:
+                raise NegotiationError(f"{offer.name} was not offered")
+            if self.extension is not None:
+                raise NegotiationError("more than one extension in the response")
+            self.extension = factory.accept(offer.params)
+            accepted.append(offer.name)
+        return tuple(accepted)
+
+    def trailing_data(self) -> bytes:
+        return bytes(self._h11.trailing_data[0])
+
+
+def _tokens(value: str | None) -> list[str]:
+    try:
+        return parse_token_list(value or "")
+    except ValueError:
+        return []
