@@ -1,0 +1,202 @@
+"""Broadcast fan-out: serialize once, write the same bytes everywhere, bound every client.
+
+Theory of operation
+-------------------
+A message to broadcast becomes at most a handful of frames, whatever the number
+of clients: one uncompressed frame (server frames are not masked, RFC 6455
+§5.1, so the same bytes are valid on every connection) and one compressed frame
+per set of permessage-deflate parameters among connections whose server side
+resets its context between messages (``server_no_context_takeover``, RFC 7692
+§7.1.1.1): for them a message compresses the same way every time. A connection
+that keeps its compression context must compress each message itself; the hub
+hands it the message instead of a frame.
+
+Each member reports how many bytes wait to be written to it. Past the hub's
+``buffer_limit`` the member is a slow client: the message is dropped for it
+(counted and logged), or it is closed with 1008/1013 (RFC 6455 §7.4.1) -- it
+never delays anyone else and never makes the server hold more than the limit
+(plus one message) for it. The hub is used from one event loop (asyncio) or
+from many threads (sync backend); its own state is guarded by a lock that is
+never held while writing.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import zlib
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from ..frames import RSV1, Opcode, serialize_frame
+
+__all__ = ["Hub", "Member"]
+
+logger = logging.getLogger("rfc6455.broadcast")
+
+_TAIL = b"\x00\x00\xff\xff"  # RFC 7692 §7.2.1: removed after a sync flush
+
+
+class Member(Protocol):
+    """One connection as the hub sees it; implemented by each backend's glue."""
+
+    def pending(self) -> int:
+        """Bytes queued for this connection and not yet handed to the kernel."""
+        ...
+
+    def write_frame(self, frame: bytes) -> bool:
+        """Queue a whole serialized server frame; False if the connection takes no more."""
+        ...
+
+    def write_message(self, message: str | bytes) -> bool:
+        """Queue a message this connection compresses with its own context."""
+        ...
+
+    def close_slow(self, code: int, reason: str) -> None:
+        """Start closing this connection because it does not keep up."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class _Deflate:
+    """Parameters a compressed frame depends on; equal ones can share the frame."""
+
+    window_bits: int
+    level: int
+    mem_level: int
+
+
+@dataclass(slots=True)
+class _Entry:
+    member: Member
+    label: str
+    share: _Deflate | None  # compressed frames shareable with equal parameters
+    own_compression: bool  # compresses with a context of its own: gets messages
+    threshold: int  # messages shorter than this go out uncompressed
+    dropped: int = 0
+
+
+def _sharing(extension: Any) -> tuple[_Deflate | None, bool, int]:
+    """How a connection with ``extension`` negotiated can take broadcast frames.
+
+    Returns (shared parameters, own compression, threshold). A connection with
+    no extension takes the plain frame. The permessage-deflate extension is read
+    through its public attributes; anything unrecognized compresses on its own,
+    which is always correct, only slower.
+    """
+    if extension is None:
+        return None, False, 0
+    if getattr(extension, "name", None) != "permessage-deflate":
+        return None, True, 0
+    threshold = int(getattr(extension, "threshold", 0) or 0)
+    if getattr(extension, "server_no_context_takeover", False) is True:
+        bits = getattr(extension, "server_max_window_bits", None) or 15
+        level = getattr(extension, "level", None)
+        mem_level = getattr(extension, "mem_level", None)
+        if isinstance(level, int) and isinstance(mem_level, int):
+            return _Deflate(int(bits), level, mem_level), False, threshold
+    return None, True, threshold
+
+
+def _deflate(payload: bytes, params: _Deflate) -> bytes:
+    # zlib cannot produce raw deflate with an 8-bit window; 9 is what the
+    # extension itself falls back to, so the output is the same.
+    compressor = zlib.compressobj(params.level, zlib.DEFLATED, -max(params.window_bits, 9),
+                                  params.mem_level)
+    data = compressor.compress(payload) + compressor.flush(zlib.Z_SYNC_FLUSH)
+    return data[:-4] if data.endswith(_TAIL) else data
+
+
+class Hub:
+    """The set of connected members and the fan-out to them.
+
+    ``policy`` is ``"drop"`` or ``"close"``; ``close_code`` 1008 or 1013.
+    """
+
+    def __init__(self, *, buffer_limit: int = 1024 * 1024, policy: str = "drop",
+                 close_code: int = 1008) -> None:
+        if policy not in ("drop", "close"):
+            raise ValueError(f"unknown slow-client policy {policy!r}")
+        self.buffer_limit = buffer_limit
+        self.policy = policy
+        self.close_code = close_code
+        self._lock = threading.Lock()
+        self._entries: dict[Member, _Entry] = {}
+        self._snapshot: tuple[_Entry, ...] = ()
+        #: Messages broadcast, deliveries queued, deliveries dropped, clients closed as slow.
+        self.messages = 0
+        self.delivered = 0
+        self.dropped = 0
+        self.closed_slow = 0
+
+    def __len__(self) -> int:
+        return len(self._snapshot)
+
+    def join(self, member: Member, extension: Any = None, label: str = "") -> None:
+        """Add a member; ``extension`` is the one its connection negotiated, if any."""
+        share, own, threshold = _sharing(extension)
+        entry = _Entry(member, label or repr(member), share, own, threshold)
+        with self._lock:
+            self._entries[member] = entry
+            self._snapshot = tuple(self._entries.values())
+
+    def leave(self, member: Member) -> None:
+        with self._lock:
+            entry = self._entries.pop(member, None)
+            self._snapshot = tuple(self._entries.values())
+        if entry is not None and entry.dropped:
+            logger.info("%s left; %d broadcast messages were dropped for it",
+                        entry.label, entry.dropped)
+
+    def broadcast(self, message: str | bytes) -> int:
+        """Queue ``message`` for every member; returns how many members took it."""
+        if isinstance(message, str):
+            opcode: int = Opcode.TEXT
+            payload = message.encode("utf-8")
+        else:
+            opcode = Opcode.BINARY
+            payload = bytes(message)
+        size = len(payload)
+        plain: bytes | None = None
+        compressed: dict[_Deflate, bytes] = {}
+        limit = self.buffer_limit
+        taken = 0
+        for entry in self._snapshot:
+            member = entry.member
+            pending = member.pending()
+            # A message larger than the limit still reaches a client that has caught up.
+            if pending and pending + size > limit:
+                self._slow(entry)
+                continue
+            if size < entry.threshold or (entry.share is None and not entry.own_compression):
+                if plain is None:
+                    plain = serialize_frame(opcode, payload)
+                ok = member.write_frame(plain)
+            elif entry.share is not None:
+                frame = compressed.get(entry.share)
+                if frame is None:
+                    frame = compressed[entry.share] = serialize_frame(
+                        opcode, _deflate(payload, entry.share), rsv=RSV1)
+                ok = member.write_frame(frame)
+            else:
+                ok = member.write_message(message)
+            taken += ok
+        self.messages += 1
+        self.delivered += taken
+        return taken
+
+    def _slow(self, entry: _Entry) -> None:
+        if self.policy == "drop":
+            entry.dropped += 1
+            self.dropped += 1
+            if entry.dropped == 1 or entry.dropped % 1000 == 0:
+                logger.warning("%s is not reading: %d broadcast messages dropped for it so far",
+                               entry.label, entry.dropped)
+            return
+        with self._lock:
+            if self._entries.pop(entry.member, None) is None:
+                return  # another thread closed it already
+            self._snapshot = tuple(self._entries.values())
+        self.closed_slow += 1
+        logger.warning("%s is not reading: closing it with %d", entry.label, self.close_code)
+        entry.member.close_slow(self.close_code, "client too slow for broadcast")
