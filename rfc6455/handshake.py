@@ -126,10 +126,16 @@ class ServerHandshake:
         self._factories = tuple(extensions)
         self._request: Request | HTTPRequest | None = None
         self._key = ""
+        # h11 bounds only an incomplete head; a whole head arriving at once is
+        # measured here (§10.7: bound what the peer controls).
+        self._max_header_bytes = max_header_bytes
+        self._received = 0
+        self._head_request = False
         self.extension: Extension | None = None
         self.subprotocol: str | None = None
 
     def receive_data(self, data: bytes) -> None:
+        self._received += len(data)
         self._h11.receive_data(data)
 
     def next_event(self) -> Request | HTTPRequest | RemoteProtocolError | None:
@@ -151,6 +157,9 @@ class ServerHandshake:
             return RemoteProtocolError("connection closed during the opening handshake",
                                        CloseCode.ABNORMAL_CLOSURE, None)
         assert isinstance(event, h11.Request), event
+        self._head_request = event.method == b"HEAD"
+        if self._received - len(self._h11.trailing_data[0]) > self._max_header_bytes:
+            return RemoteProtocolError("request head too large", CloseCode.PROTOCOL_ERROR, 431)
         try:
             self._request = self._check_request(event)
         except _Answer as answer:
@@ -261,7 +270,8 @@ class ServerHandshake:
             out = conn.send(h11.Response(status_code=status, headers=all_headers)) or b""
         except h11.LocalProtocolError as exc:
             raise LocalProtocolError(f"cannot send this response: {exc}") from exc
-        if body:
+        if body and not self._head_request:
+            # A response to HEAD announces the body's length but carries no body.
             out += conn.send(h11.Data(data=body)) or b""
         out += conn.send(h11.EndOfMessage()) or b""
         return out
@@ -296,6 +306,9 @@ class ClientHandshake:
         self._factories = tuple(extensions)
         self._rejected: tuple[int, Headers] | None = None
         self._body = bytearray()
+        self._max_header_bytes = max_header_bytes
+        self._received = 0
+        self._eof = False
         self.extension: Extension | None = None
         headers: list[tuple[str, str]] = [
             ("host", host),
@@ -320,6 +333,8 @@ class ClientHandshake:
             self._h11.send(h11.EndOfMessage()) or b"")
 
     def receive_data(self, data: bytes) -> None:
+        self._received += len(data)
+        self._eof = self._eof or not data
         self._h11.receive_data(data)
 
     def next_event(self) -> Accepted | Rejected | RemoteProtocolError | None:
@@ -328,9 +343,18 @@ class ClientHandshake:
             try:
                 event = self._h11.next_event()
             except h11.RemoteProtocolError as exc:
+                if self._eof and self._rejected is None:
+                    # The head was cut short by EOF: nothing to answer, report 1006.
+                    return RemoteProtocolError(
+                        "connection closed during the opening handshake",
+                        CloseCode.ABNORMAL_CLOSURE)
                 return RemoteProtocolError(f"malformed HTTP response: {exc}")
             if event is h11.NEED_DATA or event is h11.PAUSED:
                 return None
+            if isinstance(event, (h11.InformationalResponse, h11.Response)) and (
+                    self._received - len(self._h11.trailing_data[0]) > self._max_header_bytes):
+                return RemoteProtocolError("response head too large",
+                                           CloseCode.MESSAGE_TOO_BIG)
             if isinstance(event, h11.InformationalResponse):
                 if event.status_code == 101:
                     return self._check_response(Headers(event.headers))
