@@ -385,13 +385,15 @@ class Connection:
                     self._msg_compressed = True
                 elif fin and avail >= header + length:
                     # Fast path: a whole single-frame message already in the buffer.
-                    limit = self._limits.max_message_size
-                    if limit is not None and length > limit:
-                        raise _violation(f"message of {length} bytes exceeds {limit}",
-                                         CloseCode.MESSAGE_TOO_BIG)
+                    # Same checks, order and wording as _check_frame_limits, so that
+                    # how the bytes were split never changes the close reason.
                     frame_limit = self._limits.max_frame_size
                     if frame_limit is not None and length > frame_limit:
                         raise _violation(f"frame of {length} bytes exceeds {frame_limit}",
+                                         CloseCode.MESSAGE_TOO_BIG)
+                    limit = self._limits.max_message_size
+                    if limit is not None and length > limit:
+                        raise _violation(f"message exceeds {limit} bytes",
                                          CloseCode.MESSAGE_TOO_BIG)
                     self._pos = stop = start + length
                     if key is not None:

@@ -20,6 +20,12 @@ from collections.abc import Callable
 __all__ = ["mask", "mask_inplace", "mask_python"]
 
 _from_bytes = int.from_bytes
+# Short payloads (control frames, 7-bit lengths): the key as an integer times
+# _REPEAT[n] is the key repeated over n bytes rounded up to a multiple of 4;
+# _LOW[n] trims it to n bytes. Two table lookups replace building key * k.
+_SHORT = 126
+_REPEAT = [sum(1 << (32 * i) for i in range((n + 3) >> 2)) for n in range(_SHORT)]
+_LOW = [(1 << (8 * n)) - 1 for n in range(_SHORT)]
 # Payloads at least this long take the translate path (the measured crossover).
 _TRANSLATE_MIN = 1536
 # XOR tables, one per key byte value, built when first needed (256 bytes each).
@@ -33,14 +39,15 @@ def _table(value: int) -> bytes:
     return table
 
 
-def mask_python(data: bytes | bytearray | memoryview, key: bytes) -> bytes:
+def mask_python(data: bytes | bytearray | memoryview, key: bytes | bytearray) -> bytes:
     """XOR ``data`` with ``key`` repeated; returns new ``bytes``."""
     size = len(data)
+    if size < _SHORT:
+        pattern = _from_bytes(key, "little") * _REPEAT[size] & _LOW[size]
+        return (_from_bytes(data, "little") ^ pattern).to_bytes(size, "little")
     if size < _TRANSLATE_MIN:
-        if not size:
-            return b""
         # Both operands as integers: CPython XORs machine words in C.
-        repeated = (key * ((size + 3) >> 2))[:size] if size > 4 else key[:size]
+        repeated = (key * ((size + 3) >> 2))[:size]
         value = _from_bytes(data, "little") ^ _from_bytes(repeated, "little")
         return value.to_bytes(size, "little")
     out = bytearray(data)
@@ -48,13 +55,13 @@ def mask_python(data: bytes | bytearray | memoryview, key: bytes) -> bytes:
     return bytes(out)
 
 
-def _translate_lanes(out: bytearray, key: bytes) -> None:
+def _translate_lanes(out: bytearray, key: bytes | bytearray) -> None:
     # Byte i is XORed with key[i % 4]: each strided lane is one table lookup pass.
     for lane in range(4):
         out[lane::4] = out[lane::4].translate(_table(key[lane]))
 
 
-def mask_inplace_python(buffer: bytearray, key: bytes) -> None:
+def mask_inplace_python(buffer: bytearray, key: bytes | bytearray) -> None:
     """XOR ``buffer`` with ``key`` repeated, in place."""
     if len(buffer) < _TRANSLATE_MIN:
         buffer[:] = mask_python(buffer, key)
@@ -62,8 +69,8 @@ def mask_inplace_python(buffer: bytearray, key: bytes) -> None:
         _translate_lanes(buffer, key)
 
 
-mask: Callable[[bytes | bytearray | memoryview, bytes], bytes] = mask_python
-mask_inplace: Callable[[bytearray, bytes], None] = mask_inplace_python
+mask: Callable[[bytes | bytearray | memoryview, bytes | bytearray], bytes] = mask_python
+mask_inplace: Callable[[bytearray, bytes | bytearray], None] = mask_inplace_python
 
 if not os.environ.get("RFC6455_NO_EXTENSIONS"):
     try:

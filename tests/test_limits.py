@@ -152,3 +152,14 @@ def test_10_4_limits_can_be_lifted() -> None:
     server = open_server(limits=Limits(max_message_size=None, max_fragments=None))
     data = b"".join(cframe(CONT if i else BINARY, b"y", fin=i == 4999) for i in range(5000))
     assert feed(server, data) == [Binary(b"y" * 5000)]
+
+
+def test_10_4_failure_reason_does_not_depend_on_how_bytes_arrive() -> None:
+    """Regression: a whole frame and the same frame in pieces failed with different reasons."""
+    limits = Limits(max_message_size=300, max_frame_size=150)
+    for size in (200, 400):
+        data = cframe(BINARY, b"x" * size)
+        whole = closed_event(feed(open_server(limits=limits), data))
+        split = closed_event(feed(open_server(limits=limits), data, 5))
+        assert whole == split
+        assert whole.code == 1009 and whole.reason == f"frame of {size} bytes exceeds 150"

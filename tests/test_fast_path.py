@@ -1,0 +1,131 @@
+"""The parser's fast path for whole small frames changes nothing observable (§5.2, §5.3).
+
+A frame takes the fast path only when it is complete in the buffer, so feeding
+the same bytes one at a time forces the general path. For any stream of frames,
+valid or not, both ways must give the same events, the same bytes to send, and
+the same close. This holds with and without the C accelerator (CI runs both).
+"""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rfc6455 import ConnectionClosed, Event, Limits, Text
+
+from .helpers import (
+    BINARY,
+    CLOSE,
+    CONT,
+    PING,
+    TEXT,
+    close_payload,
+    drain,
+    frame,
+    open_client,
+    open_server,
+    parse_frames,
+)
+
+Outcome = tuple[list[object], list[object], bool]
+
+
+def _outcome(events: list[Event], written: bytes, eof: bool) -> Outcome:
+    """What the application and the peer see. For a close, only its code: two checks of
+    the general path word the same 1009 differently depending on how the frame arrived."""
+    shown: list[object] = [
+        ("closed", e.code, type(e.error)) if isinstance(e, ConnectionClosed) else e
+        for e in events
+    ]
+    frames: list[object] = [
+        ("close", f.close_code) if f.opcode == CLOSE else f for f in parse_frames(written)
+    ]
+    return shown, frames, eof
+
+
+@st.composite
+def frames(draw: st.DrawFn, masked_default: bool) -> bytes:
+    opcode = draw(st.sampled_from([TEXT, TEXT, BINARY, BINARY, CONT, PING, CLOSE, 0x3, 0xB]))
+    if opcode == TEXT and draw(st.booleans()):
+        payload = draw(st.text(max_size=40)).encode()
+    else:
+        payload = draw(st.binary(max_size=140))
+    if opcode == CLOSE:
+        payload = close_payload(1000, b"bye")
+    fin = draw(st.sampled_from([True, True, True, False]))
+    rsv = draw(st.sampled_from([0, 0, 0, 0x40, 0x10]))
+    masked = draw(st.sampled_from([masked_default] * 5 + [not masked_default]))
+    form = draw(st.sampled_from([None, None, None, 16]))
+    key = draw(st.binary(min_size=4, max_size=4))
+    return frame(opcode, payload, fin=fin, rsv=rsv, masked=masked, key=key, form=form)
+
+
+limits = st.builds(
+    Limits,
+    max_message_size=st.sampled_from([None, 0, 5, 16, 200, 1 << 20]),
+    max_frame_size=st.sampled_from([None, 3, 16, 1 << 20]),
+)
+
+
+def _run(server: bool, limit: Limits, stream: bytes, sizes: list[int]) -> Outcome:
+    conn = open_server(limits=limit) if server else open_client(limits=limit)
+    events: list[Event] = []
+    position = 0
+    for size in sizes:
+        if position >= len(stream):
+            break
+        conn.receive_data(stream[position:position + size])
+        position += size
+        events.extend(conn.events())
+    if position < len(stream):
+        conn.receive_data(stream[position:])
+        events.extend(conn.events())
+    written, eof = drain(conn)
+    return _outcome(events, written, eof)
+
+
+@pytest.mark.parametrize("server", [True, False], ids=["server", "client"])
+@settings(max_examples=150, deadline=None)
+@given(data=st.data(), limit=limits)
+def test_fast_path_matches_general_path_section_5_2(
+    server: bool, data: st.DataObject, limit: Limits
+) -> None:
+    stream = b"".join(data.draw(st.lists(frames(masked_default=server), max_size=12)))
+    whole = _run(server, limit, stream, [len(stream) or 1])
+    one_by_one = _run(server, limit, stream, [1] * len(stream))
+    assert whole == one_by_one
+    sizes = data.draw(st.lists(st.integers(1, 64), max_size=len(stream)))
+    assert _run(server, limit, stream, sizes) == whole
+
+
+@pytest.mark.parametrize("server", [True, False], ids=["server", "client"])
+def test_fast_path_after_a_split_frame_section_5_2(server: bool) -> None:
+    """Once a frame arrived in pieces the buffer is a bytearray; later whole frames still parse."""
+    conn = open_server() if server else open_client()
+    first = frame(TEXT, b"split across reads", masked=server)
+    rest = b"".join(frame(op, b"x" * n, masked=server) for op, n in [(TEXT, 5), (BINARY, 125)])
+    conn.receive_data(first[:7])
+    assert list(conn.events()) == []
+    conn.receive_data(first[7:] + rest)
+    got = list(conn.events())
+    assert got[0] == Text("split across reads")
+    assert got[1] == Text("xxxxx")
+    assert got[2].data == b"x" * 125  # type: ignore[union-attr]
+    assert type(got[2].data) is bytes  # type: ignore[union-attr]
+
+
+def test_fast_path_invalid_utf8_fails_with_1007_section_8_1() -> None:
+    conn = open_server()
+    conn.receive_data(frame(TEXT, b"ok", masked=True) + frame(TEXT, b"\xff\xfe", masked=True))
+    got = list(conn.events())
+    assert got[0] == Text("ok")
+    assert isinstance(got[1], ConnectionClosed) and got[1].code == 1007
+
+
+def test_fast_path_respects_message_limit_section_10_4() -> None:
+    conn = open_server(limits=Limits(max_message_size=4))
+    conn.receive_data(frame(TEXT, b"four", masked=True) + frame(TEXT, b"fives", masked=True))
+    got = list(conn.events())
+    assert got[0] == Text("four")
+    assert isinstance(got[1], ConnectionClosed) and got[1].code == 1009
