@@ -122,6 +122,7 @@ class Connection:
         "_eof_sent",
         "_events",
         "_extension",
+        "_fast_limit",
         "_fragment_size",
         "_frame_fin",
         "_frame_key",
@@ -157,6 +158,11 @@ class Connection:
             raise ValueError("fragment_size must be positive")
         self._client = client
         self._limits = limits
+        # The largest payload a single-frame message may have (both limits), for _read's
+        # fast path; 2**63 stands for no limit (§5.2 lengths are below 2**63).
+        self._fast_limit = min(2**63 if limits.max_message_size is None
+                               else limits.max_message_size,
+                               2**63 if limits.max_frame_size is None else limits.max_frame_size)
         self._streaming = streaming
         self._auto_pong = auto_pong
         self._fragment_size = fragment_size
@@ -320,6 +326,37 @@ class Connection:
                 return None
             b0 = buf[pos]
             b1 = buf[pos + 1]
+            if (b0 == 0x81 or b0 == 0x82) and not self._msg_opcode:
+                # Fast path for the common case, with no behaviour of its own: a whole
+                # unfragmented text/binary frame (FIN, no RSV bits), 7-bit length, masked
+                # as §5.1 requires of the peer, within the limits. Anything else, errors
+                # included, goes through the general code below.
+                length = b1 & 0x7F
+                if length < 126 and length <= self._fast_limit:
+                    if b1 & 0x80:
+                        stop = pos + 6 + length
+                        if stop <= end and not self._client:
+                            self._pos = stop
+                            payload = mask(buf[pos + 6:stop], buf[pos + 2:pos + 6])
+                            if b0 == 0x82:
+                                return Binary(payload)
+                            try:
+                                return Text(payload.decode("utf-8"))
+                            except UnicodeDecodeError:
+                                raise _violation("invalid UTF-8 in a text message",
+                                                 CloseCode.INVALID_FRAME_PAYLOAD_DATA) from None
+                    else:
+                        stop = pos + 2 + length
+                        if stop <= end and self._client:
+                            self._pos = stop
+                            if b0 == 0x82:
+                                return Binary(buf[pos + 2:stop] if type(buf) is bytes
+                                              else bytes(buf[pos + 2:stop]))
+                            try:
+                                return Text(str(buf[pos + 2:stop], "utf-8"))
+                            except UnicodeDecodeError:
+                                raise _violation("invalid UTF-8 in a text message",
+                                                 CloseCode.INVALID_FRAME_PAYLOAD_DATA) from None
             length = b1 & 0x7F
             header = 2
             if length == 126:
