@@ -1,0 +1,1 @@
+"""Autobahn TestSuite conformance (via kosoku): runner, echo peers, pytest entry."""

@@ -1,0 +1,181 @@
+"""A stand-in echo server and echo client driven directly by the engine.
+
+Clearly a test fixture, not a product: one thread per connection over blocking
+sockets, so the whole Autobahn suite can run against the sans-I/O engine itself,
+independently of the asyncio and sync adapters. The loop shows the engine's
+contract: feed bytes, handle each event *before* pulling the next (so the echo
+of a good message is queued before the close a later bad frame causes), then
+write everything ``data_to_send()`` returns, shutting the socket down on EOF.
+
+    python -m tests.conformance.standin server [--port 0]   # prints "PORT <n>"
+    python -m tests.conformance.standin client ws://127.0.0.1:9001 AGENT
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import socket
+import threading
+from collections.abc import Sequence
+from urllib.parse import quote
+
+from rfc6455 import (
+    EOF,
+    Binary,
+    ClientConnection,
+    ConnectionClosed,
+    HTTPRequest,
+    Limits,
+    Request,
+    ServerConnection,
+    Text,
+)
+from rfc6455._core import Connection
+from rfc6455.extensions.base import ClientExtensionFactory, ServerExtensionFactory
+
+# Autobahn 9.* sends messages up to 16 MiB, and 9.3.x 4 MiB in 64-byte fragments
+# (65536 frames): lift the fragment count bound and allow a little over 16 MiB.
+LIMITS = Limits(max_message_size=16 * 1024 * 1024 + 1024, max_fragments=None)
+READ_SIZE = 256 * 1024
+CLOSE_TIMEOUT = 10.0
+
+
+def _server_extensions() -> list[ServerExtensionFactory]:
+    try:
+        from rfc6455.extensions.permessage_deflate import (  # type: ignore[import-not-found,unused-ignore]
+            ServerPerMessageDeflate,
+        )
+    except ImportError:
+        return []
+    return [ServerPerMessageDeflate()]
+
+
+def _client_extensions() -> list[ClientExtensionFactory]:
+    try:
+        from rfc6455.extensions.permessage_deflate import (  # type: ignore[import-not-found,unused-ignore]
+            ClientPerMessageDeflate,
+        )
+    except ImportError:
+        return []
+    # Offer client_max_window_bits so the server may pick any window (13.*).
+    return [ClientPerMessageDeflate(client_max_window_bits=True)]
+
+
+def _flush(sock: socket.socket, conn: Connection) -> bool:
+    """Write what the engine produced; True once the write side was shut down."""
+    while True:
+        out = conn.data_to_send()
+        if out is EOF:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_WR)
+            return True
+        if not out:
+            return False
+        assert isinstance(out, bytes)
+        sock.sendall(out)
+
+
+def _echo(conn: Connection, event: object) -> None:
+    if isinstance(event, Text | Binary):
+        conn.send(event.data)
+
+
+def _run(sock: socket.socket, conn: Connection, on_event: object = None) -> ConnectionClosed:
+    """Drive ``conn`` over ``sock`` until its ConnectionClosed event; echo messages."""
+    closed: ConnectionClosed | None = None
+    shut = _flush(sock, conn)
+    while True:
+        try:
+            data = sock.recv(READ_SIZE)
+        except OSError:
+            data = b""
+        if data:
+            conn.receive_data(data)
+        else:
+            conn.receive_eof()
+        for event in conn.events():
+            if isinstance(event, Request):
+                assert isinstance(conn, ServerConnection)
+                conn.accept()
+            elif isinstance(event, HTTPRequest):
+                assert isinstance(conn, ServerConnection)
+                conn.respond(404)
+            elif isinstance(event, ConnectionClosed):
+                closed = event
+            elif callable(on_event):
+                on_event(conn, event)
+            # Write after each event: the echo precedes a later failure's close.
+            if not shut:
+                try:
+                    shut = _flush(sock, conn)
+                except OSError:
+                    shut = True
+        if not data:
+            break
+        if closed is not None and shut:
+            # Our side is done; wait (bounded by the socket timeout) for the peer's EOF.
+            continue
+    assert closed is not None
+    return closed
+
+
+def _serve_one(sock: socket.socket) -> None:
+    with sock:
+        sock.settimeout(CLOSE_TIMEOUT * 6)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        conn = ServerConnection(limits=LIMITS, extensions=_server_extensions())
+        with contextlib.suppress(OSError):
+            _run(sock, conn, _echo)
+
+
+def serve(port: int) -> None:
+    listener = socket.create_server(("127.0.0.1", port), backlog=128)
+    print(f"PORT {listener.getsockname()[1]}", flush=True)
+    while True:
+        sock, _ = listener.accept()
+        threading.Thread(target=_serve_one, args=(sock,), daemon=True).start()
+
+
+def _connect(url: str, on_event: object) -> ConnectionClosed:
+    conn = ClientConnection(url, limits=LIMITS, extensions=_client_extensions())
+    host, _, port = url.split("/")[2].partition(":")
+    with socket.create_connection((host, int(port))) as sock:
+        sock.settimeout(CLOSE_TIMEOUT * 6)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return _run(sock, conn, on_event)
+
+
+def run_client(base: str, agent: str) -> None:
+    """Drive kosoku's fuzzing server: count the cases, echo each one, ask for reports."""
+    received: list[str] = []
+
+    def keep(conn: Connection, event: object) -> None:
+        if isinstance(event, Text):
+            received.append(event.data)
+
+    _connect(f"{base}/getCaseCount", keep)
+    count = json.loads(received[0])
+    for case in range(1, count + 1):
+        _connect(f"{base}/runCase?case={case}&agent={quote(agent)}", _echo)
+    _connect(f"{base}/updateReports?agent={quote(agent)}", None)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m tests.conformance.standin")
+    sub = parser.add_subparsers(dest="role", required=True)
+    server = sub.add_parser("server")
+    server.add_argument("--port", type=int, default=0)
+    client = sub.add_parser("client")
+    client.add_argument("url")
+    client.add_argument("agent")
+    args = parser.parse_args(argv)
+    if args.role == "server":
+        serve(args.port)
+    else:
+        run_client(args.url.rstrip("/"), args.agent)
+
+
+if __name__ == "__main__":
+    main()
