@@ -1,0 +1,292 @@
+"""Interoperability of the bare engine with the `websockets` library over loopback TCP.
+
+Our engine is driven by the minimal blocking loop of ``helpers.socket_pump``;
+the other side is websockets' threaded (sync) server or client. Covers §4
+(handshake), §5 (frames of every length encoding, fragmentation, ping/pong)
+and §7 (close with a code and a reason), in both directions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import threading
+from collections.abc import Iterator
+
+import pytest
+from websockets.exceptions import ConnectionClosed as WSConnectionClosed
+from websockets.sync.client import connect
+from websockets.sync.server import Server, serve
+from websockets.sync.server import ServerConnection as WSServerConnection
+
+from rfc6455 import (
+    Accepted,
+    Binary,
+    ClientConnection,
+    ConnectionClosed,
+    Event,
+    Limits,
+    Pong,
+    Request,
+    ServerConnection,
+    Text,
+)
+
+from .helpers import flush, socket_pump
+
+pytestmark = [pytest.mark.interop, pytest.mark.timeout(60)]
+
+SIZES = [0, 1, 125, 126, 65535, 65536, 300_000]
+LIMITS = Limits(max_message_size=4 << 20)
+
+
+# ---------------------------------------------------------------- our client, their server
+
+
+def _their_handler(ws: WSServerConnection) -> None:
+    for message in ws:
+        if message == "fragment-me":
+            ws.send(["frag", "mented ", "reply"])
+        elif message == "ping-me":
+            pong = ws.ping(b"from-them")
+            ws.send("pong-ok" if pong.wait(5) else "pong-missing")
+        elif message == "close-me":
+            ws.close(4001, "their reason")
+        else:
+            ws.send(message)
+
+
+@pytest.fixture
+def their_server() -> Iterator[Server]:
+    with serve(_their_handler, "127.0.0.1", 0, max_size=4 << 20, compression=None,
+               ping_interval=None) as server:
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        yield server
+        server.shutdown()
+        thread.join(5)
+
+
+def _our_client(server: Server) -> tuple[socket.socket, ClientConnection]:
+    host, port = server.socket.getsockname()[:2]
+    sock = socket.create_connection((host, port), timeout=10)
+    client = ClientConnection(f"ws://{host}:{port}/echo", limits=LIMITS)
+    events = socket_pump(sock, client, until=Accepted)
+    assert isinstance(events[0], Accepted), events
+    return sock, client
+
+
+def _recv_one(sock: socket.socket, client: ClientConnection) -> Event:
+    events = socket_pump(sock, client, until=(Text, Binary, Pong, ConnectionClosed))
+    assert len(events) == 1, events
+    return events[0]
+
+
+def test_4_our_client_exchanges_messages_with_their_server(their_server: Server) -> None:
+    sock, client = _our_client(their_server)
+    with sock:
+        for size in SIZES:
+            payload = os.urandom(size)
+            client.send(payload)
+            assert _recv_one(sock, client) == Binary(payload)
+            text = "ü€" * (size // 5)
+            client.send(text)
+            assert _recv_one(sock, client) == Text(text)
+        client.close(4000, "our reason")
+        events = socket_pump(sock, client)
+        assert events == [ConnectionClosed(4000, "our reason")]
+        assert client.close_expected()  # §7.1.1: now wait for the server to close TCP
+        assert sock.recv(1) == b""
+        client.receive_eof()
+        assert not client.close_expected()
+
+
+def test_5_4_our_fragmented_message_to_their_server(their_server: Server) -> None:
+    sock, client = _our_client(their_server)
+    with sock:
+        client.send("frag", final=False)
+        client.ping(b"interleaved")
+        client.send("mented " * 20000, final=False)
+        client.send("end")
+        events = socket_pump(sock, client, until=Text)
+        assert Pong(b"interleaved") in events
+        assert events[-1] == Text("frag" + "mented " * 20000 + "end")
+        client.close()
+        socket_pump(sock, client)
+
+
+def test_5_4_our_fragment_size_with_their_server(their_server: Server) -> None:
+    host, port = their_server.socket.getsockname()[:2]
+    with socket.create_connection((host, port), timeout=10) as sock:
+        client = ClientConnection(f"ws://{host}:{port}/", fragment_size=1000, limits=LIMITS)
+        socket_pump(sock, client, until=Accepted)
+        payload = os.urandom(70_000)
+        client.send(payload)
+        assert _recv_one(sock, client) == Binary(payload)
+
+
+def test_5_4_their_fragmented_message_to_our_client(their_server: Server) -> None:
+    sock, client = _our_client(their_server)
+    with sock:
+        client.send("fragment-me")
+        assert _recv_one(sock, client) == Text("fragmented reply")
+
+
+def test_5_5_2_our_ping_gets_their_pong(their_server: Server) -> None:
+    sock, client = _our_client(their_server)
+    with sock:
+        client.ping(b"payload-123")
+        assert _recv_one(sock, client) == Pong(b"payload-123")
+
+
+def test_5_5_2_their_ping_gets_our_automatic_pong(their_server: Server) -> None:
+    sock, client = _our_client(their_server)
+    with sock:
+        client.send("ping-me")
+        events = socket_pump(sock, client, until=Text)
+        assert events[-1] == Text("pong-ok")
+
+
+def test_7_their_server_closes_with_code_and_reason(their_server: Server) -> None:
+    sock, client = _our_client(their_server)
+    with sock:
+        client.send("close-me")
+        events = socket_pump(sock, client)
+        assert events == [ConnectionClosed(4001, "their reason")]
+
+
+# ---------------------------------------------------------------- their client, our server
+
+
+class OurServer:
+    """One-connection-at-a-time server: our engine behind a blocking accept loop."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.closed: list[ConnectionClosed] = []
+        self.errors: list[BaseException] = []
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while True:
+            try:
+                sock, _ = self.listener.accept()
+            except OSError:
+                return
+            with sock:
+                try:
+                    self._serve(sock)
+                except BaseException as exc:  # reported by the test, not lost in the thread
+                    self.errors.append(exc)
+
+    def _serve(self, sock: socket.socket) -> None:
+        sock.settimeout(10)
+        conn = ServerConnection(limits=LIMITS)
+        waiting_pong: bytes | None = None
+        while True:
+            for event in conn.events():
+                if isinstance(event, Request):
+                    conn.accept()
+                elif isinstance(event, Text) and event.data == "ping-me":
+                    waiting_pong = b"from-us"
+                    conn.ping(waiting_pong)
+                elif isinstance(event, Text) and event.data == "close-me":
+                    conn.close(4002, "our reason")
+                elif isinstance(event, Text) and event.data == "fragment-me":
+                    conn.send("frag", final=False)
+                    conn.send("mented ", final=False)
+                    conn.send("reply")
+                elif isinstance(event, (Text, Binary)):
+                    conn.send(event.data)
+                elif isinstance(event, Pong) and event.payload == waiting_pong:
+                    conn.send(f"pong:{event.payload.decode()}")
+                    waiting_pong = None
+                elif isinstance(event, ConnectionClosed):
+                    self.closed.append(event)
+                    flush(sock, conn)
+                    return
+            flush(sock, conn)
+            data = sock.recv(65536)
+            if data:
+                conn.receive_data(data)
+            else:
+                conn.receive_eof()
+
+    def stop(self) -> None:
+        # close() alone does not wake a thread blocked in accept(); shutdown() does.
+        with contextlib.suppress(OSError):
+            self.listener.shutdown(socket.SHUT_RDWR)
+        self.listener.close()
+        self.thread.join(5)
+        assert not self.thread.is_alive()
+        assert not self.errors, self.errors
+
+
+@pytest.fixture
+def our_server() -> Iterator[OurServer]:
+    server = OurServer()
+    yield server
+    server.stop()
+
+
+def test_4_their_client_exchanges_messages_with_our_server(our_server: OurServer) -> None:
+    with connect(f"ws://127.0.0.1:{our_server.port}/", max_size=4 << 20, proxy=None,
+                 ping_interval=None) as ws:
+        for size in SIZES:
+            payload = os.urandom(size)
+            ws.send(payload)
+            assert ws.recv(timeout=10) == payload
+            text = "ü€" * (size // 5)
+            ws.send(text)
+            assert ws.recv(timeout=10) == text
+        ws.close(4000, "their reason")
+    our_server.thread.join(0.1)
+    _wait(lambda: bool(our_server.closed))
+    assert our_server.closed == [ConnectionClosed(4000, "their reason")]
+
+
+def test_5_4_their_fragmented_message_to_our_server(our_server: OurServer) -> None:
+    with connect(f"ws://127.0.0.1:{our_server.port}/", proxy=None, ping_interval=None) as ws:
+        ws.send([b"a" * 70000, b"b", b"c" * 3])
+        assert ws.recv(timeout=10) == b"a" * 70000 + b"bccc"
+        ws.send("fragment-me")
+        assert ws.recv(timeout=10) == "fragmented reply"
+
+
+def test_5_5_2_their_ping_gets_our_pong(our_server: OurServer) -> None:
+    with connect(f"ws://127.0.0.1:{our_server.port}/", proxy=None, ping_interval=None) as ws:
+        assert ws.ping(b"their-ping").wait(10)
+        ws.send("ping-me")
+        assert ws.recv(timeout=10) == "pong:from-us"
+
+
+def test_7_our_server_closes_with_code_and_reason(our_server: OurServer) -> None:
+    with connect(f"ws://127.0.0.1:{our_server.port}/", proxy=None, ping_interval=None) as ws:
+        ws.send("close-me")
+        with pytest.raises(WSConnectionClosed) as info:
+            ws.recv(timeout=10)
+    assert info.value.rcvd is not None
+    assert (info.value.rcvd.code, info.value.rcvd.reason) == (4002, "our reason")
+    _wait(lambda: bool(our_server.closed))
+    assert our_server.closed[0].code == 4002
+
+
+def test_4_2_1_their_deflate_offer_is_declined_by_our_server(our_server: OurServer) -> None:
+    with connect(f"ws://127.0.0.1:{our_server.port}/", proxy=None, ping_interval=None,
+                 compression="deflate") as ws:
+        assert ws.response is not None
+        assert "Sec-WebSocket-Extensions" not in ws.response.headers
+        ws.send("x" * 10000)
+        assert ws.recv(timeout=10) == "x" * 10000
+
+
+def _wait(condition: object, timeout: float = 5.0) -> None:
+    done = threading.Event()
+    for _ in range(int(timeout / 0.01)):
+        if condition():  # type: ignore[operator]
+            return
+        done.wait(0.01)
+    raise AssertionError("condition not met")
