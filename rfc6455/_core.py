@@ -87,6 +87,7 @@ class Limits:
 
 
 _unpack_16 = struct.Struct("!H").unpack_from
+_pack_short_header = struct.Struct("!BB").pack
 _unpack_64 = struct.Struct("!Q").unpack_from
 _TEXT: Final = 1
 _BINARY: Final = 2
@@ -639,7 +640,8 @@ class Connection:
         forces compression on or off for this message when an extension is
         negotiated (None: the extension's threshold decides).
         """
-        self._check_can_send()
+        if self._state is not State.OPEN:
+            self._check_can_send()
         if isinstance(data, str):
             opcode = _TEXT
             payload: bytes | bytearray | memoryview = data.encode("utf-8")
@@ -647,6 +649,14 @@ class Connection:
             opcode = _BINARY
             payload = data
         ext = self._extension
+        if ext is None and final and not self._out_opcode and self._fragment_size is None:
+            # Fast path, same frames as below: a whole message in one frame, no extension.
+            self._out_compressed = False
+            if not self._client and len(payload) < 126 and type(payload) is bytes:
+                self._out.append(_pack_short_header(0x80 | opcode, len(payload)) + payload)
+            else:
+                self._out.append(serialize_frame(opcode, payload, masked=self._client))
+            return
         rsv = 0
         if self._out_opcode:
             if opcode != self._out_opcode:

@@ -18,7 +18,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rfc6455 import _mask
+from rfc6455 import _mask, frames
 from rfc6455._mask import mask_inplace_python, mask_python
 
 
@@ -143,3 +143,33 @@ def test_accelerated_flag_matches_what_is_in_use() -> None:
     assert (_mask.mask is not mask_python) == _mask.ACCELERATED
     if speedups is not None and not os.environ.get("RFC6455_NO_EXTENSIONS"):
         assert _mask.mask is speedups.mask
+
+
+def _key_of(frame: bytes) -> bytes:
+    assert frame[1] & 0x80
+    return frame[2:6]
+
+
+def test_masking_keys_are_fresh_per_frame_section_10_3() -> None:
+    """§10.3: keys come from a strong source, a new one per frame, even when pooled."""
+    keys = {_key_of(frames.serialize_frame(2, b"x", masked=True)) for _ in range(300)}
+    # 300 independent 32-bit keys collide with probability below 1e-5.
+    assert len(keys) == 300
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_forked_child_does_not_reuse_parent_keys_section_10_3() -> None:
+    """A child process must not mask with keys its parent holds and may also use."""
+    frames.serialize_frame(2, b"x", masked=True)  # the parent now holds pooled keys
+    assert frames._keys
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        os.close(read_end)
+        os.write(write_end, b"empty" if not frames._keys else b"kept")
+        os._exit(0)
+    os.close(write_end)
+    answer = os.read(read_end, 16)
+    os.close(read_end)
+    os.waitpid(pid, 0)
+    assert answer == b"empty"
