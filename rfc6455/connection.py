@@ -68,8 +68,16 @@ class ServerConnection(Connection):
         self._handshake.receive_data(data)
 
     def _receive_handshake_eof(self) -> None:
-        if self._handshake is not None:
-            self._handshake.receive_data(b"")
+        handshake = self._handshake
+        if handshake is None:
+            return
+        # A request head that arrived whole before the EOF is still surfaced, so the
+        # application can answer it (an HTTP client may half-close after its request).
+        event = self._handshake_event()
+        if event is not None:
+            self._events.insert(0, event)
+        handshake.receive_data(b"")
+        if self._state is State.CONNECTING and not handshake.complete:
             self._finish(CloseCode.ABNORMAL_CLOSURE, "", RemoteProtocolError(
                 "connection closed during the opening handshake", CloseCode.ABNORMAL_CLOSURE))
 

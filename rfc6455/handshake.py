@@ -134,6 +134,11 @@ class ServerHandshake:
         self.extension: Extension | None = None
         self.subprotocol: str | None = None
 
+    @property
+    def complete(self) -> bool:
+        """Whether a whole request head was received and accepted for an answer."""
+        return self._request is not None
+
     def receive_data(self, data: bytes) -> None:
         self._received += len(data)
         self._h11.receive_data(data)

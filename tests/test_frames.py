@@ -396,3 +396,21 @@ def test_5_6_valid_utf8_of_every_width() -> None:
     text = "aé€𝄞" * 50
     server = open_server()
     assert feed(server, cframe(TEXT, text.encode()), chunk=5) == [Text(text)]
+
+
+@pytest.mark.parametrize("prefix", [b"\xed\xa0", b"\xed\xbf", b"\xf4\x90", b"\xe0\x80", b"\xc0"])
+def test_8_1_fail_fast_on_two_byte_proof_of_invalidity(prefix: bytes) -> None:
+    """Regression: a surrogate's first two bytes (ED A0) waited for a third byte."""
+    server = open_server()
+    evs = feed(server, cframe(TEXT, b"ok" + prefix, fin=False))
+    assert closed_event(evs).code == 1007
+    client = open_client(streaming=True)
+    data = sframe(TEXT, b"ok" + prefix + b"\x80" * 100)
+    assert closed_event(feed(client, data[:2 + 2 + len(prefix)])).code == 1007
+
+
+@pytest.mark.parametrize("prefix", [b"\xed\x9f", b"\xe0\xa0", b"\xf0\x90\x80", b"\xf4\x8f"])
+def test_8_1_valid_prefixes_wait_for_more(prefix: bytes) -> None:
+    server = open_server()
+    assert feed(server, cframe(TEXT, b"ok" + prefix, fin=False)) == []
+    assert server.state.name == "OPEN"

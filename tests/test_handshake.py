@@ -723,3 +723,36 @@ def test_10_7_oversized_response_head_fails() -> None:
     drain(client)
     client.receive_data(server_response(client_key(client), extra=[("X-Pad", "a" * 2000)]))
     assert closed_event(list(client.events())).error is not None
+
+
+def test_4_2_1_request_followed_by_eof_can_still_be_answered() -> None:
+    """Regression: an EOF right after a whole request head discarded the request."""
+    server = ServerConnection()
+    server.receive_data(b"GET /health HTTP/1.1\r\nHost: h\r\n\r\n")
+    server.receive_eof()  # an HTTP client may half-close after its request
+    event = server.next_event()
+    assert isinstance(event, HTTPRequest)
+    server.respond(200, [], b"ok")
+    status, _, body = parse_response(drain(server)[0])
+    assert (status, body) == (200, b"ok")
+    assert isinstance(server.next_event(), ConnectionClosed)
+
+
+def test_4_2_2_websocket_request_and_frames_then_eof() -> None:
+    server = ServerConnection()
+    server.receive_data(client_request() + cframe(TEXT, b"last words"))
+    server.receive_eof()
+    assert isinstance(server.next_event(), Request)
+    server.accept()
+    assert list(server.events()) == [Text("last words"), ConnectionClosed(1006, "")]
+    data, eof = drain(server)
+    assert data.startswith(b"HTTP/1.1 101 ") and eof
+
+
+def test_4_2_1_eof_after_request_event_before_accept() -> None:
+    server = ServerConnection()
+    server.receive_data(client_request())
+    assert isinstance(server.next_event(), Request)
+    server.receive_eof()
+    server.reject(503)
+    assert parse_response(drain(server)[0])[0] == 503
