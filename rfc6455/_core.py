@@ -513,6 +513,13 @@ class Connection:
             except UnicodeDecodeError:
                 raise _violation("invalid UTF-8 in a text message",
                                  CloseCode.INVALID_FRAME_PAYLOAD_DATA) from None
+            if not final:
+                # CPython's decoder waits for the third byte of ED A0..BF (a UTF-16
+                # surrogate), though the first two already prove the text invalid.
+                pending = decoder.getstate()[0]
+                if len(pending) > 1 and pending[0] == 0xED and pending[1] >= 0xA0:
+                    raise _violation("invalid UTF-8 in a text message",
+                                     CloseCode.INVALID_FRAME_PAYLOAD_DATA)
             if final:
                 self._end_message()
             if self._streaming:
