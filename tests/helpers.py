@@ -369,3 +369,74 @@ def flush(sock: socket.socket, conn: Engine) -> None:
         if not out:
             return
         sock.sendall(out)
+
+
+# ------------------------------------------------------------------ a toy extension (§9)
+
+class Scrambler:
+    """A toy extension owning RSV2: XORs message payloads with 0x55, records its calls.
+
+    Lets the engine's extension plumbing (RSV checks, encode/decode, limits) be
+    tested without depending on permessage-deflate.
+    """
+
+    name = "x-scramble"
+    rsv_bits = 0x20
+
+    def __init__(self, *, fail_with: int | None = None, accept_rsv: bool = True) -> None:
+        self.fail_with = fail_with
+        self.accept_rsv = accept_rsv
+        self.max_lengths: list[int | None] = []
+
+    def begin_incoming(self, rsv: int) -> bool:
+        return self.accept_rsv
+
+    def decode(self, data: bytes, final: bool, max_length: int | None) -> bytes:
+        from rfc6455 import RemoteProtocolError
+
+        self.max_lengths.append(max_length)
+        if self.fail_with is not None:
+            raise RemoteProtocolError("decoder refused", self.fail_with)
+        return bytes(b ^ 0x55 for b in data)
+
+    def begin_outgoing(self, size: int | None, compress: bool | None) -> int:
+        return 0 if compress is False else 0x20
+
+    def encode(self, data: bytes, final: bool) -> bytes:
+        return bytes(b ^ 0x55 for b in data)
+
+
+class ScramblerServerFactory:
+    name = "x-scramble"
+
+    def __init__(self, extension: Scrambler | None = None) -> None:
+        self.extension = extension or Scrambler()
+
+    def negotiate(self, offers: list[tuple[tuple[str, str | None], ...]]
+                  ) -> tuple[tuple[tuple[str, str | None], ...], Scrambler] | None:
+        return ((), self.extension) if offers else None
+
+
+class ScramblerClientFactory:
+    name = "x-scramble"
+
+    def __init__(self, extension: Scrambler | None = None) -> None:
+        self.extension = extension or Scrambler()
+
+    def offers(self) -> list[tuple[tuple[str, str | None], ...]]:
+        return [()]
+
+    def accept(self, params: tuple[tuple[str, str | None], ...]) -> Scrambler:
+        return self.extension
+
+
+def open_server_with(extension: Scrambler, **kwargs: object) -> ServerConnection:
+    """A server that negotiated ``extension`` with a scripted client."""
+    server = ServerConnection(extensions=[ScramblerServerFactory(extension)],  # type: ignore[list-item]
+                              **kwargs)  # type: ignore[arg-type]
+    server.receive_data(client_request(extra=[("Sec-WebSocket-Extensions", "x-scramble")]))
+    assert isinstance(server.next_event(), Request)
+    server.accept()
+    drain(server)
+    assert server.extension is extension
+    return server

@@ -288,3 +288,24 @@ def test_eof_sentinel_is_reported_once() -> None:
     feed(server, cframe(CLOSE))
     outs = [server.data_to_send() for _ in range(4)]
     assert outs.count(EOF) == 1
+
+
+def test_5_5_1_after_receiving_a_close_nothing_more_is_sent() -> None:
+    client = open_client()
+    feed(client, sframe(CLOSE, close_payload(1001)))
+    (reply,) = written_frames(client)
+    assert reply.close_code == 1001 and reply.masked
+    with pytest.raises(LocalProtocolError):
+        client.send("x")
+    with pytest.raises(LocalProtocolError):
+        client.ping()
+    client.close(1000)  # a no-op: the close was already sent
+    assert written_frames(client) == []
+
+
+def test_7_1_2_close_while_sending_a_message_in_parts() -> None:
+    """A close is a control frame: it may interrupt a message sent in parts (§5.4)."""
+    pair = Pair()
+    pair.client.send("unfinished", final=False)
+    pair.client.close(1000)
+    assert pair.to_server() == [ConnectionClosed(1000, "")]

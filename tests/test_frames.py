@@ -11,7 +11,16 @@ import struct
 
 import pytest
 
-from rfc6455 import Binary, ConnectionClosed, Ping, Pong, RemoteProtocolError, State, Text
+from rfc6455 import (
+    Binary,
+    ConnectionClosed,
+    Limits,
+    Ping,
+    Pong,
+    RemoteProtocolError,
+    State,
+    Text,
+)
 from rfc6455._mask import mask, mask_python
 from rfc6455.frames import (
     Opcode,
@@ -28,11 +37,13 @@ from .helpers import (
     PING,
     PONG,
     TEXT,
+    Scrambler,
     cframe,
     closed_event,
     feed,
     open_client,
     open_server,
+    open_server_with,
     parse_frames,
     sent_close_code,
     sframe,
@@ -414,3 +425,70 @@ def test_8_1_valid_prefixes_wait_for_more(prefix: bytes) -> None:
     server = open_server()
     assert feed(server, cframe(TEXT, b"ok" + prefix, fin=False)) == []
     assert server.state.name == "OPEN"
+
+
+# ---------------------------------------------------------------- RSV with an extension (§9)
+
+
+def _scrambled(data: bytes) -> bytes:
+    return bytes(b ^ 0x55 for b in data)
+
+
+@pytest.mark.parametrize("chunk", [None, 1, 5])
+def test_5_2_rsv_bit_of_negotiated_extension_is_decoded(chunk: int | None) -> None:
+    server = open_server_with(Scrambler())
+    data = (cframe(TEXT, _scrambled(b"hello"), rsv=0x20) + cframe(BINARY, b"plain")
+            + cframe(BINARY, _scrambled(b"ab"), rsv=0x20, fin=False)
+            + cframe(CONT, _scrambled(b"cd")))
+    assert feed(server, data, chunk) == [Text("hello"), Binary(b"plain"), Binary(b"abcd")]
+
+
+@pytest.mark.parametrize("rsv", [0x40, 0x10, 0x60])
+def test_5_2_rsv_bit_not_owned_by_the_extension_fails_1002(rsv: int) -> None:
+    server = open_server_with(Scrambler())
+    assert closed_event(feed(server, cframe(TEXT, b"x", rsv=rsv))).code == 1002
+    assert sent_close_code(server) == 1002
+
+
+def test_5_2_extension_rsv_on_continuation_or_control_fails_1002() -> None:
+    server = open_server_with(Scrambler())
+    data = cframe(BINARY, b"a", rsv=0x20, fin=False) + cframe(CONT, b"b", rsv=0x20)
+    assert closed_event(feed(server, data)).code == 1002
+    server = open_server_with(Scrambler())
+    assert closed_event(feed(server, cframe(PING, b"", rsv=0x20))).code == 1002
+
+
+def test_5_2_extension_refusing_a_message_fails_1002() -> None:
+    server = open_server_with(Scrambler(accept_rsv=False))
+    assert closed_event(feed(server, cframe(TEXT, b"x", rsv=0x20))).code == 1002
+
+
+@pytest.mark.parametrize("code", [1007, 1009])
+def test_7_1_7_extension_decode_error_fails_with_its_code(code: int) -> None:
+    server = open_server_with(Scrambler(fail_with=code))
+    assert closed_event(feed(server, cframe(BINARY, b"x", rsv=0x20))).code == code
+    assert sent_close_code(server) == code
+
+
+def test_10_4_extension_decodes_within_the_remaining_message_room() -> None:
+    extension = Scrambler()
+    server = open_server_with(extension, limits=Limits(max_message_size=100))
+    data = cframe(BINARY, b"a" * 30, rsv=0x20, fin=False) + cframe(CONT, b"b" * 20)
+    assert feed(server, data) == [Binary(_scrambled(b"a" * 30 + b"b" * 20))]
+    assert extension.max_lengths == [100, 70]
+
+
+def test_8_1_decoded_text_is_utf8_checked() -> None:
+    server = open_server_with(Scrambler())
+    assert closed_event(feed(server, cframe(TEXT, _scrambled(b"\xff"), rsv=0x20))).code == 1007
+
+
+def test_5_2_extension_sets_rsv_on_the_first_frame_only() -> None:
+    server = open_server_with(Scrambler(), fragment_size=2)
+    server.send(b"abcde")
+    server.send(b"xy", compress=False)
+    frames = written_frames(server)
+    assert [(f.opcode, f.rsv, f.fin) for f in frames] == [
+        (BINARY, 0x20, False), (CONT, 0, False), (CONT, 0, True), (BINARY, 0, True)]
+    assert b"".join(f.payload for f in frames[:3]) == _scrambled(b"abcde")
+    assert frames[3].payload == b"xy"

@@ -756,3 +756,8 @@ def test_4_2_1_eof_after_request_event_before_accept() -> None:
     server.receive_eof()
     server.reject(503)
     assert parse_response(drain(server)[0])[0] == 503
+
+
+@pytest.mark.parametrize("value", ["a b", "chat;v=1", "/x"])
+def test_4_2_1_malformed_subprotocol_header_gets_400(value: str) -> None:
+    assert_refused(client_request(extra=[("Sec-WebSocket-Protocol", value)]), 400)
