@@ -220,7 +220,21 @@ def _performance_selection(include: Sequence[str]) -> list[str]:
     """The part of the caller's selection that falls in group 9 (all of it by default)."""
     if not include:
         return [f"{PERFORMANCE_GROUP}.*"]
-    return [g for g in include if g.split(".")[0] == PERFORMANCE_GROUP or g == "*"]
+    return [f"{PERFORMANCE_GROUP}.*" if g == "*" else g
+            for g in include if g.split(".")[0] == PERFORMANCE_GROUP or g == "*"]
+
+
+def _batches(include: Sequence[str], exclude: Sequence[str],
+             parallelism: int) -> list[tuple[str, list[str], list[str], int]]:
+    """(name, include, exclude, parallelism): everything but 9.* at once, then 9.* alone."""
+    performance = _performance_selection(include)
+    batches = []
+    if not include or set(include) - set(performance):
+        batches.append(("main", list(include), [*exclude, f"{PERFORMANCE_GROUP}.*"],
+                        parallelism))
+    if performance:
+        batches.append(("performance", performance, list(exclude), 1))
+    return batches
 
 
 def run_server(target: Target, workdir: Path, include: Sequence[str] = (),
@@ -234,11 +248,7 @@ def run_server(target: Target, workdir: Path, include: Sequence[str] = (),
     with _process(target.command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL) as server:
         assert server.stdout is not None
         port = int(_wait_for_line(server.stdout, r"PORT (\d+)", target.label).group(1))
-        batches = [("main", list(include), [*exclude, f"{PERFORMANCE_GROUP}.*"], parallelism)]
-        performance = _performance_selection(include)
-        if performance:
-            batches.append(("performance", performance, list(exclude), 1))
-        for name, inc, exc, par in batches:
+        for name, inc, exc, par in _batches(include, exclude, parallelism):
             outdir = workdir / f"{target.name}-server-{name}"
             command = [*KOSOKU, "-m", "fuzzingclient", f"127.0.0.1:{port}", "-p", str(par),
                        "-o", str(outdir), *_filters(inc, exc)]
@@ -256,36 +266,42 @@ def run_server(target: Target, workdir: Path, include: Sequence[str] = (),
     return run
 
 
-def run_client(target: Target, workdir: Path, include: Sequence[str] = (),
-               exclude: Sequence[str] = ()) -> Run:
-    """``target`` drives kosoku's fuzzing server through every selected case."""
-    run = Run(target)
-    outdir = workdir / f"{target.name}-client"
-    started = time.monotonic()
-    command = [*KOSOKU, "-m", "fuzzingserver", "127.0.0.1:0", "-o", str(outdir),
-               *_filters(include, exclude)]
+def _run_fuzzingserver(target: Target, outdir: Path, filters: list[str], parallelism: int,
+                       problems: list[str]) -> None:
+    """Start kosoku's fuzzing server and let ``target`` drive it through the selection."""
+    command = [*KOSOKU, "-m", "fuzzingserver", "127.0.0.1:0", "-o", str(outdir), *filters]
     with _process(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) as fuzzer:
         assert fuzzer.stderr is not None
         port = _wait_for_line(fuzzer.stderr, r"ws://[\d.]+:(\d+)", "kosoku").group(1)
-        with _process([*target.command, f"ws://127.0.0.1:{port}", target.name],
-                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT) as client:
+        client_command = [*target.command, f"ws://127.0.0.1:{port}", target.name,
+                          "--parallel", str(parallelism)]
+        with _process(client_command, stdout=subprocess.PIPE,
+                      stderr=subprocess.STDOUT) as client:
             try:
                 output, _ = client.communicate(timeout=KOSOKU_TIMEOUT)
             except subprocess.TimeoutExpired:
                 output = ""
-                run.problems.append(f"the client did not finish in {KOSOKU_TIMEOUT:.0f} s")
+                problems.append(f"the client did not finish in {KOSOKU_TIMEOUT:.0f} s")
             if client.returncode:
-                run.problems.append(f"the client exited with status {client.returncode}: "
-                                    f"{(output or '')[-2000:]}")
+                problems.append(f"the client exited with status {client.returncode}: "
+                                f"{(output or '')[-2000:]}")
         try:
             # kosoku writes its reports and exits once the client asked for them.
             fuzzer.wait(30)
         except subprocess.TimeoutExpired:
-            run.problems.append("kosoku did not finish: the client never sent /updateReports")
-    if (outdir / "index.json").exists():
-        run.cases = read_reports(outdir)
-    else:
-        run.problems.append("kosoku wrote no report")
+            problems.append("kosoku did not finish: the client never asked for /updateReports")
+
+
+def run_client(target: Target, workdir: Path, include: Sequence[str] = (),
+               exclude: Sequence[str] = (), parallelism: int = 2) -> Run:
+    """``target`` drives kosoku's fuzzing server: 9.* one at a time, the rest in parallel."""
+    run = Run(target)
+    started = time.monotonic()
+    for name, inc, exc, par in _batches(include, exclude, parallelism):
+        outdir = workdir / f"{target.name}-client-{name}"
+        _run_fuzzingserver(target, outdir, _filters(inc, exc), par, run.problems)
+        if (outdir / "index.json").exists():
+            run.cases.update(read_reports(outdir))
     run.seconds = time.monotonic() - started
     return run
 
@@ -296,7 +312,7 @@ def run_target(target: Target, workdir: Path, include: Sequence[str] = (),
     if target.role == "server":
         run = run_server(target, workdir, include, exclude, parallelism)
     else:
-        run = run_client(target, workdir, include, exclude)
+        run = run_client(target, workdir, include, exclude, parallelism)
     check_complete(run, suite_cases(include, exclude))
     return run
 

@@ -8,7 +8,7 @@ of a good message is queued before the close a later bad frame causes), then
 write everything ``data_to_send()`` returns, shutting the socket down on EOF.
 
     python -m tests.conformance.standin server [--port 0]   # prints "PORT <n>"
-    python -m tests.conformance.standin client ws://127.0.0.1:9001 AGENT
+    python -m tests.conformance.standin client ws://127.0.0.1:9001 AGENT [--parallel N]
 """
 
 from __future__ import annotations
@@ -147,8 +147,11 @@ def _connect(url: str, on_event: object) -> ConnectionClosed:
         return _run(sock, conn, on_event)
 
 
-def run_client(base: str, agent: str) -> None:
-    """Drive kosoku's fuzzing server: count the cases, echo each one, ask for reports."""
+def run_client(base: str, agent: str, parallel: int = 1) -> None:
+    """Drive kosoku's fuzzing server: count the cases, echo each one, ask for reports.
+
+    With ``parallel`` > 1, that many cases run at once (each on its own connection).
+    """
     received: list[str] = []
 
     def keep(conn: Connection, event: object) -> None:
@@ -156,9 +159,22 @@ def run_client(base: str, agent: str) -> None:
             received.append(event.data)
 
     _connect(f"{base}/getCaseCount", keep)
-    count = json.loads(received[0])
-    for case in range(1, count + 1):
-        _connect(f"{base}/runCase?case={case}&agent={quote(agent)}", _echo)
+    cases = iter(range(1, json.loads(received[0]) + 1))
+    lock = threading.Lock()
+
+    def worker() -> None:
+        while True:
+            with lock:
+                case = next(cases, None)
+            if case is None:
+                return
+            _connect(f"{base}/runCase?case={case}&agent={quote(agent)}", _echo)
+
+    workers = [threading.Thread(target=worker) for _ in range(max(1, parallel))]
+    for thread in workers:
+        thread.start()
+    for thread in workers:
+        thread.join()
     _connect(f"{base}/updateReports?agent={quote(agent)}", None)
 
 
@@ -170,11 +186,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     client = sub.add_parser("client")
     client.add_argument("url")
     client.add_argument("agent")
+    client.add_argument("--parallel", type=int, default=1, help="cases run at once")
     args = parser.parse_args(argv)
     if args.role == "server":
         serve(args.port)
     else:
-        run_client(args.url.rstrip("/"), args.agent)
+        run_client(args.url.rstrip("/"), args.agent, args.parallel)
 
 
 if __name__ == "__main__":
