@@ -30,12 +30,12 @@ from __future__ import annotations
 
 import codecs
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import Enum
 from typing import Final
 
-from ._mask import mask
+from ._mask import ACCELERATED, mask
 from .errors import CloseCode, LocalProtocolError, RemoteProtocolError
 from .events import Binary, ConnectionClosed, Event, Ping, Pong, Text
 from .extensions.base import Extension
@@ -93,6 +93,15 @@ _TEXT: Final = 1
 _BINARY: Final = 2
 _NO_FRAME: Final = -1
 _new_utf8_decoder = codecs.getincrementaldecoder("utf-8")
+
+# The C accelerator's version of _read's fast path (same frames, same events).
+_read_frame: Callable[[bytes | bytearray, int, bool, int], tuple[Event, int] | None] | None = None
+if ACCELERATED:  # pragma: no cover - depends on the build
+    from . import _speedups
+
+    if hasattr(_speedups, "read_frame"):  # an older build may have masking only
+        _speedups.configure(Text, Binary)
+        _read_frame = _speedups.read_frame
 
 
 class _Fail(Exception):
@@ -325,6 +334,11 @@ class Connection:
             avail = end - pos
             if avail < 2:
                 return None
+            if _read_frame is not None and not self._msg_opcode:
+                found = _read_frame(buf, pos, self._client, self._fast_limit)
+                if found is not None:
+                    self._pos = found[1]
+                    return found[0]
             b0 = buf[pos]
             b1 = buf[pos + 1]
             if (b0 == 0x81 or b0 == 0x82) and not self._msg_opcode:

@@ -2,6 +2,8 @@
  *
  * mask(data, key) -> bytes         same contract as rfc6455._mask.mask_python
  * mask_inplace(buffer, key) -> None  XOR a writable buffer (bytearray, memoryview) in place
+ * read_frame(buf, pos, client, limit) -> (event, stop) | None
+ *     the parser's fast path for one whole small data frame (see below)
  *
  * Masking is a XOR with the 4-byte key repeated, so it is its own inverse. The
  * loop works on 16- or 32-byte vectors (GCC/Clang vector extensions: SSE2 on
@@ -12,6 +14,7 @@
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <structmember.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -229,7 +232,294 @@ speedups_mask_inplace(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_RETURN_NONE;
 }
 
+/* ------------------------------------------------------------------ read_frame
+ *
+ * The pure-Python parser (_core.Connection._read) has a fast path for a whole,
+ * unfragmented text or binary frame without RSV bits; read_frame does the same
+ * in one call, for 7- and 16-bit lengths. It returns None for anything else --
+ * a control frame, a fragment, a frame not complete in the buffer, a mask bit
+ * the role forbids (§5.1), a payload over the limit, invalid UTF-8 -- and the
+ * Python code then handles the frame, errors included, exactly as without the
+ * accelerator. So this function has no behaviour of its own: only speed.
+ *
+ * Events are built without running the dataclass __init__ when the event types
+ * are the expected frozen slotted dataclasses with fields (data, final=True):
+ * the two slots are filled directly, which is what __init__ does through
+ * object.__setattr__. Any other shape of the types falls back to calling them.
+ */
+
+typedef struct {
+    PyTypeObject *type;
+    Py_ssize_t data_offset;
+    Py_ssize_t final_offset;
+} EventType;
+
+static EventType text_event = {NULL, -1, -1};
+static EventType binary_event = {NULL, -1, -1};
+
+static Py_ssize_t
+member_offset(PyTypeObject *type, const char *name)
+{
+    PyObject *descr = PyDict_GetItemString(type->tp_dict, name);  /* borrowed */
+    PyMemberDef *member;
+
+    if (descr == NULL || Py_TYPE(descr) != &PyMemberDescr_Type) {
+        return -1;
+    }
+    member = ((PyMemberDescrObject *)descr)->d_member;
+    if (member->type != T_OBJECT_EX || (member->flags & READONLY)) {
+        return -1;
+    }
+    return member->offset;
+}
+
+/* Whether ``type`` is a slotted dataclass whose fields are exactly
+ * ``data`` (no default) and ``final`` (default True), with no __post_init__. */
+static int
+is_plain_event_type(PyTypeObject *type)
+{
+    PyObject *fields, *keys = NULL, *expected = NULL, *final_field, *default_value;
+    int ok = 0;
+
+    if (type->tp_new != PyBaseObject_Type.tp_new || type->tp_itemsize != 0
+        || PyObject_HasAttrString((PyObject *)type, "__post_init__")) {
+        return 0;
+    }
+    fields = PyObject_GetAttrString((PyObject *)type, "__dataclass_fields__");
+    if (fields == NULL || !PyDict_Check(fields)) {
+        PyErr_Clear();
+        Py_XDECREF(fields);
+        return 0;
+    }
+    keys = PySequence_List(fields);
+    expected = Py_BuildValue("[ss]", "data", "final");
+    if (keys != NULL && expected != NULL
+        && PyObject_RichCompareBool(keys, expected, Py_EQ) == 1) {
+        final_field = PyDict_GetItemString(fields, "final");  /* borrowed */
+        default_value = final_field ? PyObject_GetAttrString(final_field, "default") : NULL;
+        ok = default_value == Py_True;
+        Py_XDECREF(default_value);
+    }
+    PyErr_Clear();
+    Py_XDECREF(keys);
+    Py_XDECREF(expected);
+    Py_DECREF(fields);
+    return ok;
+}
+
+static int
+set_event_type(EventType *slot, PyObject *type)
+{
+    if (!PyType_Check(type)) {
+        PyErr_SetString(PyExc_TypeError, "configure() needs the Text and Binary classes");
+        return -1;
+    }
+    Py_INCREF(type);
+    Py_XSETREF(slot->type, (PyTypeObject *)type);
+    slot->data_offset = slot->final_offset = -1;
+    if (is_plain_event_type(slot->type)) {
+        slot->data_offset = member_offset(slot->type, "data");
+        slot->final_offset = member_offset(slot->type, "final");
+        if (slot->data_offset < 0 || slot->final_offset < 0) {
+            slot->data_offset = slot->final_offset = -1;
+        }
+    }
+    return 0;
+}
+
+PyDoc_STRVAR(configure_doc,
+"configure(text_type, binary_type, /)\n--\n\n"
+"Set the event classes read_frame() returns. Returns True when events can be built\n"
+"directly (the expected dataclass shape), False when the classes will be called.");
+
+static PyObject *
+speedups_configure(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "configure() takes exactly 2 arguments");
+        return NULL;
+    }
+    if (set_event_type(&text_event, args[0]) < 0 || set_event_type(&binary_event, args[1]) < 0) {
+        return NULL;
+    }
+    return PyBool_FromLong(text_event.data_offset >= 0 && binary_event.data_offset >= 0);
+}
+
+/* A new event holding ``payload`` (a new reference, stolen). */
+static PyObject *
+new_event(EventType *event, PyObject *payload)
+{
+    PyObject *obj;
+
+    if (event->data_offset < 0) {
+        obj = PyObject_CallOneArg((PyObject *)event->type, payload);
+        Py_DECREF(payload);
+        return obj;
+    }
+    obj = event->type->tp_alloc(event->type, 0);
+    if (obj == NULL) {
+        Py_DECREF(payload);
+        return NULL;
+    }
+    *(PyObject **)((char *)obj + event->data_offset) = payload;
+    Py_INCREF(Py_True);
+    *(PyObject **)((char *)obj + event->final_offset) = Py_True;
+    return obj;
+}
+
+/* Payloads up to this size are unmasked on the stack before UTF-8 decoding. */
+#define STACK_PAYLOAD 512
+
+PyDoc_STRVAR(read_frame_doc,
+"read_frame(buf, pos, client, limit, /)\n--\n\n"
+"Parse one whole unfragmented text/binary frame at ``buf[pos:]`` (bytes or\n"
+"bytearray): ``(event, end_of_frame)``, or None when the general parser must\n"
+"handle what is there. ``client`` is the role parsing; ``limit`` the largest\n"
+"payload allowed.");
+
+static PyObject *
+speedups_read_frame(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    const uint8_t *buf, *payload_start;
+    Py_ssize_t size, pos, length, header, stop;
+    long long limit;
+    int overflow, client, masked;
+    uint8_t b0, b1;
+    PyObject *payload, *event, *result;
+
+    (void)module;
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "read_frame() takes exactly 4 arguments");
+        return NULL;
+    }
+    if (text_event.type == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "read_frame() before configure()");
+        return NULL;
+    }
+    if (PyBytes_CheckExact(args[0])) {
+        buf = (const uint8_t *)PyBytes_AS_STRING(args[0]);
+        size = PyBytes_GET_SIZE(args[0]);
+    }
+    else if (PyByteArray_CheckExact(args[0])) {
+        buf = (const uint8_t *)PyByteArray_AS_STRING(args[0]);
+        size = PyByteArray_GET_SIZE(args[0]);
+    }
+    else {
+        Py_RETURN_NONE;
+    }
+    pos = PyLong_AsSsize_t(args[1]);
+    if (pos == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    client = PyObject_IsTrue(args[2]);
+    if (client < 0) {
+        return NULL;
+    }
+    limit = PyLong_AsLongLongAndOverflow(args[3], &overflow);
+    if (limit == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (overflow > 0) {
+        limit = LLONG_MAX;
+    }
+    if (pos < 0 || size - pos < 2) {
+        Py_RETURN_NONE;
+    }
+    b0 = buf[pos];
+    b1 = buf[pos + 1];
+    /* FIN, no RSV bits, text or binary (§5.2). */
+    if (b0 != 0x81 && b0 != 0x82) {
+        Py_RETURN_NONE;
+    }
+    /* §5.1: a server receives masked frames only, a client unmasked ones only. */
+    masked = (b1 & 0x80) != 0;
+    if (masked == client) {
+        Py_RETURN_NONE;
+    }
+    length = b1 & 0x7F;
+    header = 2;
+    if (length == 126) {
+        if (size - pos < 4) {
+            Py_RETURN_NONE;
+        }
+        length = ((Py_ssize_t)buf[pos + 2] << 8) | buf[pos + 3];
+        header = 4;
+    }
+    else if (length == 127) {
+        Py_RETURN_NONE;  /* large frames: the general path, where copies dominate anyway */
+    }
+    if (masked) {
+        header += 4;
+    }
+    if ((long long)length > limit || size - pos < header + length) {
+        Py_RETURN_NONE;
+    }
+    stop = pos + header + length;
+    payload_start = buf + pos + header;
+    if (b0 == 0x82) {
+        payload = PyBytes_FromStringAndSize(masked ? NULL : (const char *)payload_start,
+                                            length);
+        if (payload == NULL) {
+            return NULL;
+        }
+        if (masked) {
+            xor_key((uint8_t *)PyBytes_AS_STRING(payload), payload_start, (size_t)length,
+                    buf + pos + header - 4);
+        }
+        event = new_event(&binary_event, payload);
+    }
+    else {
+        uint8_t stack[STACK_PAYLOAD];
+        uint8_t *text = stack;
+        if (masked) {
+            if (length > STACK_PAYLOAD) {
+                text = PyMem_Malloc((size_t)length);
+                if (text == NULL) {
+                    return PyErr_NoMemory();
+                }
+            }
+            xor_key(text, payload_start, (size_t)length, buf + pos + header - 4);
+            payload = PyUnicode_DecodeUTF8((const char *)text, length, NULL);
+            if (text != stack) {
+                PyMem_Free(text);
+            }
+        }
+        else {
+            payload = PyUnicode_DecodeUTF8((const char *)payload_start, length, NULL);
+        }
+        if (payload == NULL) {
+            if (!PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
+                return NULL;
+            }
+            /* §8.1: the general path fails the connection with 1007. */
+            PyErr_Clear();
+            Py_RETURN_NONE;
+        }
+        event = new_event(&text_event, payload);
+    }
+    if (event == NULL) {
+        return NULL;
+    }
+    result = PyTuple_New(2);
+    if (result == NULL) {
+        Py_DECREF(event);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(result, 0, event);
+    PyTuple_SET_ITEM(result, 1, PyLong_FromSsize_t(stop));
+    if (PyTuple_GET_ITEM(result, 1) == NULL) {
+        Py_DECREF(result);
+        return NULL;
+    }
+    return result;
+}
+
 static PyMethodDef speedups_methods[] = {
+    {"configure", (PyCFunction)(void (*)(void))speedups_configure, METH_FASTCALL,
+     configure_doc},
+    {"read_frame", (PyCFunction)(void (*)(void))speedups_read_frame, METH_FASTCALL,
+     read_frame_doc},
     {"mask", (PyCFunction)(void (*)(void))speedups_mask, METH_FASTCALL, mask_doc},
     {"mask_inplace", (PyCFunction)(void (*)(void))speedups_mask_inplace, METH_FASTCALL,
      mask_inplace_doc},

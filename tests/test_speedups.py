@@ -7,6 +7,7 @@ definition, written out byte by byte here, and against each other.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import os
 import subprocess
@@ -18,7 +19,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rfc6455 import _mask, frames
+from rfc6455 import Binary, Text, _mask, frames
 from rfc6455._mask import mask_inplace_python, mask_python
 
 
@@ -173,3 +174,124 @@ def test_forked_child_does_not_reuse_parent_keys_section_10_3() -> None:
     os.close(read_end)
     os.waitpid(pid, 0)
     assert answer == b"empty"
+
+
+# ------------------------------------------------------------- read_frame (§5.2)
+
+
+@pytest.fixture
+def configured() -> None:
+    """rfc6455._core configures the event types only when the accelerator is in use."""
+    if speedups is not None:
+        speedups.configure(Text, Binary)
+
+
+def _wire(opcode: int, payload: bytes, *, masked: bool, fin: bool = True, rsv: int = 0,
+          form16: bool = False) -> bytes:
+    first = (0x80 if fin else 0) | rsv | opcode
+    mbit = 0x80 if masked else 0
+    if form16 or len(payload) >= 126:
+        head = bytes([first, mbit | 126]) + len(payload).to_bytes(2, "big")
+    else:
+        head = bytes([first, mbit | len(payload)])
+    if not masked:
+        return head + payload
+    key = b"\x01\x82\x43\xc4"
+    return head + key + mask_python(payload, key)
+
+
+@needs_speedups
+@pytest.mark.usefixtures("configured")
+@pytest.mark.parametrize("container", [bytes, bytearray])
+@pytest.mark.parametrize("size", [0, 1, 125, 126, 600, 65535])
+@pytest.mark.parametrize("server", [True, False])
+def test_read_frame_parses_whole_data_frames_section_5_2(
+    container: type[bytes] | type[bytearray], size: int, server: bool
+) -> None:
+    """7- and 16-bit lengths, masked for a server (§5.1), text decoded, binary as bytes."""
+    assert speedups is not None
+    text = ("é" * size)[: size // 2] + "a" * (size % 2)
+    assert len(text.encode()) == size
+    data = os.urandom(size)
+    prefix = b"\x00junk"
+    stream = container(prefix + _wire(1, text.encode(), masked=server)
+                       + _wire(2, data, masked=server))
+    found = speedups.read_frame(stream, len(prefix), not server, 1 << 20)
+    assert found is not None
+    event, stop = found
+    assert event == Text(text) and event.final is True
+    found = speedups.read_frame(stream, stop, not server, 1 << 20)
+    assert found is not None
+    assert found[0] == Binary(data) and type(found[0].data) is bytes
+    assert found[1] == len(stream)
+    assert speedups.read_frame(stream, len(stream), not server, 1 << 20) is None
+
+
+@needs_speedups
+@pytest.mark.usefixtures("configured")
+@pytest.mark.parametrize("case", [
+    "ping", "close", "continuation", "not-final", "rsv1", "rsv3", "reserved-opcode",
+    "wrong-mask", "incomplete", "over-limit", "invalid-utf8", "64-bit-length", "one-byte",
+])
+def test_read_frame_leaves_everything_else_to_the_general_path_section_5_2(case: str) -> None:
+    """None means "the Python parser decides": it raises violations, handles control frames."""
+    assert speedups is not None
+    frames_by_case = {
+        "ping": _wire(9, b"hi", masked=True),
+        "close": _wire(8, b"\x03\xe8", masked=True),
+        "continuation": _wire(0, b"more", masked=True),
+        "not-final": _wire(1, b"part", masked=True, fin=False),
+        "rsv1": _wire(1, b"zip", masked=True, rsv=0x40),
+        "rsv3": _wire(2, b"x", masked=True, rsv=0x10),
+        "reserved-opcode": _wire(3, b"x", masked=True),
+        "wrong-mask": _wire(1, b"unmasked from a client", masked=False),
+        "incomplete": _wire(2, b"0123456789", masked=True)[:-1],
+        "over-limit": _wire(2, b"0123456789", masked=True),
+        "invalid-utf8": _wire(1, b"ok \xed\xa0\x80 no", masked=True),
+        "64-bit-length": bytes([0x82, 0xFF]) + (5).to_bytes(8, "big") + b"k" * 4 + b"x" * 5,
+        "one-byte": b"\x81",
+    }
+    limit = 9 if case == "over-limit" else 1 << 20
+    assert speedups.read_frame(frames_by_case[case], 0, False, limit) is None
+
+
+@needs_speedups
+@pytest.mark.usefixtures("configured")
+def test_read_frame_events_are_ordinary_frozen_dataclasses() -> None:
+    assert speedups is not None
+    found = speedups.read_frame(_wire(1, b"abc", masked=True), 0, False, 100)
+    assert found is not None
+    event = found[0]
+    assert type(event) is Text and event == Text("abc") and hash(event) == hash(Text("abc"))
+    assert dataclasses.asdict(event) == {"data": "abc", "final": True}
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        event.data = "changed"  # type: ignore[misc]
+
+
+@needs_speedups
+def test_read_frame_calls_other_event_types() -> None:
+    """Types of another shape than (data, final=True) are called, not filled in."""
+    assert speedups is not None
+
+    class Other:
+        def __init__(self, data: object) -> None:
+            self.data = data
+
+    try:
+        assert speedups.configure(Other, Other) is False
+        found = speedups.read_frame(_wire(2, b"abc", masked=False), 0, True, 100)
+        assert found is not None
+        assert type(found[0]) is Other and found[0].data == b"abc"
+    finally:
+        assert speedups.configure(Text, Binary) is True
+
+
+@needs_speedups
+@pytest.mark.usefixtures("configured")
+def test_read_frame_large_limit_and_bad_arguments() -> None:
+    assert speedups is not None
+    frame = _wire(2, b"abc", masked=False)
+    assert speedups.read_frame(frame, 0, True, 2**63) is not None  # "no limit" in _core
+    assert speedups.read_frame(memoryview(frame), 0, True, 100) is None  # bytes/bytearray only
+    with pytest.raises(TypeError):
+        speedups.read_frame(frame, 0, True)  # type: ignore[call-arg]
