@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Final
 
-from ._mask import ACCELERATED, mask
+from ._mask import _LOW, _REPEAT, ACCELERATED, mask
 from .errors import CloseCode, LocalProtocolError, RemoteProtocolError
 from .events import Binary, ConnectionClosed, Event, Ping, Pong, Text
 from .extensions.base import Extension
@@ -93,6 +93,9 @@ _TEXT: Final = 1
 _BINARY: Final = 2
 _NO_FRAME: Final = -1
 _new_utf8_decoder = codecs.getincrementaldecoder("utf-8")
+_from_bytes = int.from_bytes
+_OPEN: Final = State.OPEN
+_CLOSING: Final = State.CLOSING
 
 # The C accelerator's version of _read's fast path (same frames, same events).
 _read_frame: Callable[[bytes | bytearray, int, bool, int], tuple[Event, int] | None] | None = None
@@ -102,6 +105,16 @@ if ACCELERATED:  # pragma: no cover - depends on the build
     if hasattr(_speedups, "read_frame"):  # an older build may have masking only
         _speedups.configure(Text, Binary)
         _read_frame = _speedups.read_frame
+
+
+def _decode_text(payload: bytes | bytearray) -> str:
+    """UTF-8 text of a message, or the connection fails (the fast path's error branch)."""
+    try:
+        return str(payload, "utf-8")
+    except UnicodeDecodeError:
+        # §8.1: invalid UTF-8 in a text message fails the connection.
+        raise _violation("invalid UTF-8 in a text message",
+                         CloseCode.INVALID_FRAME_PAYLOAD_DATA) from None
 
 
 class _Fail(Exception):
@@ -278,8 +291,52 @@ class Connection:
         if self._events:
             return self._events.pop(0)
         state = self._state
-        if state is State.OPEN or state is State.CLOSING:
+        if state is _OPEN or state is _CLOSING:
             try:
+                if self._frame_left == _NO_FRAME and not self._msg_opcode:
+                    # Fast path, with no behaviour of its own: a whole unfragmented
+                    # text/binary frame (FIN, no RSV bits), masked as §5.1 requires of
+                    # the peer, within the limits. Anything else, errors included, is
+                    # left to _read. Here rather than in _read: a call less per message.
+                    buf = self._buf
+                    pos = self._pos
+                    if _read_frame is not None:
+                        found = _read_frame(buf, pos, self._client, self._fast_limit)
+                        if found is not None:
+                            self._pos = found[1]
+                            return found[0]
+                    elif len(buf) - pos >= 2:
+                        b0 = buf[pos]
+                        if b0 == 0x81 or b0 == 0x82:
+                            b1 = buf[pos + 1]
+                            length = b1 & 0x7F
+                            if length < 126 and length <= self._fast_limit:
+                                if b1 & 0x80:
+                                    stop = pos + 6 + length
+                                    if stop <= len(buf) and not self._client:
+                                        self._pos = stop
+                                        # Unmask (§5.3) as _mask.mask_python does, inline.
+                                        pattern = _from_bytes(buf[pos + 2:pos + 6], "little") \
+                                            * _REPEAT[length] & _LOW[length]
+                                        payload = (_from_bytes(buf[pos + 6:stop], "little")
+                                                   ^ pattern).to_bytes(length, "little")
+                                        if b0 == 0x82:
+                                            return Binary(payload)
+                                        try:
+                                            return Text(payload.decode("utf-8"))
+                                        except UnicodeDecodeError:
+                                            return Text(_decode_text(payload))
+                                else:
+                                    stop = pos + 2 + length
+                                    if stop <= len(buf) and self._client:
+                                        self._pos = stop
+                                        if b0 == 0x82:
+                                            return Binary(buf[pos + 2:stop] if type(buf) is bytes
+                                                          else bytes(buf[pos + 2:stop]))
+                                        try:
+                                            return Text(str(buf[pos + 2:stop], "utf-8"))
+                                        except UnicodeDecodeError:
+                                            return Text(_decode_text(buf[pos + 2:stop]))
                 event = self._read()
             except _Fail as failure:
                 self._fail(failure.error)
@@ -334,44 +391,8 @@ class Connection:
             avail = end - pos
             if avail < 2:
                 return None
-            if _read_frame is not None and not self._msg_opcode:
-                found = _read_frame(buf, pos, self._client, self._fast_limit)
-                if found is not None:
-                    self._pos = found[1]
-                    return found[0]
             b0 = buf[pos]
             b1 = buf[pos + 1]
-            if (b0 == 0x81 or b0 == 0x82) and not self._msg_opcode:
-                # Fast path for the common case, with no behaviour of its own: a whole
-                # unfragmented text/binary frame (FIN, no RSV bits), 7-bit length, masked
-                # as §5.1 requires of the peer, within the limits. Anything else, errors
-                # included, goes through the general code below.
-                length = b1 & 0x7F
-                if length < 126 and length <= self._fast_limit:
-                    if b1 & 0x80:
-                        stop = pos + 6 + length
-                        if stop <= end and not self._client:
-                            self._pos = stop
-                            payload = mask(buf[pos + 6:stop], buf[pos + 2:pos + 6])
-                            if b0 == 0x82:
-                                return Binary(payload)
-                            try:
-                                return Text(payload.decode("utf-8"))
-                            except UnicodeDecodeError:
-                                raise _violation("invalid UTF-8 in a text message",
-                                                 CloseCode.INVALID_FRAME_PAYLOAD_DATA) from None
-                    else:
-                        stop = pos + 2 + length
-                        if stop <= end and self._client:
-                            self._pos = stop
-                            if b0 == 0x82:
-                                return Binary(buf[pos + 2:stop] if type(buf) is bytes
-                                              else bytes(buf[pos + 2:stop]))
-                            try:
-                                return Text(str(buf[pos + 2:stop], "utf-8"))
-                            except UnicodeDecodeError:
-                                raise _violation("invalid UTF-8 in a text message",
-                                                 CloseCode.INVALID_FRAME_PAYLOAD_DATA) from None
             length = b1 & 0x7F
             header = 2
             if length == 126:
