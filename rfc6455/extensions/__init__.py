@@ -7,11 +7,21 @@ from .base import (
     NegotiationError,
     ServerExtensionFactory,
 )
+from .permessage_deflate import (
+    ClientPerMessageDeflate,
+    DeflateOffer,
+    PerMessageDeflate,
+    ServerPerMessageDeflate,
+)
 
 __all__ = [
     "ClientExtensionFactory",
+    "ClientPerMessageDeflate",
+    "DeflateOffer",
     "Extension",
     "ExtensionParams",
     "NegotiationError",
+    "PerMessageDeflate",
     "ServerExtensionFactory",
+    "ServerPerMessageDeflate",
 ]

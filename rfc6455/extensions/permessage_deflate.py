@@ -1,0 +1,454 @@
+"""permessage-deflate (RFC 7692): negotiation and per-message compression.
+
+Three classes:
+
+* :class:`ServerPerMessageDeflate` -- the server's factory; picks the first
+  acceptable offer of the client (RFC 7692 §5, §7.1).
+* :class:`ClientPerMessageDeflate` -- the client's factory; makes one or more
+  offers and checks that the server's response answers one of them (§7.1).
+* :class:`PerMessageDeflate` -- the negotiated extension the engine calls for
+  each message (§6, §7.2).
+
+Defaults, and why
+-----------------
+* ``compress_level=1`` (:data:`DEFAULT_COMPRESS_LEVEL`). Measured on JSON-like
+  chat messages (``benchmarks/bench_deflate_memory.py``): level 1 compresses
+  about 2-3x faster than level 6 for a ratio only a few points worse (0.38 vs
+  0.33 of the original size); a WebSocket server spends its CPU on many
+  small messages, so speed wins. Pass ``compress_level=6`` or ``9`` for ratio.
+* ``mem_level=8`` (zlib's default). Lower it (``frugal`` settings use 4) to
+  save memory per connection at a small cost in ratio.
+* Window bits: 15 unless the peer or the settings ask for less. zlib's raw
+  deflate cannot use an 8-bit window, so a negotiated 8 compresses with 9:
+  zlib never emits a distance beyond ``2**9 - 262`` bytes, which an 8-bit
+  inflater (256 bytes) accepts -- tested in the test suite.
+* ``threshold=128`` bytes (:data:`DEFAULT_THRESHOLD`): smaller messages go out
+  uncompressed (RSV1 clear, §6), as deflate rarely shrinks them. An explicit
+  ``send(..., compress=True/False)`` overrides it for one message.
+* The client offers ``client_max_window_bits`` without a value (§7.1.2.2), so
+  a server may shrink the client's window to save its own memory.
+
+Memory: zlib objects are created on the first compressed message in each
+direction, never at negotiation, so a connection that never compresses costs
+nothing. With ``*_no_context_takeover`` the object of that direction is
+dropped at the end of each message (a compressor's reset cost is measured to
+be the same as a full flush, and the idle connection then holds no window).
+
+Bounds: :meth:`PerMessageDeflate.decode` never returns more than the room the
+engine allows (``max_length``), inflating with zlib's ``max_length`` so a
+decompression bomb stops after ``max_length + 1`` bytes (close 1009); corrupt
+data fails with 1007.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Final
+
+from ..errors import CloseCode, RemoteProtocolError
+from .base import Extension, ExtensionParams, NegotiationError
+
+__all__ = [
+    "DEFAULT_COMPRESS_LEVEL",
+    "DEFAULT_MEM_LEVEL",
+    "DEFAULT_THRESHOLD",
+    "ClientPerMessageDeflate",
+    "DeflateOffer",
+    "PerMessageDeflate",
+    "ServerPerMessageDeflate",
+]
+
+NAME: Final = "permessage-deflate"
+#: zlib level used when none is given; see the module docstring for the measurement.
+DEFAULT_COMPRESS_LEVEL: Final = 1
+#: zlib memLevel used when none is given.
+DEFAULT_MEM_LEVEL: Final = 8
+#: Messages shorter than this many bytes are sent uncompressed unless asked otherwise.
+DEFAULT_THRESHOLD: Final = 128
+
+# RFC 7692 §7.2.1: the sender removes these 4 bytes (the end of the empty
+# stored block that Z_SYNC_FLUSH emits); §7.2.2: the receiver puts them back.
+_TAIL: Final = b"\x00\x00\xff\xff"
+_RSV1: Final = 0x40
+_NO_CONTEXT = ("server_no_context_takeover", "client_no_context_takeover")
+_WINDOW = ("server_max_window_bits", "client_max_window_bits")
+# §7.1.2.1 / §7.1.2.2: a window value is a decimal 8..15 with no leading zero.
+_WINDOW_VALUES: Final = {str(bits): bits for bits in range(8, 16)}
+
+_MaxBits = int | None
+
+
+def _check_bits(name: str, value: int | None) -> None:
+    if value is not None and (type(value) is not int or not 8 <= value <= 15):
+        raise ValueError(f"{name} must be an int from 8 to 15, not {value!r}")
+
+
+def _check_settings(compress_level: int, mem_level: int, threshold: int) -> None:
+    if not -1 <= compress_level <= 9:
+        raise ValueError(f"compress_level must be -1..9, not {compress_level}")
+    if not 1 <= mem_level <= 9:
+        raise ValueError(f"mem_level must be 1..9, not {mem_level}")
+    if threshold < 0:
+        raise ValueError(f"threshold must be >= 0, not {threshold}")
+
+
+# ------------------------------------------------------------------ the extension
+
+
+class PerMessageDeflate:
+    """The negotiated permessage-deflate of one connection (RFC 7692 §6, §7.2).
+
+    ``send_bits``/``recv_bits`` are the LZ77 window sizes for each direction,
+    ``send_reset``/``recv_reset`` whether that direction's context is reset
+    after each message (``*_no_context_takeover``).
+    """
+
+    name = NAME
+    rsv_bits = _RSV1  # §6: permessage-deflate owns RSV1 ("Per-Message Compressed")
+
+    __slots__ = ("_compress_level", "_compressor", "_decompressor", "_mem_level",
+                 "_threshold", "recv_bits", "recv_reset", "send_bits", "send_reset")
+
+    def __init__(
+        self,
+        *,
+        send_bits: int = 15,
+        recv_bits: int = 15,
+        send_reset: bool = False,
+        recv_reset: bool = False,
+        compress_level: int = DEFAULT_COMPRESS_LEVEL,
+        mem_level: int = DEFAULT_MEM_LEVEL,
+        threshold: int = DEFAULT_THRESHOLD,
+    ) -> None:
+        _check_bits("send_bits", send_bits)
+        _check_bits("recv_bits", recv_bits)
+        _check_settings(compress_level, mem_level, threshold)
+        self.send_bits = send_bits
+        self.recv_bits = recv_bits
+        self.send_reset = send_reset
+        self.recv_reset = recv_reset
+        self._compress_level = compress_level
+        self._mem_level = mem_level
+        self._threshold = threshold
+        # Created lazily, on the first compressed message of each direction.
+        self._compressor: zlib._Compress | None = None
+        self._decompressor: zlib._Decompress | None = None
+
+    def __repr__(self) -> str:
+        return (f"PerMessageDeflate(send_bits={self.send_bits}, recv_bits={self.recv_bits}, "
+                f"send_reset={self.send_reset}, recv_reset={self.recv_reset})")
+
+    # ------------------------------------------------------------ incoming
+
+    def begin_incoming(self, rsv: int) -> bool:
+        # §6: RSV1 marks a compressed message; the engine only calls us when an
+        # RSV bit is set, and RSV2/RSV3 are not ours.
+        return rsv == _RSV1
+
+    def decode(self, data: bytes, final: bool, max_length: int | None) -> bytes:
+        """Inflate a piece of a compressed message, at most ``max_length`` bytes out."""
+        inflater = self._decompressor
+        if inflater is None:
+            # §7.1.2: our inflater's window is the one we negotiated for the peer;
+            # a wider stream from the peer fails below with "distance too far back".
+            inflater = self._decompressor = zlib.decompressobj(-self.recv_bits)
+        if final:
+            data += _TAIL  # §7.2.2: append 00 00 ff ff before inflating the last piece
+        try:
+            if max_length is None:
+                out = inflater.decompress(data)
+            else:
+                # Ask for one byte more than allowed: getting it proves the message
+                # too big, while inflation stops there (a bomb never expands).
+                out = inflater.decompress(data, max_length + 1)
+        except zlib.error as exc:
+            self._decompressor = None
+            raise RemoteProtocolError(f"invalid compressed data: {exc}",
+                                      CloseCode.INVALID_FRAME_PAYLOAD_DATA) from None
+        if max_length is not None and len(out) > max_length:
+            self._decompressor = None
+            raise RemoteProtocolError(f"message exceeds {max_length} more bytes once inflated",
+                                      CloseCode.MESSAGE_TOO_BIG)
+        if inflater.eof:
+            # §7.2.3.3 allows a final (BFINAL) block; it ends the context. Bytes
+            # after it other than our own appended tail are not deflate data.
+            extra = inflater.unused_data
+            if extra and not (final and extra == _TAIL[-len(extra):]):
+                self._decompressor = None
+                raise RemoteProtocolError("data after the final deflate block",
+                                          CloseCode.INVALID_FRAME_PAYLOAD_DATA)
+            if final:
+                self._decompressor = None
+        elif final and self.recv_reset:
+            # §7.1.1: no context takeover for the peer's messages: start afresh.
+            self._decompressor = None
+        return out
+
+    # ------------------------------------------------------------ outgoing
+
+    def begin_outgoing(self, size: int | None, compress: bool | None) -> int:
+        if compress is None:
+            # Small whole messages rarely shrink; a message sent in parts is
+            # compressed, its size being unknown (§6 lets us choose per message).
+            compress = size is None or size >= self._threshold
+        return _RSV1 if compress else 0
+
+    def encode(self, data: bytes, final: bool) -> bytes:
+        """Deflate a piece of a message; the last piece loses its 00 00 ff ff (§7.2.1)."""
+        deflater = self._compressor
+        if deflater is None:
+            # zlib rejects an 8-bit raw window; 9 still never emits distances
+            # an 8-bit inflater cannot follow (at most 2**9 - 262).
+            deflater = self._compressor = zlib.compressobj(
+                self._compress_level, zlib.DEFLATED, -max(self.send_bits, 9), self._mem_level)
+        # §7.2.1: Z_SYNC_FLUSH ends every piece on a byte boundary, so each frame
+        # can go out at once (streamed messages too).
+        out = deflater.compress(data) + deflater.flush(zlib.Z_SYNC_FLUSH)
+        if final:
+            if out.endswith(_TAIL):
+                out = out[:-4]
+            if not out:
+                # §7.2.3.6: an empty final piece still needs a deflate block
+                # (an empty stored block whose tail we stripped is 0x00).
+                out = b"\x00"
+            if self.send_reset:
+                # §7.1.1: no context takeover for our messages: drop the window.
+                self._compressor = None
+        return out
+
+
+# ------------------------------------------------------------------ negotiation
+
+
+def _parse(params: ExtensionParams, *, response: bool) -> dict[str, int | bool]:
+    """Validate one parameter set (§7): known names, no repeats, values 8..15.
+
+    Returns ``{name: True}`` for flags and value-less ``client_max_window_bits``,
+    ``{name: bits}`` for windows.
+    """
+    seen: dict[str, int | bool] = {}
+    for key, value in params:
+        if key in seen:
+            raise NegotiationError(f"duplicate parameter {key}")  # §7
+        if key in _NO_CONTEXT:
+            if value is not None:
+                raise NegotiationError(f"{key} takes no value")  # §7.1.1.1, §7.1.1.2
+            seen[key] = True
+        elif key in _WINDOW:
+            if value is None:
+                # §7.1.2.2: only an offer's client_max_window_bits may have no value;
+                # §7.1.2.1: server_max_window_bits always has one.
+                if key == "server_max_window_bits" or response:
+                    raise NegotiationError(f"{key} needs a value")
+                seen[key] = True
+            else:
+                bits = _WINDOW_VALUES.get(value)
+                if bits is None:
+                    raise NegotiationError(f"{key}={value!r} is not 8..15")
+                seen[key] = bits
+        else:
+            raise NegotiationError(f"unknown parameter {key}")  # §7
+    return seen
+
+
+@dataclass(frozen=True, slots=True)
+class DeflateOffer:
+    """One parameter set a client offers (RFC 7692 §7.1).
+
+    ``client_max_window_bits=True`` offers the parameter without a value: "the
+    server may limit my window". An int is a limit the client sets on itself.
+    """
+
+    server_no_context_takeover: bool = False
+    client_no_context_takeover: bool = False
+    server_max_window_bits: int | None = None
+    client_max_window_bits: int | bool | None = True
+
+    def __post_init__(self) -> None:
+        _check_bits("server_max_window_bits", self.server_max_window_bits)
+        if not isinstance(self.client_max_window_bits, bool):
+            _check_bits("client_max_window_bits", self.client_max_window_bits)
+
+    def params(self) -> ExtensionParams:
+        """The offer as extension parameters, in the RFC's order."""
+        out: list[tuple[str, str | None]] = []
+        if self.server_no_context_takeover:
+            out.append(("server_no_context_takeover", None))
+        if self.client_no_context_takeover:
+            out.append(("client_no_context_takeover", None))
+        if self.server_max_window_bits is not None:
+            out.append(("server_max_window_bits", str(self.server_max_window_bits)))
+        if self.client_max_window_bits is True:
+            out.append(("client_max_window_bits", None))
+        elif self.client_max_window_bits is not False and self.client_max_window_bits is not None:
+            out.append(("client_max_window_bits", str(self.client_max_window_bits)))
+        return tuple(out)
+
+    def check_response(self, response: dict[str, int | bool]) -> tuple[int, int, bool, bool]:
+        """(send_bits, recv_bits, send_reset, recv_reset) if ``response`` answers this offer.
+
+        Raises NegotiationError otherwise (§7.1.1.1, §7.1.2.1, §7.1.2.2).
+        """
+        recv_reset = bool(response.get("server_no_context_takeover"))
+        if self.server_no_context_takeover and not recv_reset:
+            # §7.1.1.1: the server accepts this offer only by echoing the parameter.
+            raise NegotiationError("server_no_context_takeover offered but not accepted")
+        # §7.1.1.2: client_no_context_takeover in the offer is a promise we keep anyway.
+        send_reset = self.client_no_context_takeover or bool(
+            response.get("client_no_context_takeover"))
+        server_bits = response.get("server_max_window_bits")
+        if self.server_max_window_bits is not None:
+            # §7.1.2.1: accepted only with the same or a smaller value.
+            if server_bits is None:
+                raise NegotiationError("server_max_window_bits offered but not accepted")
+            if int(server_bits) > self.server_max_window_bits:
+                raise NegotiationError(f"server_max_window_bits={server_bits} exceeds "
+                                       f"the offered {self.server_max_window_bits}")
+        recv_bits = 15 if server_bits is None else int(server_bits)
+        client_bits = response.get("client_max_window_bits")
+        offered = self.client_max_window_bits
+        if client_bits is not None and (offered is None or offered is False):
+            # §7.1.2.2: a response must not limit a window the client did not offer to limit.
+            raise NegotiationError("client_max_window_bits in the response was not offered")
+        send_bits = 15 if client_bits is None else int(client_bits)
+        if isinstance(offered, int) and not isinstance(offered, bool):
+            # Our own hint limits us whatever the server answered (§7.1.2.2).
+            send_bits = min(send_bits, offered)
+        return send_bits, recv_bits, send_reset, recv_reset
+
+
+class ClientPerMessageDeflate:
+    """Client factory: offers permessage-deflate and validates the answer (RFC 7692 §7.1).
+
+    The keyword parameters form the preferred offer (see :class:`DeflateOffer`);
+    ``fallback_offers`` are sent after it, in order, for servers that decline
+    the first (§5: the server picks one). ``compress_level``, ``mem_level``
+    and ``threshold`` are local settings, never negotiated.
+    """
+
+    name = NAME
+
+    def __init__(
+        self,
+        *,
+        server_no_context_takeover: bool = False,
+        client_no_context_takeover: bool = False,
+        server_max_window_bits: int | None = None,
+        client_max_window_bits: int | bool | None = True,
+        fallback_offers: Sequence[DeflateOffer] = (),
+        compress_level: int = DEFAULT_COMPRESS_LEVEL,
+        mem_level: int = DEFAULT_MEM_LEVEL,
+        threshold: int = DEFAULT_THRESHOLD,
+    ) -> None:
+        _check_settings(compress_level, mem_level, threshold)
+        self._offers = (DeflateOffer(server_no_context_takeover, client_no_context_takeover,
+                                     server_max_window_bits, client_max_window_bits),
+                        *fallback_offers)
+        self._compress_level = compress_level
+        self._mem_level = mem_level
+        self._threshold = threshold
+
+    def offers(self) -> list[ExtensionParams]:
+        return [offer.params() for offer in self._offers]
+
+    def accept(self, params: ExtensionParams) -> Extension:
+        """The extension for the server's response, or NegotiationError (engine: 1010)."""
+        response = _parse(params, response=True)
+        reasons = []
+        for offer in self._offers:
+            try:
+                send_bits, recv_bits, send_reset, recv_reset = offer.check_response(response)
+            except NegotiationError as exc:
+                reasons.append(str(exc))
+                continue
+            return PerMessageDeflate(
+                send_bits=send_bits, recv_bits=recv_bits, send_reset=send_reset,
+                recv_reset=recv_reset, compress_level=self._compress_level,
+                mem_level=self._mem_level, threshold=self._threshold)
+        raise NegotiationError("the response answers none of the offers: " + "; ".join(reasons))
+
+
+class ServerPerMessageDeflate:
+    """Server factory: accepts the first valid offer of the client (RFC 7692 §7.1).
+
+    * ``server_no_context_takeover`` / ``client_no_context_takeover``: always
+      reset that direction's context, and say so in the response, even when
+      the client did not ask (both allowed by §7.1.1.1 and §7.1.1.2).
+    * ``server_max_window_bits``: the largest window we compress with; the
+      client's offer may lower it (§7.1.2.1).
+    * ``client_max_window_bits``: the window we ask the client to use, so our
+      inflater needs less memory. Only possible when the client offered the
+      parameter (§7.1.2.2); otherwise the offer is still accepted and the
+      client's messages are inflated with a 15-bit window.
+
+    An offer with an unknown or repeated parameter or a value out of 8..15 is
+    declined and the next one tried (§7); when none is valid, the handshake
+    goes on without the extension.
+    """
+
+    name = NAME
+
+    def __init__(
+        self,
+        *,
+        server_no_context_takeover: bool = False,
+        client_no_context_takeover: bool = False,
+        server_max_window_bits: int | None = None,
+        client_max_window_bits: int | None = None,
+        compress_level: int = DEFAULT_COMPRESS_LEVEL,
+        mem_level: int = DEFAULT_MEM_LEVEL,
+        threshold: int = DEFAULT_THRESHOLD,
+    ) -> None:
+        _check_bits("server_max_window_bits", server_max_window_bits)
+        _check_bits("client_max_window_bits", client_max_window_bits)
+        _check_settings(compress_level, mem_level, threshold)
+        self._server_no_context_takeover = server_no_context_takeover
+        self._client_no_context_takeover = client_no_context_takeover
+        self._server_max_window_bits = server_max_window_bits
+        self._client_max_window_bits = client_max_window_bits
+        self._compress_level = compress_level
+        self._mem_level = mem_level
+        self._threshold = threshold
+
+    def negotiate(self, offers: list[ExtensionParams]) -> tuple[ExtensionParams, Extension] | None:
+        for params in offers:
+            try:
+                offer = _parse(params, response=False)
+            except NegotiationError:
+                continue  # §7: decline this offer, consider the next
+            return self._answer(offer)
+        return None
+
+    def _answer(self, offer: dict[str, int | bool]) -> tuple[ExtensionParams, Extension]:
+        response: list[tuple[str, str | None]] = []
+        send_reset = self._server_no_context_takeover or "server_no_context_takeover" in offer
+        if send_reset:
+            response.append(("server_no_context_takeover", None))  # §7.1.1.1
+        recv_reset = self._client_no_context_takeover or "client_no_context_takeover" in offer
+        if recv_reset:
+            # §7.1.1.2: echoing it lets us drop our inflater between messages.
+            response.append(("client_no_context_takeover", None))
+        send_bits = self._server_max_window_bits or 15
+        offered = offer.get("server_max_window_bits")
+        if offered is not None:
+            send_bits = min(send_bits, int(offered))
+        if offered is not None or self._server_max_window_bits is not None:
+            # §7.1.2.1: an offered limit must be answered with the same or a smaller value.
+            response.append(("server_max_window_bits", str(send_bits)))
+        recv_bits = 15
+        client_offer = offer.get("client_max_window_bits")
+        if client_offer is not None:
+            limit = self._client_max_window_bits
+            if client_offer is not True:
+                # The client's own hint: answering it lets our inflater use less memory.
+                limit = int(client_offer) if limit is None else min(limit, int(client_offer))
+            if limit is not None:
+                recv_bits = limit
+                response.append(("client_max_window_bits", str(limit)))  # §7.1.2.2
+        extension = PerMessageDeflate(
+            send_bits=send_bits, recv_bits=recv_bits, send_reset=send_reset,
+            recv_reset=recv_reset, compress_level=self._compress_level,
+            mem_level=self._mem_level, threshold=self._threshold)
+        return tuple(response), extension
