@@ -1,0 +1,473 @@
+"""What the asyncio and blocking adapters share: everything but the waiting.
+
+An adapter owns a transport and a :class:`Driver`. It feeds received bytes to
+the engine, then calls :meth:`Driver.pull`, writes what the engine wants sent,
+and wakes whoever waits. Every protocol decision stays in the engine; this
+module holds the adapter-side policy that both adapters need exactly once:
+
+Pull policy
+    The engine parses lazily, so a violation is only found once the events
+    before it were pulled. :meth:`Driver.pull` pulls until the waiting reader
+    has what it wants (one message, or one piece in streaming), then *holds*:
+    nothing more is parsed until the reader comes back (or the adapter resumes
+    soon after, so that control frames are still answered). That lets an echo
+    of a good message go out before the close a following bad frame causes.
+    With no reader waiting it pulls eagerly into a queue bounded by
+    ``max_queue`` messages; past it (or when the engine holds more than
+    ``read_limit`` unparsed bytes) the adapter stops reading the transport.
+
+Keepalive
+    Pings in flight with their send times; a pong acknowledges its ping and
+    every earlier one (§5.5.3 allows a pong to answer only the latest) and
+    gives the round-trip latency. Deadlines are computed from a ``now`` that
+    the adapter passes in, so one ticker can serve many connections.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final, Generic, TypeVar
+
+from ._core import Limits, State
+from .connection import ClientConnection, ServerConnection
+from .errors import CloseCode, WebSocketError
+from .events import Binary, HTTPRequest, Pong, Text
+from .events import ConnectionClosed as ClosedEvent
+from .extensions.base import ClientExtensionFactory, ServerExtensionFactory
+from .headers import Headers
+
+__all__ = [
+    "ClientOptions",
+    "ConcurrencyError",
+    "ConnectionClosed",
+    "ConnectionClosedError",
+    "ConnectionClosedOK",
+    "Driver",
+    "InvalidStatus",
+    "ServerOptions",
+]
+
+server_logger = logging.getLogger("rfc6455.server")
+client_logger = logging.getLogger("rfc6455.client")
+
+Data = str | bytes
+W = TypeVar("W")
+
+#: What :meth:`Driver.pull` is asked to get.
+WANT_NOTHING: Final = 0  # no reader: fill the queue
+WANT_MESSAGE: Final = 1  # a reader waits for a whole message
+WANT_PIECE: Final = 2  # a streaming reader waits for the next piece of a message
+
+#: :meth:`Driver.keepalive` verdicts.
+KEEP: Final = 0
+PING: Final = 1
+PING_TIMEOUT: Final = 2
+IDLE_TIMEOUT: Final = 3
+
+
+# ---------------------------------------------------------------- exceptions
+
+
+class ConnectionClosed(WebSocketError):
+    """The connection is closed: raised by receiving or sending after the close.
+
+    ``code`` and ``reason`` are those the engine reports (the peer's close frame,
+    the code we failed with, or 1006 when the transport ended abruptly).
+    """
+
+    def __init__(self, code: int, reason: str = "", error: Exception | None = None) -> None:
+        super().__init__(f"connection closed: {code}" + (f" {reason}" if reason else ""))
+        self.code = code
+        self.reason = reason
+        self.error = error
+
+
+class ConnectionClosedOK(ConnectionClosed):
+    """Closed with 1000 (normal) or 1001 (going away) (§7.4.1)."""
+
+
+class ConnectionClosedError(ConnectionClosed):
+    """Closed by a failure, an abnormal closure or an error code."""
+
+
+class ConcurrencyError(WebSocketError, RuntimeError):
+    """Two coroutines or threads received (or sent parts) on one connection at once."""
+
+
+class InvalidStatus(WebSocketError):
+    """Client: the server answered the opening handshake with something other than 101."""
+
+    def __init__(self, status: int, headers: Headers, body: bytes) -> None:
+        super().__init__(f"server rejected the WebSocket upgrade with HTTP {status}")
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+
+def closed_exception(code: int | None, reason: str, error: Exception | None) -> ConnectionClosed:
+    """The exception matching a final close status."""
+    if code is None:
+        code = CloseCode.ABNORMAL_CLOSURE
+    if error is None and code in (CloseCode.NORMAL_CLOSURE, CloseCode.GOING_AWAY):
+        return ConnectionClosedOK(code, reason)
+    return ConnectionClosedError(code, reason, error)
+
+
+# ---------------------------------------------------------------- options
+
+
+def _deflate(role: str, compression: str | None) -> list[Any]:
+    """permessage-deflate factories (RFC 7692) when asked for and available."""
+    if compression is None:
+        return []
+    if compression != "deflate":
+        raise ValueError(f"unsupported compression {compression!r}")
+    try:
+        from .extensions import permessage_deflate as pmd  # type: ignore[attr-defined]
+    except ImportError:  # the extension module is optional
+        return []
+    name = "ServerPerMessageDeflate" if role == "server" else "ClientPerMessageDeflate"
+    factory = getattr(pmd, name, None)
+    return [] if factory is None else [factory()]
+
+
+@dataclass(frozen=True)
+class _Common:
+    max_size: int | None = 1024 * 1024
+    max_fragments: int | None = 4096
+    max_header_bytes: int = 16 * 1024
+    max_queue: int = 16
+    read_limit: int = 256 * 1024
+    write_limit: int = 64 * 1024
+    write_low: int | None = None
+    ping_interval: float | None = 20.0
+    ping_timeout: float | None = 20.0
+    open_timeout: float | None = 10.0
+    close_timeout: float | None = 10.0
+    idle_timeout: float | None = None
+    compression: str | None = "deflate"
+    limits: Limits | None = None
+
+    def engine_limits(self) -> Limits:
+        if self.limits is not None:
+            return self.limits
+        return Limits(max_header_bytes=self.max_header_bytes, max_message_size=self.max_size,
+                      max_fragments=self.max_fragments)
+
+    @property
+    def low_water(self) -> int:
+        return self.write_limit // 4 if self.write_low is None else self.write_low
+
+
+@dataclass(frozen=True)
+class ServerOptions(_Common):
+    """Server options, shared by both adapters (see ``serve``'s docstring)."""
+
+    origins: Sequence[str] | None = None
+    subprotocols: Sequence[str] = ()
+    extensions: Sequence[ServerExtensionFactory] | None = None
+    extra_headers: Sequence[tuple[str, str]] = ()
+    process_request: Callable[..., Any] | None = None
+    max_connections: int | None = None
+    max_connections_per_ip: int | None = None
+
+    def new_engine(self) -> ServerConnection:
+        extensions = self.extensions
+        if extensions is None:
+            extensions = _deflate("server", self.compression)
+        return ServerConnection(origins=self.origins, subprotocols=self.subprotocols,
+                                extensions=extensions, limits=self.engine_limits(),
+                                streaming=True)
+
+
+@dataclass(frozen=True)
+class ClientOptions(_Common):
+    """Client options, shared by both adapters (see ``connect``'s docstring)."""
+
+    origin: str | None = None
+    subprotocols: Sequence[str] = ()
+    extensions: Sequence[ClientExtensionFactory] | None = None
+    extra_headers: Sequence[tuple[str, str]] = field(default_factory=tuple)
+    max_redirects: int = 3
+    proxy: str | None = None
+
+    def new_engine(self, uri: str) -> ClientConnection:
+        extensions = self.extensions
+        if extensions is None:
+            extensions = _deflate("client", self.compression)
+        return ClientConnection(uri, origin=self.origin, subprotocols=self.subprotocols,
+                                extensions=extensions, extra_headers=self.extra_headers,
+                                limits=self.engine_limits(), streaming=True)
+
+
+def split_options(cls: type[_Common], options: dict[str, Any]) -> Any:
+    """Build ``cls`` from keyword options, with a clear error for an unknown one."""
+    try:
+        return cls(**options)
+    except TypeError as exc:
+        raise TypeError(f"unknown option: {exc}") from None
+
+
+def default_http_response(request: HTTPRequest) -> tuple[int, list[tuple[str, str]], bytes]:
+    """What a plain HTTP request gets without a ``process_request`` hook (RFC 7231 §6.5.15)."""
+    return 426, [("Upgrade", "websocket"), ("Connection", "Upgrade"),
+                 ("Content-Type", "text/plain; charset=utf-8")], \
+        b"This is a WebSocket endpoint: upgrade required.\n"
+
+
+def busy_response() -> tuple[int, list[tuple[str, str]], bytes]:
+    """The answer past ``max_connections`` / ``max_connections_per_ip``."""
+    return 503, [("Retry-After", "1"), ("Content-Type", "text/plain; charset=utf-8")], \
+        b"Too many connections.\n"
+
+
+def proxy_connect_request(host: str, port: int) -> bytes:
+    """The HTTP CONNECT request that opens a tunnel through a proxy (RFC 9110 §9.3.6)."""
+    authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return (f"CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n").encode("ascii")
+
+
+def proxy_connect_status(head: bytes) -> int:
+    """Status of a proxy's answer to CONNECT; raises ``OSError`` when it is not HTTP."""
+    line = head.split(b"\r\n", 1)[0].split()
+    if len(line) < 2 or not line[0].startswith(b"HTTP/") or not line[1].isdigit():
+        raise OSError(f"invalid proxy response: {head[:80]!r}")
+    return int(line[1])
+
+
+# ---------------------------------------------------------------- the driver
+
+
+class Driver(Generic[W]):
+    """Queue, pull policy, and keepalive bookkeeping of one connection.
+
+    ``W`` is the adapter's waiter type for pings (an asyncio future, a
+    threading event...); the driver only stores and returns them.
+    """
+
+    __slots__ = (
+        "_complete",
+        "_pieces",
+        "_pings",
+        "acked",
+        "closed",
+        "conn",
+        "discard",
+        "hold",
+        "idle_timeout",
+        "last_received",
+        "latency",
+        "max_queue",
+        "next_ping",
+        "ping_interval",
+        "ping_timeout",
+        "read_limit",
+    )
+
+    def __init__(self, conn: ServerConnection | ClientConnection, options: _Common,
+                 now: float) -> None:
+        self.conn = conn
+        self.max_queue = max(1, options.max_queue)
+        self.read_limit = options.read_limit
+        self.ping_interval = options.ping_interval
+        self.ping_timeout = options.ping_timeout
+        self.idle_timeout = options.idle_timeout
+        # Received pieces (Text/Binary events, ``final`` marks a message's last).
+        self._pieces: deque[Text | Binary] = deque()
+        self._complete = 0  # messages whose last piece is queued
+        #: A message was handed to a waiting reader: parse nothing until it returns.
+        self.hold = False
+        #: We are closing: drop received data instead of queueing it, so the peer's
+        #: close reply is always parsed, whatever the queue holds.
+        self.discard = False
+        #: The engine's final event, once pulled.
+        self.closed: ClosedEvent | None = None
+        # Pings in flight, oldest first: payload -> (send time, waiter or None).
+        self._pings: dict[bytes, tuple[float, W | None]] = {}
+        #: Waiters whose ping was answered, with the latency; the adapter wakes them.
+        self.acked: list[tuple[W, float]] = []
+        self.latency = 0.0
+        self.last_received = now
+        self.next_ping = None if self.ping_interval is None else now + self.ping_interval
+
+    # ------------------------------------------------------------- receiving
+
+    def pull(self, want: int, now: float) -> bool:
+        """Pull engine events per the policy; True when ``want`` is satisfied."""
+        if want == WANT_MESSAGE:
+            if self._complete:
+                return True
+        elif want == WANT_PIECE and self._pieces:
+            return True
+        if self.hold and want == WANT_NOTHING:
+            return False
+        self.hold = False
+        conn = self.conn
+        pieces = self._pieces
+        limit = self.max_queue
+        while self._complete < limit:
+            event = conn.next_event()
+            if event is None:
+                break
+            self.last_received = now
+            cls = type(event)
+            if cls is Text or cls is Binary:
+                if self.discard:
+                    continue
+                pieces.append(event)  # type: ignore[arg-type]
+                if event.final:  # type: ignore[union-attr]
+                    self._complete += 1
+                    if want == WANT_MESSAGE:
+                        self.hold = True
+                        return True
+                if want == WANT_PIECE:
+                    self.hold = True
+                    return True
+            elif cls is Pong:
+                self._pong(event.payload, now)  # type: ignore[union-attr]
+            elif cls is ClosedEvent:
+                self.closed = event  # type: ignore[assignment]
+                break
+            # Ping: the engine already queued the pong (§5.5.2).
+        return want == WANT_NOTHING
+
+    def start_discarding(self) -> None:
+        """The application closes: forget queued messages, parse everything from now on."""
+        self.discard = True
+        self.hold = False
+        self._pieces.clear()
+        self._complete = 0
+
+    @property
+    def queue_full(self) -> bool:
+        """Stop reading the transport: the app is behind or the engine holds a lot."""
+        return self._complete >= self.max_queue or self.conn.buffered_bytes > self.read_limit
+
+    @property
+    def has_message(self) -> bool:
+        return self._complete > 0
+
+    @property
+    def has_piece(self) -> bool:
+        return bool(self._pieces)
+
+    @property
+    def finished(self) -> bool:
+        """Nothing more will ever be received."""
+        return self.closed is not None and not self._pieces
+
+    def take_message(self) -> Data:
+        """Pop one whole queued message (check :attr:`has_message` first)."""
+        pieces = self._pieces
+        first = pieces.popleft()
+        if first.final:
+            self._complete -= 1
+            return first.data
+        parts: list[Any] = [first.data]
+        while True:
+            piece = pieces.popleft()
+            parts.append(piece.data)
+            if piece.final:
+                break
+        self._complete -= 1
+        return "".join(parts) if isinstance(first, Text) else b"".join(parts)
+
+    def take_piece(self) -> Text | Binary:
+        """Pop one queued piece (check :attr:`has_piece` first)."""
+        piece = self._pieces.popleft()
+        if piece.final:
+            self._complete -= 1
+        return piece
+
+    def closed_error(self) -> ConnectionClosed:
+        """The exception for receiving or sending after the close."""
+        conn = self.conn
+        closed = self.closed
+        error = None if closed is None else closed.error
+        code = conn.close_code
+        if code is None:
+            code = closed.code if closed is not None else CloseCode.ABNORMAL_CLOSURE
+        return closed_exception(code, conn.close_reason, error)
+
+    def check_open(self) -> None:
+        """Raise :class:`ConnectionClosed` unless messages can be sent."""
+        if self.conn.state is not State.OPEN:
+            raise self.closed_error()
+
+    # ------------------------------------------------------------- keepalive
+
+    def new_ping(self, now: float, waiter: W | None, payload: bytes | None = None) -> bytes:
+        """Record a ping about to be sent; return its payload (random unless given)."""
+        if payload is None:
+            payload = os.urandom(4)
+            while payload in self._pings:
+                payload = os.urandom(4)
+        elif payload in self._pings:
+            raise ConcurrencyError("a ping with this payload is already in flight")
+        self._pings[payload] = (now, waiter)
+        return payload
+
+    def _pong(self, payload: bytes, now: float) -> None:
+        pings = self._pings
+        if payload not in pings:
+            return  # unsolicited (§5.5.3): a heartbeat, nothing to acknowledge
+        # A pong acknowledges its ping and every earlier one (§5.5.3).
+        for key in list(pings):
+            sent, waiter = pings.pop(key)
+            latency = now - sent
+            if waiter is not None:
+                self.acked.append((waiter, latency))
+            if key == payload:
+                self.latency = latency
+                break
+
+    def abandon_pings(self) -> list[W]:
+        """The connection ended: every waiter of an unanswered ping."""
+        waiters = [w for _, w in self._pings.values() if w is not None]
+        self._pings.clear()
+        return waiters
+
+    def keepalive(self, now: float) -> int:
+        """What keepalive requires at ``now``: KEEP, PING, PING_TIMEOUT or IDLE_TIMEOUT."""
+        if self.conn.state is not State.OPEN:
+            return KEEP
+        timeout = self.ping_timeout
+        if timeout is not None and self._pings:
+            oldest = next(iter(self._pings.values()))[0]
+            if now - oldest >= timeout:
+                return PING_TIMEOUT
+        if self.idle_timeout is not None and now - self.last_received >= self.idle_timeout:
+            return IDLE_TIMEOUT
+        if self.next_ping is not None and now >= self.next_ping:
+            assert self.ping_interval is not None
+            self.next_ping = now + self.ping_interval
+            return PING
+        return KEEP
+
+    def next_deadline(self) -> float | None:
+        """The earliest time :meth:`keepalive` may answer something other than KEEP."""
+        deadlines = []
+        if self.next_ping is not None:
+            deadlines.append(self.next_ping)
+        if self.ping_timeout is not None and self._pings:
+            deadlines.append(next(iter(self._pings.values()))[0] + self.ping_timeout)
+        if self.idle_timeout is not None:
+            deadlines.append(self.last_received + self.idle_timeout)
+        return min(deadlines) if deadlines else None
+
+
+def monotonic() -> float:
+    return time.monotonic()
+
+
+def keepalive_close(verdict: int) -> tuple[int, str]:
+    """The close code and reason for a keepalive verdict."""
+    if verdict == PING_TIMEOUT:
+        # The peer stopped answering pings: an internal error from our side (§7.4.1).
+        return CloseCode.INTERNAL_ERROR, "keepalive ping timeout"
+    return CloseCode.GOING_AWAY, "idle timeout"

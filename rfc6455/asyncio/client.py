@@ -1,0 +1,193 @@
+"""The asyncio WebSocket client: ``async with connect("ws://...") as ws``."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import ssl as ssl_module
+from collections.abc import Generator
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+from .._core import State
+from .._driver import (
+    ClientOptions,
+    InvalidStatus,
+    client_logger,
+    proxy_connect_request,
+    proxy_connect_status,
+    split_options,
+)
+from ..events import Accepted, Rejected
+from ..events import ConnectionClosed as ClosedEvent
+from ..uri import parse_uri
+from .connection import Connection
+
+__all__ = ["connect"]
+
+
+class _ClientProtocol(Connection):
+    __slots__ = ("_keepalive_timer", "_opened")
+
+    def __init__(self, uri: str, options: ClientOptions, logger: logging.Logger) -> None:
+        super().__init__(options.new_engine(uri), options, logger)
+        self._opened: asyncio.Future[None] = self._loop.create_future()
+        self._keepalive_timer: asyncio.TimerHandle | None = None
+
+    def _handshake(self) -> None:
+        event = self.engine.next_event()
+        if event is None:
+            self._flush()
+            return
+        if isinstance(event, Accepted):
+            self._opened.set_result(None)
+            self._schedule_keepalive()
+            self._progress()  # frames that came with the response
+            return
+        if isinstance(event, Rejected):
+            error: Exception = InvalidStatus(event.status, event.headers, event.body)
+        elif isinstance(event, ClosedEvent) and event.error is not None:
+            error = event.error
+        else:
+            error = ConnectionError("connection closed during the opening handshake")
+        self._flush()
+        if not self._opened.done():
+            self._opened.set_exception(error)
+        if self.transport is not None:
+            self.transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._keepalive_timer is not None:
+            self._keepalive_timer.cancel()
+            self._keepalive_timer = None
+        if self.engine.state is State.CONNECTING or not self._opened.done():
+            super().connection_lost(exc)
+            if not self._opened.done():
+                self._opened.set_exception(
+                    exc or ConnectionError("connection closed during the opening handshake"))
+            return
+        super().connection_lost(exc)
+
+    def _schedule_keepalive(self) -> None:
+        deadline = self._driver.next_deadline()
+        if deadline is not None and not self._lost:
+            self._keepalive_timer = self._loop.call_at(deadline, self._on_keepalive)
+
+    def _on_keepalive(self) -> None:
+        self._keepalive_timer = None
+        self._keepalive(self._loop.time())
+        if self.engine.state is State.OPEN:
+            self._schedule_keepalive()
+
+
+async def _tunnel(proxy: str, host: str, port: int) -> socket.socket:
+    """A socket connected to ``host:port`` through an HTTP proxy's CONNECT tunnel."""
+    loop = asyncio.get_running_loop()
+    parts = urlsplit(proxy)
+    if parts.scheme != "http" or not parts.hostname:
+        raise ValueError(f"unsupported proxy {proxy!r} (http://host:port only)")
+    infos = await loop.getaddrinfo(parts.hostname, parts.port or 80, type=socket.SOCK_STREAM)
+    family, type_, proto, _, address = infos[0]
+    sock = socket.socket(family, type_, proto)
+    sock.setblocking(False)
+    try:
+        await loop.sock_connect(sock, address)
+        await loop.sock_sendall(sock, proxy_connect_request(host, port))
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = await loop.sock_recv(sock, 1)  # never read past the proxy's answer
+            if not chunk or len(head) > 16384:
+                raise OSError("proxy closed the connection or sent too much")
+            head += chunk
+        status = proxy_connect_status(head)
+        if status != 200:
+            raise OSError(f"proxy refused the tunnel with HTTP {status}")
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+class connect:  # noqa: N801 - used like a function
+    """Open a WebSocket client connection; awaitable and an async context manager.
+
+    ``await connect(uri)`` returns the open :class:`Connection`;
+    ``async with connect(uri) as ws`` also closes it. Options: ``ssl`` (an
+    :class:`ssl.SSLContext` for ``wss://``), ``path`` (a unix socket),
+    ``server_hostname``, ``logger``, ``proxy`` ("http://host:port", HTTP CONNECT),
+    ``max_redirects`` (3xx answers followed), and the fields of
+    :class:`rfc6455._driver.ClientOptions` (``origin``, ``subprotocols``,
+    ``extra_headers``, ``compression``, ``max_size``, ``ping_interval``...).
+    """
+
+    def __init__(self, uri: str, *, ssl: ssl_module.SSLContext | None = None,
+                 path: str | None = None, server_hostname: str | None = None,
+                 logger: logging.Logger | None = None, **options: Any) -> None:
+        self.uri = uri
+        self.options: ClientOptions = split_options(ClientOptions, options)
+        self._ssl = ssl
+        self._path = path
+        self._server_hostname = server_hostname
+        self._logger = logger or client_logger
+        self._ws: Connection | None = None
+
+    async def _attempt(self, uri: str) -> Connection:
+        loop = asyncio.get_running_loop()
+        wsuri = parse_uri(uri)
+        context = self._ssl
+        if wsuri.secure and context is None:
+            context = ssl_module.create_default_context()
+        elif not wsuri.secure:
+            context = None
+        hostname = (self._server_hostname or wsuri.host) if context is not None else None
+
+        def factory() -> _ClientProtocol:
+            return _ClientProtocol(uri, self.options, self._logger)
+
+        if self._path is not None:
+            _, protocol = await loop.create_unix_connection(
+                factory, self._path, ssl=context, server_hostname=hostname)
+        elif self.options.proxy is not None:
+            sock = await _tunnel(self.options.proxy, wsuri.host, wsuri.port)
+            _, protocol = await loop.create_connection(
+                factory, sock=sock, ssl=context, server_hostname=hostname)
+        else:
+            _, protocol = await loop.create_connection(
+                factory, wsuri.host, wsuri.port, ssl=context, server_hostname=hostname)
+        try:
+            await protocol._opened
+        except BaseException:
+            protocol.abort()
+            raise
+        return protocol
+
+    async def _open(self) -> Connection:
+        uri = self.uri
+        redirects = 0
+        while True:
+            try:
+                if self.options.open_timeout is None:
+                    ws = await self._attempt(uri)
+                else:
+                    ws = await asyncio.wait_for(self._attempt(uri), self.options.open_timeout)
+            except InvalidStatus as exc:
+                location = exc.headers.get("location")
+                if 300 <= exc.status < 400 and location and redirects < self.options.max_redirects:
+                    redirects += 1
+                    uri = urljoin(uri.replace("ws", "http", 1), location)
+                    uri = "ws" + uri[4:] if uri.startswith("http") else uri
+                    continue
+                raise
+            self._ws = ws
+            return ws
+
+    def __await__(self) -> Generator[Any, None, Connection]:
+        return self._open().__await__()
+
+    async def __aenter__(self) -> Connection:
+        return await self._open()
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._ws is not None:
+            await self._ws.close()

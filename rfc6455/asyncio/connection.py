@@ -1,0 +1,468 @@
+"""One WebSocket connection over asyncio: an :class:`asyncio.Protocol` around the engine.
+
+The protocol moves bytes, runs timers and wakes waiters; the engine decides
+everything about the protocol and :class:`rfc6455._driver.Driver` holds the
+queue, pull policy and keepalive bookkeeping shared with the blocking adapter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from typing import Any
+
+from .._core import EOF, State
+from .._driver import (
+    IDLE_TIMEOUT,
+    PING,
+    PING_TIMEOUT,
+    WANT_MESSAGE,
+    WANT_NOTHING,
+    WANT_PIECE,
+    ConcurrencyError,
+    ConnectionClosed,
+    Data,
+    Driver,
+    _Common,
+    keepalive_close,
+)
+from ..connection import ClientConnection, ServerConnection
+from ..errors import CloseCode, LocalProtocolError
+from ..headers import Headers
+
+__all__ = ["Connection"]
+
+
+class Connection(asyncio.Protocol):
+    """A WebSocket connection: receive with ``recv()`` or ``async for``, send with ``send()``."""
+
+    __slots__ = (
+        "_close_timer",
+        "_drain_waiters",
+        "_driver",
+        "_eof_received",
+        "_lost",
+        "_lost_waiter",
+        "_loop",
+        "_options",
+        "_parts_lock",
+        "_reading_paused",
+        "_recv_waiter",
+        "_recv_want",
+        "_resume_scheduled",
+        "_writing_paused",
+        "engine",
+        "logger",
+        "transport",
+    )
+
+    def __init__(self, engine: ServerConnection | ClientConnection, options: _Common,
+                 logger: logging.Logger) -> None:
+        self._loop = asyncio.get_running_loop()
+        self.engine = engine
+        self._options = options
+        self.logger = logger
+        self._driver: Driver[asyncio.Future[float]] = Driver(engine, options, self._loop.time())
+        self.transport: asyncio.Transport | None = None
+        self._recv_waiter: asyncio.Future[None] | None = None
+        self._recv_want = WANT_NOTHING
+        self._drain_waiters: list[asyncio.Future[None]] | None = None
+        self._lost_waiter: asyncio.Future[None] | None = None
+        self._close_timer: asyncio.TimerHandle | None = None
+        self._parts_lock: asyncio.Lock | None = None
+        self._reading_paused = False
+        self._writing_paused = False
+        self._resume_scheduled = False
+        self._eof_received = False
+        self._lost = False
+
+    # ------------------------------------------------------------ properties
+
+    @property
+    def close_code(self) -> int | None:
+        """The close code once the connection is closed (§7.1.5), else None."""
+        if self.engine.state is not State.CLOSED:
+            return None
+        return self.engine.close_code
+
+    @property
+    def close_reason(self) -> str | None:
+        return None if self.engine.state is not State.CLOSED else self.engine.close_reason
+
+    @property
+    def state(self) -> State:
+        return self.engine.state
+
+    @property
+    def latency(self) -> float:
+        """Round-trip time of the last answered ping, in seconds (0 before any)."""
+        return self._driver.latency
+
+    @property
+    def subprotocol(self) -> str | None:
+        return self.engine.subprotocol
+
+    @property
+    def remote_address(self) -> Any:
+        return None if self.transport is None else self.transport.get_extra_info("peername")
+
+    @property
+    def local_address(self) -> Any:
+        return None if self.transport is None else self.transport.get_extra_info("sockname")
+
+    @property
+    def request_headers(self) -> Headers | None:
+        engine = self.engine
+        if isinstance(engine, ServerConnection):
+            return None if engine.request is None else engine.request.headers
+        return engine.request_headers
+
+    @property
+    def response_headers(self) -> Headers | None:
+        engine = self.engine
+        return engine.response if isinstance(engine, ClientConnection) else None
+
+    # ------------------------------------------------------ protocol callbacks
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        options = self._options
+        transport.set_write_buffer_limits(options.write_limit, options.low_water)
+        self._flush()
+
+    def data_received(self, data: bytes) -> None:
+        self.engine.receive_data(data)
+        self._progress()
+
+    def eof_received(self) -> bool:
+        self._eof_received = True
+        self.engine.receive_eof()
+        self._progress()
+        if self.engine.state is State.CLOSED and self.transport is not None:
+            # Nothing more can be exchanged: the peer already ended its side.
+            self.transport.close()
+        # Keep the transport half open while frames are still to be parsed.
+        return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lost = True
+        if self._close_timer is not None:
+            self._close_timer.cancel()
+            self._close_timer = None
+        if not self._eof_received:
+            self._eof_received = True
+            self.engine.receive_eof()
+        self._progress()
+        for waiter in self._driver.abandon_pings():
+            if not waiter.done():
+                waiter.set_exception(self._driver.closed_error())
+        self._wake_drain()
+        if self._lost_waiter is not None and not self._lost_waiter.done():
+            self._lost_waiter.set_result(None)
+
+    def pause_writing(self) -> None:
+        self._writing_paused = True
+
+    def resume_writing(self) -> None:
+        self._writing_paused = False
+        self._wake_drain()
+
+    def _wake_drain(self) -> None:
+        waiters = self._drain_waiters
+        if waiters:
+            self._drain_waiters = None
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+
+    # -------------------------------------------------------- engine driving
+
+    def _progress(self) -> None:
+        """New input or a resume: pull per the policy, then write and wake."""
+        if self.engine.state is State.CONNECTING:
+            self._handshake()
+            return
+        driver = self._driver
+        waiter = self._recv_waiter
+        if waiter is None:
+            driver.pull(WANT_NOTHING, self._loop.time())
+        elif driver.pull(self._recv_want, self._loop.time()) or driver.closed is not None:
+            self._recv_waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+        self._after_pull()
+
+    def _handshake(self) -> None:  # pragma: no cover - overridden per role
+        raise NotImplementedError
+
+    def _after_pull(self) -> None:
+        driver = self._driver
+        if driver.acked:
+            for waiter, latency in driver.acked:
+                if not waiter.done():
+                    waiter.set_result(latency)
+            driver.acked.clear()
+        self._flush()
+        transport = self.transport
+        if transport is not None and not self._lost:
+            if driver.queue_full and driver.closed is None:
+                if not self._reading_paused:
+                    self._reading_paused = True
+                    transport.pause_reading()
+            elif self._reading_paused:
+                self._reading_paused = False
+                transport.resume_reading()
+        if driver.hold and not self._resume_scheduled:
+            # A message went to a waiting reader: let it run first, then resume
+            # parsing so that pings and closes are answered even if it stays busy.
+            self._resume_scheduled = True
+            self._loop.call_soon(self._resume)
+
+    def _resume(self) -> None:
+        self._resume_scheduled = False
+        if self._driver.hold:
+            self._driver.hold = False
+            self._progress()
+
+    def _flush(self) -> None:
+        """Write what the engine has to send; shut down or arm the close timer as it says."""
+        engine = self.engine
+        transport = self.transport
+        if transport is None:
+            return
+        while True:
+            data = engine.data_to_send()
+            if data is EOF:
+                if self._lost:
+                    break
+                if self._eof_received or not transport.can_write_eof():
+                    transport.close()
+                else:
+                    transport.write_eof()
+                continue
+            if not data:
+                break
+            if not self._lost and not transport.is_closing():
+                transport.write(data)  # type: ignore[arg-type]
+        if self._close_timer is None and not self._lost and engine.close_expected():
+            timeout = self._options.close_timeout
+            if timeout is not None:
+                self._close_timer = self._loop.call_later(timeout, self._abort)
+
+    def _abort(self) -> None:
+        self._close_timer = None
+        if self.transport is not None and not self._lost:
+            self.logger.debug("close timeout: aborting the connection")
+            self.transport.abort()
+
+    def _keepalive(self, now: float) -> None:
+        """Called by the server's ticker or the client's timer."""
+        verdict = self._driver.keepalive(now)
+        if verdict == PING:
+            self.engine.ping(self._driver.new_ping(now, None))
+            self._flush()
+        elif verdict == PING_TIMEOUT or verdict == IDLE_TIMEOUT:
+            code, reason = keepalive_close(verdict)
+            self.logger.info("%s: closing with %d", reason, code)
+            self._start_close(code, reason)
+
+    def _start_close(self, code: int | None, reason: str) -> None:
+        engine = self.engine
+        if engine.state is State.OPEN:
+            engine.close(code, reason)
+        elif engine.state is State.CONNECTING:
+            if self.transport is not None and not self._lost:
+                self.transport.abort()
+            return
+        self._driver.start_discarding()
+        self._progress()
+
+    # ------------------------------------------------------------- receiving
+
+    async def recv(self) -> Data:
+        """The next message: ``str`` for text, ``bytes`` for binary.
+
+        Raises :class:`ConnectionClosedOK` / :class:`ConnectionClosedError` once
+        the connection is closed and every queued message was received.
+        """
+        if self._recv_waiter is not None:
+            raise ConcurrencyError("recv() is already running")
+        driver = self._driver
+        while True:
+            if driver.has_message:
+                message = driver.take_message()
+                if self._reading_paused:
+                    self._after_pull()
+                return message
+            if driver.closed is not None:
+                raise driver.closed_error()
+            if driver.pull(WANT_MESSAGE, self._loop.time()):
+                self._after_pull()
+                continue
+            self._after_pull()
+            if driver.closed is not None:
+                continue
+            await self._wait_for(WANT_MESSAGE)
+
+    async def _wait_for(self, want: int) -> None:
+        waiter: asyncio.Future[None] = self._loop.create_future()
+        self._recv_waiter = waiter
+        self._recv_want = want
+        try:
+            await waiter
+        finally:
+            if self._recv_waiter is waiter:
+                self._recv_waiter = None
+
+    async def _recv_piece(self) -> Any:
+        driver = self._driver
+        while True:
+            if driver.has_piece:
+                piece = driver.take_piece()
+                if self._reading_paused:
+                    self._after_pull()
+                return piece
+            if driver.closed is not None:
+                raise driver.closed_error()
+            if driver.pull(WANT_PIECE, self._loop.time()):
+                self._after_pull()
+                continue
+            self._after_pull()
+            if driver.closed is not None:
+                continue
+            await self._wait_for(WANT_PIECE)
+
+    async def recv_streaming(self) -> AsyncIterator[Data]:
+        """The next message as the pieces it arrives in (a ``str`` or ``bytes`` each)."""
+        if self._recv_waiter is not None:
+            raise ConcurrencyError("recv() is already running")
+        while True:
+            piece = await self._recv_piece()
+            yield piece.data
+            if piece.final:
+                return
+
+    def __aiter__(self) -> AsyncIterator[Data]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[Data]:
+        """Messages until a normal close; an abnormal one raises ConnectionClosedError."""
+        from .._driver import ConnectionClosedOK
+
+        try:
+            while True:
+                yield await self.recv()
+        except ConnectionClosedOK:
+            return
+
+    async def recv_json(self) -> Any:
+        return json.loads(await self.recv())
+
+    # --------------------------------------------------------------- sending
+
+    def _send_now(self, data: Data | bytearray | memoryview, final: bool) -> None:
+        try:
+            self.engine.send(data, final=final)
+        except LocalProtocolError:
+            if self.engine.state is not State.OPEN:
+                raise self._driver.closed_error() from None
+            raise
+        self._flush()
+
+    async def send(self, message: Data | bytearray | memoryview | Iterable[Data]
+                   | AsyncIterable[Data]) -> None:
+        """Send a message (``str`` as text, bytes-like as binary), or one in parts.
+
+        Parts come from an iterable or async iterable of all-``str`` or all-bytes
+        fragments; each becomes a frame of one fragmented message (§5.4). Waits
+        while the transport's buffer is above the write limit.
+        """
+        lock = self._parts_lock
+        if lock is not None and lock.locked():
+            async with lock:
+                pass
+        if isinstance(message, (str, bytes, bytearray, memoryview)):
+            self._send_now(message, True)
+        elif isinstance(message, dict):
+            raise TypeError("use send_json() for a dict")
+        else:
+            await self._send_parts(message)
+        await self.drain()
+
+    async def _send_parts(self, parts: Iterable[Data] | AsyncIterable[Data]) -> None:
+        if self._parts_lock is None:
+            self._parts_lock = asyncio.Lock()
+        async with self._parts_lock:
+            empty: Data | None = None
+            if isinstance(parts, AsyncIterable):
+                async for part in parts:
+                    empty = "" if isinstance(part, str) else b""
+                    self._send_now(part, False)
+                    await self.drain()
+            else:
+                for part in parts:
+                    empty = "" if isinstance(part, str) else b""
+                    self._send_now(part, False)
+                    await self.drain()
+            if empty is not None:
+                self._send_now(empty, True)
+
+    async def send_json(self, value: Any) -> None:
+        await self.send(json.dumps(value, separators=(",", ":")))
+
+    async def drain(self) -> None:
+        """Wait until the transport's buffer is below the low-water mark."""
+        while self._writing_paused and not self._lost:
+            waiter: asyncio.Future[None] = self._loop.create_future()
+            if self._drain_waiters is None:
+                self._drain_waiters = []
+            self._drain_waiters.append(waiter)
+            await waiter
+        if self._lost and self.engine.state is not State.CLOSED:
+            raise self._driver.closed_error()
+
+    async def ping(self, data: bytes | None = None) -> float:
+        """Send a ping and wait for its pong; return the round-trip latency in seconds."""
+        self._driver.check_open()
+        waiter: asyncio.Future[float] = self._loop.create_future()
+        payload = self._driver.new_ping(self._loop.time(), waiter, data)
+        self.engine.ping(payload)
+        self._flush()
+        if self._driver.hold:
+            self._driver.hold = False
+        # The pong is parsed by the pull loop, even while nobody calls recv().
+        self._progress()
+        return await waiter
+
+    async def pong(self, data: bytes = b"") -> None:
+        """Send an unsolicited pong, a one-way heartbeat (§5.5.3)."""
+        self._driver.check_open()
+        self.engine.pong(data)
+        self._flush()
+
+    # --------------------------------------------------------------- closing
+
+    async def close(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
+        """Start the closing handshake (§7.1.2) and wait until the connection is closed.
+
+        Waits at most ``close_timeout`` for the peer, then aborts the transport.
+        Messages not received yet are dropped.
+        """
+        self._start_close(code, reason)
+        await self.wait_closed()
+
+    async def wait_closed(self) -> None:
+        """Wait until the transport is closed."""
+        if self._lost:
+            return
+        if self._lost_waiter is None:
+            self._lost_waiter = self._loop.create_future()
+        await asyncio.shield(self._lost_waiter)
+
+    def abort(self) -> None:
+        """Drop the connection without a closing handshake."""
+        if self.transport is not None and not self._lost:
+            self.transport.abort()

@@ -1,0 +1,321 @@
+"""The asyncio WebSocket server: ``async with serve(handler, host, port) as server``."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import Awaitable, Callable, Generator
+from typing import Any
+
+from .._core import State
+from .._driver import (
+    ServerOptions,
+    busy_response,
+    default_http_response,
+    server_logger,
+    split_options,
+)
+from ..errors import CloseCode
+from ..events import ConnectionClosed as ClosedEvent
+from ..events import HTTPRequest, Request
+from .connection import Connection
+
+__all__ = ["Server", "serve"]
+
+Handler = Callable[[Connection], Awaitable[None]]
+Response = tuple[int, Any, bytes]
+
+
+class _ServerProtocol(Connection):
+    """Server side of one connection: the opening handshake, then the handler."""
+
+    __slots__ = ("_handler_task", "_open_timer", "_server")
+
+    def __init__(self, server: Server) -> None:
+        options = server.options
+        super().__init__(options.new_engine(), options, server.logger)
+        self._server = server
+        self._open_timer: asyncio.TimerHandle | None = None
+        self._handler_task: asyncio.Task[None] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self._server._connections.add(self)
+        timeout = self._options.open_timeout
+        if timeout is not None:
+            # Bounds a client that sends its request slowly (slowloris).
+            self._open_timer = self._loop.call_later(timeout, self._open_timeout)
+
+    def _open_timeout(self) -> None:
+        self._open_timer = None
+        if self.engine.state is State.CONNECTING and self.transport is not None:
+            self.logger.info("opening handshake timed out from %s", self.remote_address)
+            self.transport.abort()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._open_timer is not None:
+            self._open_timer.cancel()
+            self._open_timer = None
+        super().connection_lost(exc)
+        self._server._forget(self)
+
+    def _handshake(self) -> None:
+        engine = self.engine
+        event = engine.next_event()
+        if event is None:
+            self._flush()
+            return
+        if isinstance(event, ClosedEvent):
+            # The engine already answered the bad request with an HTTP error (§4.2.1).
+            self._flush()
+            return
+        assert isinstance(event, (Request, HTTPRequest))
+        # Stop reading until the request is answered: nothing else may come first.
+        if self.transport is not None:
+            self.transport.pause_reading()
+            self._reading_paused = True
+        response = self._server._check(self, event)
+        if inspect.isawaitable(response):
+            self._handler_task = self._loop.create_task(self._answer_later(event, response))
+        else:
+            self._answer(event, response)
+
+    async def _answer_later(self, event: Request | HTTPRequest,
+                            response: Awaitable[Response | None]) -> None:
+        try:
+            result = await response
+        except Exception:
+            self.logger.exception("error in process_request")
+            result = (500, [], b"Internal server error.\n")
+        self._handler_task = None
+        self._answer(event, result)
+
+    def _answer(self, event: Request | HTTPRequest, response: Response | None) -> None:
+        engine = self.engine
+        if self._lost or engine.state is not State.CONNECTING:
+            return
+        if response is None and isinstance(event, HTTPRequest):
+            response = default_http_response(event)
+        if response is not None:
+            status, headers, body = response
+            engine.respond(status, list(headers), body)
+            self._flush()
+            if self._reading_paused and self.transport is not None:
+                # Read on, to see the client close its side after the response.
+                self._reading_paused = False
+                self.transport.resume_reading()
+            return
+        engine.accept(extra_headers=self._server.options.extra_headers)
+        if self._open_timer is not None:
+            self._open_timer.cancel()
+            self._open_timer = None
+        self._server._opened(self)
+        self._flush()
+        self._handler_task = self._loop.create_task(self._run_handler())
+        self._progress()  # bytes that came after the request, then resume reading
+
+    async def _run_handler(self) -> None:
+        try:
+            await self._server.handler(self)
+        except Exception:
+            self.logger.exception("connection handler failed")
+            if self.engine.state is State.OPEN:
+                # §7.4.1: 1011, the server met a condition it could not handle.
+                self._start_close(CloseCode.INTERNAL_ERROR, "")
+        else:
+            self._start_close(CloseCode.NORMAL_CLOSURE, "")
+        await self.wait_closed()
+
+
+class Server:
+    """A running WebSocket server (see :func:`serve`)."""
+
+    def __init__(self, handler: Handler, options: ServerOptions, logger: logging.Logger) -> None:
+        self.handler = handler
+        self.options = options
+        self.logger = logger
+        self._connections: set[_ServerProtocol] = set()
+        self._open: set[_ServerProtocol] = set()
+        self._per_ip: dict[Any, int] = {}
+        self.server: asyncio.Server | None = None
+        self._ticker: asyncio.TimerHandle | None = None
+        self._closing = False
+
+    # ---------------------------------------------------------- bookkeeping
+
+    @property
+    def connections(self) -> frozenset[Connection]:
+        """Connections whose handshake succeeded and that are not closed yet."""
+        return frozenset(self._open)
+
+    @property
+    def sockets(self) -> tuple[Any, ...]:
+        return () if self.server is None else tuple(self.server.sockets)
+
+    @property
+    def port(self) -> int:
+        """The TCP port of the first listening socket (handy with ``port=0``)."""
+        return int(self.sockets[0].getsockname()[1])
+
+    @staticmethod
+    def _ip(conn: Connection) -> Any:
+        address = conn.remote_address
+        return address[0] if isinstance(address, tuple) else address
+
+    def _check(self, conn: _ServerProtocol, event: Request | HTTPRequest) -> Any:
+        options = self.options
+        if isinstance(event, Request):
+            if self._closing:
+                return busy_response()
+            if options.max_connections is not None and len(self._open) >= options.max_connections:
+                return busy_response()
+            if options.max_connections_per_ip is not None and \
+                    self._per_ip.get(self._ip(conn), 0) >= options.max_connections_per_ip:
+                return busy_response()
+        hook = options.process_request
+        if hook is None:
+            return None
+        try:
+            return hook(conn, event)
+        except Exception:
+            self.logger.exception("error in process_request")
+            return (500, [], b"Internal server error.\n")
+
+    def _opened(self, conn: _ServerProtocol) -> None:
+        self._open.add(conn)
+        ip = self._ip(conn)
+        self._per_ip[ip] = self._per_ip.get(ip, 0) + 1
+
+    def _forget(self, conn: _ServerProtocol) -> None:
+        self._connections.discard(conn)
+        if conn in self._open:
+            self._open.discard(conn)
+            ip = self._ip(conn)
+            left = self._per_ip.get(ip, 1) - 1
+            if left:
+                self._per_ip[ip] = left
+            else:
+                self._per_ip.pop(ip, None)
+
+    def _tick_interval(self) -> float | None:
+        options = self.options
+        periods = [p for p in (options.ping_interval, options.ping_timeout, options.idle_timeout)
+                   if p is not None]
+        return max(0.01, min(periods) / 4) if periods else None
+
+    def _tick(self) -> None:
+        # One timer for every connection's keepalive: nothing per idle connection.
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        for conn in list(self._open):
+            conn._keepalive(now)
+        interval = self._tick_interval()
+        if interval is not None and not self._closing:
+            self._ticker = loop.call_later(interval, self._tick)
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def start(self, host: str | None, port: int | None, path: str | None,
+                    ssl: Any, reuse_port: bool | None, sock: Any) -> None:
+        loop = asyncio.get_running_loop()
+        if path is not None:
+            self.server = await loop.create_unix_server(lambda: _ServerProtocol(self), path,
+                                                        ssl=ssl, sock=sock)
+        else:
+            self.server = await loop.create_server(lambda: _ServerProtocol(self), host, port,
+                                                   ssl=ssl, reuse_port=reuse_port, sock=sock)
+        interval = self._tick_interval()
+        if interval is not None:
+            self._ticker = loop.call_later(interval, self._tick)
+
+    async def serve_forever(self) -> None:
+        """Serve until cancelled or closed."""
+        assert self.server is not None
+        try:
+            await self.server.serve_forever()
+        except asyncio.CancelledError:
+            if not self._closing:
+                raise
+
+    def close(self, close_connections: bool = True) -> None:
+        """Stop listening; close every connection with 1001 (§7.4.1) in the background."""
+        if self._closing:
+            return
+        self._closing = True
+        if self.server is not None:
+            self.server.close()
+        if self._ticker is not None:
+            self._ticker.cancel()
+            self._ticker = None
+        if close_connections:
+            for conn in list(self._connections):
+                conn._start_close(CloseCode.GOING_AWAY, "server shutting down")
+
+    async def wait_closed(self) -> None:
+        """Wait for every connection to close (aborting stragglers) and every handler to end."""
+        timeout = self.options.close_timeout
+        conns = list(self._connections)
+        if conns:
+            done, pending = await asyncio.wait(
+                [asyncio.ensure_future(c.wait_closed()) for c in conns], timeout=timeout)
+            for conn in conns:
+                conn.abort()
+            for task in pending:
+                task.cancel()
+        tasks = [c._handler_task for c in conns if c._handler_task is not None]
+        if tasks:
+            _, pending_tasks = await asyncio.wait(tasks, timeout=timeout)
+            for task in pending_tasks:
+                task.cancel()
+        if self.server is not None:
+            await self.server.wait_closed()
+
+    async def aclose(self) -> None:
+        self.close()
+        await self.wait_closed()
+
+    async def __aenter__(self) -> Server:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+class serve:  # noqa: N801 - used like a function, as ``async with serve(...)``
+    """Start a WebSocket server; awaitable and an async context manager.
+
+    ``handler(ws)`` runs for each connection; the connection closes (1000) when
+    it returns, 1011 if it raises. Options: ``path`` (unix socket), ``ssl``,
+    ``reuse_port``, ``sock``, ``logger``, and every field of
+    :class:`rfc6455._driver.ServerOptions` (``max_size``, ``max_queue``,
+    ``write_limit``, ``ping_interval``, ``ping_timeout``, ``open_timeout``,
+    ``close_timeout``, ``idle_timeout``, ``compression``, ``origins``,
+    ``subprotocols``, ``extra_headers``, ``process_request``,
+    ``max_connections``, ``max_connections_per_ip``...).
+
+    ``process_request(ws, request)`` may return ``(status, headers, body)`` to
+    answer instead of upgrading (or a coroutine giving it); it sees plain HTTP
+    requests too, which get 426 when it returns None.
+    """
+
+    def __init__(self, handler: Handler, host: str | None = None, port: int | None = None,
+                 *, path: str | None = None, ssl: Any = None, reuse_port: bool | None = None,
+                 sock: Any = None, logger: logging.Logger | None = None,
+                 **options: Any) -> None:
+        self._server = Server(handler, split_options(ServerOptions, options),
+                              logger or server_logger)
+        self._args = (host, port, path, ssl, reuse_port, sock)
+
+    async def _start(self) -> Server:
+        await self._server.start(*self._args)
+        return self._server
+
+    def __await__(self) -> Generator[Any, None, Server]:
+        return self._start().__await__()
+
+    async def __aenter__(self) -> Server:
+        return await self._start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._server.aclose()
