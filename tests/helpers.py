@@ -27,6 +27,7 @@ from rfc6455 import (
     Request,
     ServerConnection,
 )
+from rfc6455._mask import mask
 from rfc6455.handshake import accept_token
 
 Engine = ClientConnection | ServerConnection
@@ -397,13 +398,13 @@ class Scrambler:
         self.max_lengths.append(max_length)
         if self.fail_with is not None:
             raise RemoteProtocolError("decoder refused", self.fail_with)
-        return bytes(b ^ 0x55 for b in data)
+        return mask(data, b"UUUU")  # 0x55 repeated
 
     def begin_outgoing(self, size: int | None, compress: bool | None) -> int:
         return 0 if compress is False else 0x20
 
     def encode(self, data: bytes, final: bool) -> bytes:
-        return bytes(b ^ 0x55 for b in data)
+        return mask(data, b"UUUU")
 
 
 class ScramblerServerFactory:
