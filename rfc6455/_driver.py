@@ -36,7 +36,7 @@ from typing import Any, Final, Generic, TypeVar
 from ._core import Limits, State
 from .connection import ClientConnection, ServerConnection
 from .errors import CloseCode, WebSocketError
-from .events import Binary, HTTPRequest, Pong, Text
+from .events import Binary, HTTPRequest, Pong, Request, Text
 from .events import ConnectionClosed as ClosedEvent
 from .extensions.base import ClientExtensionFactory, ServerExtensionFactory
 from .headers import Headers
@@ -121,19 +121,19 @@ def closed_exception(code: int | None, reason: str, error: Exception | None) -> 
 # ---------------------------------------------------------------- options
 
 
-def _deflate(role: str, compression: str | None) -> list[Any]:
+def _deflate(role: str, compression: str | None, params: dict[str, Any]) -> list[Any]:
     """permessage-deflate factories (RFC 7692) when asked for and available."""
     if compression is None:
         return []
     if compression != "deflate":
         raise ValueError(f"unsupported compression {compression!r}")
     try:
-        from .extensions import permessage_deflate as pmd  # type: ignore[attr-defined]
+        from .extensions import permessage_deflate as pmd
     except ImportError:  # the extension module is optional
         return []
     name = "ServerPerMessageDeflate" if role == "server" else "ClientPerMessageDeflate"
     factory = getattr(pmd, name, None)
-    return [] if factory is None else [factory()]
+    return [] if factory is None else [factory(**params)]
 
 
 @dataclass(frozen=True)
@@ -151,6 +151,8 @@ class _Common:
     close_timeout: float | None = 10.0
     idle_timeout: float | None = None
     compression: str | None = "deflate"
+    #: Keyword arguments of the permessage-deflate factory (window bits, takeover...).
+    compression_options: dict[str, Any] = field(default_factory=dict)
     limits: Limits | None = None
 
     def engine_limits(self) -> Limits:
@@ -179,7 +181,7 @@ class ServerOptions(_Common):
     def new_engine(self) -> ServerConnection:
         extensions = self.extensions
         if extensions is None:
-            extensions = _deflate("server", self.compression)
+            extensions = _deflate("server", self.compression, self.compression_options)
         return ServerConnection(origins=self.origins, subprotocols=self.subprotocols,
                                 extensions=extensions, limits=self.engine_limits(),
                                 streaming=True)
@@ -199,7 +201,7 @@ class ClientOptions(_Common):
     def new_engine(self, uri: str) -> ClientConnection:
         extensions = self.extensions
         if extensions is None:
-            extensions = _deflate("client", self.compression)
+            extensions = _deflate("client", self.compression, self.compression_options)
         return ClientConnection(uri, origin=self.origin, subprotocols=self.subprotocols,
                                 extensions=extensions, extra_headers=self.extra_headers,
                                 limits=self.engine_limits(), streaming=True)
@@ -238,6 +240,62 @@ def proxy_connect_status(head: bytes) -> int:
     if len(line) < 2 or not line[0].startswith(b"HTTP/") or not line[1].isdigit():
         raise OSError(f"invalid proxy response: {head[:80]!r}")
     return int(line[1])
+
+
+class Admission:
+    """Server bookkeeping shared by both adapters: who is open, caps, the request hook."""
+
+    __slots__ = ("closing", "logger", "open", "options", "per_ip")
+
+    def __init__(self, options: ServerOptions, logger: logging.Logger) -> None:
+        self.options = options
+        self.logger = logger
+        self.open: set[Any] = set()
+        self.per_ip: dict[Any, int] = {}
+        self.closing = False
+
+    def check(self, conn: Any, ip: Any, event: Request | HTTPRequest) -> Any:
+        """None to go on (accept, or 426 for plain HTTP), else a response or an awaitable one."""
+        options = self.options
+        if isinstance(event, Request):
+            # Past a cap, 503 (RFC 9110 §15.6.4): the client may retry later.
+            if self.closing:
+                return busy_response()
+            if options.max_connections is not None and len(self.open) >= options.max_connections:
+                return busy_response()
+            if options.max_connections_per_ip is not None and \
+                    self.per_ip.get(ip, 0) >= options.max_connections_per_ip:
+                return busy_response()
+        hook = options.process_request
+        if hook is None:
+            return None
+        try:
+            return hook(conn, event)
+        except Exception:
+            self.logger.exception("error in process_request")
+            return internal_error_response()
+
+    def opened(self, conn: Any, ip: Any) -> None:
+        self.open.add(conn)
+        self.per_ip[ip] = self.per_ip.get(ip, 0) + 1
+
+    def forget(self, conn: Any, ip: Any) -> None:
+        if conn in self.open:
+            self.open.discard(conn)
+            left = self.per_ip.get(ip, 1) - 1
+            if left:
+                self.per_ip[ip] = left
+            else:
+                self.per_ip.pop(ip, None)
+
+
+def internal_error_response() -> tuple[int, list[tuple[str, str]], bytes]:
+    return 500, [("Content-Type", "text/plain; charset=utf-8")], b"Internal server error.\n"
+
+
+def ip_of(address: Any) -> Any:
+    """The part of a peer address that ``max_connections_per_ip`` counts."""
+    return address[0] if isinstance(address, tuple) else address
 
 
 # ---------------------------------------------------------------- the driver

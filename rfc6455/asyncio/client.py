@@ -109,7 +109,7 @@ async def _tunnel(proxy: str, host: str, port: int) -> socket.socket:
     return sock
 
 
-class connect:  # noqa: N801 - used like a function
+class connect:
     """Open a WebSocket client connection; awaitable and an async context manager.
 
     ``await connect(uri)`` returns the open :class:`Connection`;

@@ -22,7 +22,6 @@ from .._driver import (
     WANT_NOTHING,
     WANT_PIECE,
     ConcurrencyError,
-    ConnectionClosed,
     Data,
     Driver,
     _Common,
@@ -43,9 +42,9 @@ class Connection(asyncio.Protocol):
         "_drain_waiters",
         "_driver",
         "_eof_received",
+        "_loop",
         "_lost",
         "_lost_waiter",
-        "_loop",
         "_options",
         "_parts_lock",
         "_reading_paused",
@@ -264,7 +263,7 @@ class Connection(asyncio.Protocol):
         if verdict == PING:
             self.engine.ping(self._driver.new_ping(now, None))
             self._flush()
-        elif verdict == PING_TIMEOUT or verdict == IDLE_TIMEOUT:
+        elif verdict in (PING_TIMEOUT, IDLE_TIMEOUT):
             code, reason = keepalive_close(verdict)
             self.logger.info("%s: closing with %d", reason, code)
             self._start_close(code, reason)

@@ -10,12 +10,15 @@ from typing import Any
 
 from .._core import State
 from .._driver import (
+    Admission,
     ServerOptions,
-    busy_response,
     default_http_response,
+    internal_error_response,
+    ip_of,
     server_logger,
     split_options,
 )
+from ..connection import ServerConnection
 from ..errors import CloseCode
 from ..events import ConnectionClosed as ClosedEvent
 from ..events import HTTPRequest, Request
@@ -60,8 +63,14 @@ class _ServerProtocol(Connection):
         super().connection_lost(exc)
         self._server._forget(self)
 
-    def _handshake(self) -> None:
+    @property
+    def _engine(self) -> ServerConnection:
         engine = self.engine
+        assert isinstance(engine, ServerConnection)
+        return engine
+
+    def _handshake(self) -> None:
+        engine = self._engine
         event = engine.next_event()
         if event is None:
             self._flush()
@@ -87,12 +96,12 @@ class _ServerProtocol(Connection):
             result = await response
         except Exception:
             self.logger.exception("error in process_request")
-            result = (500, [], b"Internal server error.\n")
+            result = internal_error_response()
         self._handler_task = None
         self._answer(event, result)
 
     def _answer(self, event: Request | HTTPRequest, response: Response | None) -> None:
-        engine = self.engine
+        engine = self._engine
         if self._lost or engine.state is not State.CONNECTING:
             return
         if response is None and isinstance(event, HTTPRequest):
@@ -136,18 +145,16 @@ class Server:
         self.options = options
         self.logger = logger
         self._connections: set[_ServerProtocol] = set()
-        self._open: set[_ServerProtocol] = set()
-        self._per_ip: dict[Any, int] = {}
+        self._admission = Admission(options, logger)
         self.server: asyncio.Server | None = None
         self._ticker: asyncio.TimerHandle | None = None
-        self._closing = False
 
     # ---------------------------------------------------------- bookkeeping
 
     @property
     def connections(self) -> frozenset[Connection]:
         """Connections whose handshake succeeded and that are not closed yet."""
-        return frozenset(self._open)
+        return frozenset(self._admission.open)
 
     @property
     def sockets(self) -> tuple[Any, ...]:
@@ -158,45 +165,15 @@ class Server:
         """The TCP port of the first listening socket (handy with ``port=0``)."""
         return int(self.sockets[0].getsockname()[1])
 
-    @staticmethod
-    def _ip(conn: Connection) -> Any:
-        address = conn.remote_address
-        return address[0] if isinstance(address, tuple) else address
-
     def _check(self, conn: _ServerProtocol, event: Request | HTTPRequest) -> Any:
-        options = self.options
-        if isinstance(event, Request):
-            if self._closing:
-                return busy_response()
-            if options.max_connections is not None and len(self._open) >= options.max_connections:
-                return busy_response()
-            if options.max_connections_per_ip is not None and \
-                    self._per_ip.get(self._ip(conn), 0) >= options.max_connections_per_ip:
-                return busy_response()
-        hook = options.process_request
-        if hook is None:
-            return None
-        try:
-            return hook(conn, event)
-        except Exception:
-            self.logger.exception("error in process_request")
-            return (500, [], b"Internal server error.\n")
+        return self._admission.check(conn, ip_of(conn.remote_address), event)
 
     def _opened(self, conn: _ServerProtocol) -> None:
-        self._open.add(conn)
-        ip = self._ip(conn)
-        self._per_ip[ip] = self._per_ip.get(ip, 0) + 1
+        self._admission.opened(conn, ip_of(conn.remote_address))
 
     def _forget(self, conn: _ServerProtocol) -> None:
         self._connections.discard(conn)
-        if conn in self._open:
-            self._open.discard(conn)
-            ip = self._ip(conn)
-            left = self._per_ip.get(ip, 1) - 1
-            if left:
-                self._per_ip[ip] = left
-            else:
-                self._per_ip.pop(ip, None)
+        self._admission.forget(conn, ip_of(conn.remote_address))
 
     def _tick_interval(self) -> float | None:
         options = self.options
@@ -208,10 +185,10 @@ class Server:
         # One timer for every connection's keepalive: nothing per idle connection.
         loop = asyncio.get_running_loop()
         now = loop.time()
-        for conn in list(self._open):
+        for conn in list(self._admission.open):
             conn._keepalive(now)
         interval = self._tick_interval()
-        if interval is not None and not self._closing:
+        if interval is not None and not self._admission.closing:
             self._ticker = loop.call_later(interval, self._tick)
 
     # ------------------------------------------------------------ lifecycle
@@ -235,14 +212,14 @@ class Server:
         try:
             await self.server.serve_forever()
         except asyncio.CancelledError:
-            if not self._closing:
+            if not self._admission.closing:
                 raise
 
     def close(self, close_connections: bool = True) -> None:
         """Stop listening; close every connection with 1001 (§7.4.1) in the background."""
-        if self._closing:
+        if self._admission.closing:
             return
-        self._closing = True
+        self._admission.closing = True
         if self.server is not None:
             self.server.close()
         if self._ticker is not None:
@@ -257,7 +234,7 @@ class Server:
         timeout = self.options.close_timeout
         conns = list(self._connections)
         if conns:
-            done, pending = await asyncio.wait(
+            _done, pending = await asyncio.wait(
                 [asyncio.ensure_future(c.wait_closed()) for c in conns], timeout=timeout)
             for conn in conns:
                 conn.abort()
@@ -282,7 +259,7 @@ class Server:
         await self.aclose()
 
 
-class serve:  # noqa: N801 - used like a function, as ``async with serve(...)``
+class serve:
     """Start a WebSocket server; awaitable and an async context manager.
 
     ``handler(ws)`` runs for each connection; the connection closes (1000) when

@@ -1,0 +1,548 @@
+"""One WebSocket connection over a blocking socket, with a reader thread.
+
+The reader thread moves bytes from the socket to the engine and runs the
+timers; the application's threads call ``recv()`` / ``send()``. Writing goes
+through an outbox drained by one thread at a time, so the reader never blocks
+behind a sender stuck on a peer that does not read (it could not answer pings
+or closes otherwise), and frames leave in the order the engine made them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import select
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from .._core import EOF, State
+from .._driver import (
+    IDLE_TIMEOUT,
+    PING,
+    PING_TIMEOUT,
+    WANT_MESSAGE,
+    WANT_NOTHING,
+    WANT_PIECE,
+    ConcurrencyError,
+    ConnectionClosedOK,
+    Data,
+    Driver,
+    _Common,
+    keepalive_close,
+)
+from ..connection import ClientConnection, ServerConnection
+from ..errors import CloseCode, LocalProtocolError
+from ..headers import Headers
+
+__all__ = ["Connection"]
+
+#: After a message went to a waiting reader, parsing resumes this soon even if it
+#: does not come back, so pings and closes are answered (the asyncio adapter uses
+#: the next loop iteration).
+_SOON = 0.01
+_EOF_MARK = b""  # in the outbox: shut the write side down here
+
+
+class _Ping:
+    """A ping waiter: an event plus the latency once answered."""
+
+    __slots__ = ("event", "latency")
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.latency: float | None = None
+
+
+class Connection:
+    """A WebSocket connection: ``recv()`` / iteration to receive, ``send()`` (thread-safe)."""
+
+    __slots__ = (
+        "_close_deadline",
+        "_cond",
+        "_driver",
+        "_eof_received",
+        "_hold_since",
+        "_lost",
+        "_options",
+        "_outbox",
+        "_outbox_bytes",
+        "_parts_owner",
+        "_reader",
+        "_recv_active",
+        "_recv_waiting",
+        "_recv_want",
+        "_writing",
+        "engine",
+        "handler_thread",
+        "logger",
+        "sock",
+    )
+
+    def __init__(self, sock: socket.socket, engine: ServerConnection | ClientConnection,
+                 options: _Common, logger: logging.Logger) -> None:
+        self.sock = sock
+        self.engine = engine
+        self._options = options
+        self.logger = logger
+        self._driver: Driver[_Ping] = Driver(engine, options, time.monotonic())
+        self._cond = threading.Condition(threading.Lock())
+        self._outbox: deque[bytes] = deque()
+        self._outbox_bytes = 0
+        self._writing = False
+        self._parts_owner: int | None = None
+        self._recv_active = False
+        self._recv_waiting = False
+        self._recv_want = WANT_NOTHING
+        self._hold_since = 0.0
+        self._close_deadline: float | None = None
+        self._eof_received = False
+        self._lost = False
+        self._reader: threading.Thread | None = None
+        self.handler_thread: threading.Thread | None = None
+
+    def _start(self) -> None:
+        """The handshake is done: start the reader thread."""
+        self.sock.settimeout(None)
+        self._reader = threading.Thread(target=self._read_loop, daemon=True,
+                                        name=f"rfc6455-reader-{self.sock.fileno()}")
+        self._reader.start()
+
+    # ------------------------------------------------------------ properties
+
+    @property
+    def close_code(self) -> int | None:
+        return None if self.engine.state is not State.CLOSED else self.engine.close_code
+
+    @property
+    def close_reason(self) -> str | None:
+        return None if self.engine.state is not State.CLOSED else self.engine.close_reason
+
+    @property
+    def state(self) -> State:
+        return self.engine.state
+
+    @property
+    def latency(self) -> float:
+        return self._driver.latency
+
+    @property
+    def subprotocol(self) -> str | None:
+        return self.engine.subprotocol
+
+    @property
+    def remote_address(self) -> Any:
+        try:
+            return self.sock.getpeername()
+        except OSError:
+            return None
+
+    @property
+    def request_headers(self) -> Headers | None:
+        engine = self.engine
+        if isinstance(engine, ServerConnection):
+            return None if engine.request is None else engine.request.headers
+        return engine.request_headers
+
+    @property
+    def response_headers(self) -> Headers | None:
+        engine = self.engine
+        return engine.response if isinstance(engine, ClientConnection) else None
+
+    # ------------------------------------------------- engine driving (locked)
+
+    def _progress(self) -> None:
+        """Pull per the policy and wake whoever waits; call with the lock held."""
+        driver = self._driver
+        now = time.monotonic()
+        if self._recv_waiting:
+            if driver.pull(self._recv_want, now) or driver.closed is not None:
+                self._recv_waiting = False
+                self._cond.notify_all()
+        else:
+            driver.pull(WANT_NOTHING, now)
+        if driver.hold and not self._hold_since:
+            self._hold_since = now
+        self._after_pull()
+
+    def _after_pull(self) -> None:
+        driver = self._driver
+        if driver.acked:
+            for waiter, latency in driver.acked:
+                waiter.latency = latency
+                waiter.event.set()
+            driver.acked.clear()
+        self._collect()
+
+    def _collect(self) -> None:
+        """Move what the engine has to send into the outbox; arm the close deadline."""
+        engine = self.engine
+        outbox = self._outbox
+        while True:
+            data = engine.data_to_send()
+            if data is EOF:
+                outbox.append(_EOF_MARK)
+                continue
+            if not data:
+                break
+            assert isinstance(data, bytes)
+            outbox.append(data)
+            self._outbox_bytes += len(data)
+        if self._close_deadline is None and engine.close_expected():
+            timeout = self._options.close_timeout
+            self._close_deadline = time.monotonic() + (1e9 if timeout is None else timeout)
+            self._cond.notify_all()
+
+    def _write(self, wait: bool) -> None:
+        """Send the outbox; call with the lock held (released while writing).
+
+        One thread writes at a time, in order. With ``wait``, return only once the
+        outbox is below the low-water mark (the caller is a sender).
+        """
+        cond = self._cond
+        low = self._options.low_water
+        while self._writing:
+            if not wait or self._outbox_bytes <= low or self._lost:
+                return
+            cond.wait()
+        self._writing = True
+        try:
+            outbox = self._outbox
+            while outbox and not self._lost:
+                data = outbox.popleft()
+                self._outbox_bytes -= len(data)
+                cond.release()
+                try:
+                    if not data:  # the engine's EOF
+                        self._send_eof()
+                    else:
+                        self.sock.sendall(data)
+                except OSError:
+                    cond.acquire()
+                    self._lose()
+                    break
+                cond.acquire()
+            if self._lost:
+                outbox.clear()
+                self._outbox_bytes = 0
+        finally:
+            self._writing = False
+            cond.notify_all()
+
+    def _send_eof(self) -> None:
+        if self._eof_received:
+            # Both sides are done: the reader thread closes the socket.
+            with self._cond:
+                self._lose()
+            return
+        # Half-close below TLS too: the peer's read ends, its close reply can still come.
+        socket.socket.shutdown(self.sock, socket.SHUT_WR)
+
+    def _lose(self) -> None:
+        """The transport is gone (or must go): wake everything; call with the lock held."""
+        if self._lost:
+            return
+        self._lost = True
+        with contextlib.suppress(OSError):
+            socket.socket.shutdown(self.sock, socket.SHUT_RDWR)
+        if not self._eof_received:
+            self._eof_received = True
+            self.engine.receive_eof()
+        self._progress()
+        for waiter in self._driver.abandon_pings():
+            waiter.event.set()
+        self._cond.notify_all()
+
+    # ------------------------------------------------------------ reader thread
+
+    def _read_loop(self) -> None:
+        cond = self._cond
+        sock = self.sock
+        driver = self._driver
+        poller = select.poll()
+        poller.register(sock, select.POLLIN)
+        try:
+            with cond:
+                self._progress()  # bytes that came with the handshake
+                self._write(False)
+            while True:
+                with cond:
+                    timeout = self._timers()
+                    if self._lost or (self._eof_received and self.engine.state is State.CLOSED
+                                      and not self._outbox):
+                        break
+                    if self._eof_received or (driver.queue_full and driver.closed is None):
+                        # Nothing to read, or the application is behind: wait for it.
+                        cond.wait(timeout)
+                        continue
+                pending = getattr(sock, "pending", None)
+                if not (pending is not None and pending()) and not poller.poll(
+                        None if timeout is None else max(0, int(timeout * 1000) + 1)):
+                    continue
+                try:
+                    data = sock.recv(65536)
+                except (OSError, ValueError):
+                    data = b""
+                with cond:
+                    if self._lost:
+                        break
+                    if data:
+                        self.engine.receive_data(data)
+                    else:
+                        self._eof_received = True
+                        self.engine.receive_eof()
+                    self._progress()
+                    self._write(False)
+        except Exception:  # pragma: no cover - a bug: log it, do not hang the app
+            self.logger.exception("reader thread failed")
+        finally:
+            with cond:
+                self._lose()
+            with contextlib.suppress(OSError):
+                sock.close()
+
+    def _timers(self) -> float | None:
+        """Run due timers (locked); return the time until the next one."""
+        now = time.monotonic()
+        driver = self._driver
+        if self._close_deadline is not None and now >= self._close_deadline \
+                and not self._lost:
+            self.logger.debug("close timeout: aborting the connection")
+            self._lose()
+            return 0
+        if driver.hold and self._hold_since and now - self._hold_since >= _SOON:
+            driver.hold = False
+            self._hold_since = 0.0
+            self._progress()
+        verdict = driver.keepalive(now)
+        if verdict == PING:
+            self.engine.ping(driver.new_ping(now, None))
+            self._collect()
+            self._write(False)
+        elif verdict in (PING_TIMEOUT, IDLE_TIMEOUT):
+            code, reason = keepalive_close(verdict)
+            self.logger.info("%s: closing with %d", reason, code)
+            self._start_close(code, reason)
+        deadlines = [d for d in (driver.next_deadline(), self._close_deadline) if d is not None]
+        if driver.hold:
+            deadlines.append(self._hold_since + _SOON)
+        if not deadlines:
+            return None
+        return max(0.0, min(deadlines) - time.monotonic())
+
+    def _start_close(self, code: int | None, reason: str) -> None:
+        engine = self.engine
+        if engine.state is State.OPEN:
+            engine.close(code, reason)
+        self._driver.start_discarding()
+        self._progress()
+        self._write(False)
+        self._cond.notify_all()
+
+    # ------------------------------------------------------------- receiving
+
+    def _receive(self, want: int, timeout: float | None) -> Any:
+        driver = self._driver
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            if self._recv_active:
+                raise ConcurrencyError("recv() is already running")
+            self._recv_active = True
+            try:
+                while True:
+                    if driver.has_message if want == WANT_MESSAGE else driver.has_piece:
+                        result = driver.take_message() if want == WANT_MESSAGE \
+                            else driver.take_piece()
+                        self._cond.notify_all()  # the reader may wait for queue room
+                        return result
+                    if driver.closed is not None:
+                        raise driver.closed_error()
+                    self._hold_since = 0.0
+                    satisfied = driver.pull(want, time.monotonic())
+                    if driver.hold:
+                        self._hold_since = time.monotonic()
+                    self._after_pull()
+                    self._write(False)
+                    if satisfied or driver.closed is not None:
+                        continue
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        raise TimeoutError("timed out waiting for a message")
+                    self._recv_waiting = True
+                    self._recv_want = want
+                    self._cond.notify_all()
+                    self._cond.wait(remaining)
+                    self._recv_waiting = False
+            finally:
+                self._recv_active = False
+
+    def recv(self, timeout: float | None = None) -> Data:
+        """The next message (``str`` or ``bytes``); ``TimeoutError`` after ``timeout`` s.
+
+        Raises :class:`ConnectionClosedOK` / :class:`ConnectionClosedError` once
+        closed and every queued message was received.
+        """
+        result: Data = self._receive(WANT_MESSAGE, timeout)
+        return result
+
+    def recv_streaming(self, timeout: float | None = None) -> Iterator[Data]:
+        """The next message as the pieces it arrives in."""
+        while True:
+            piece = self._receive(WANT_PIECE, timeout)
+            yield piece.data
+            if piece.final:
+                return
+
+    def __iter__(self) -> Iterator[Data]:
+        """Messages until a normal close; an abnormal one raises ConnectionClosedError."""
+        try:
+            while True:
+                yield self.recv()
+        except ConnectionClosedOK:
+            return
+
+    def recv_json(self, timeout: float | None = None) -> Any:
+        return json.loads(self.recv(timeout))
+
+    # --------------------------------------------------------------- sending
+
+    def _send_locked(self, data: Data | bytearray | memoryview, final: bool) -> None:
+        try:
+            self.engine.send(data, final=final)
+        except LocalProtocolError:
+            if self.engine.state is not State.OPEN:
+                raise self._driver.closed_error() from None
+            raise
+        self._collect()
+        self._write(True)
+
+    def _wait_parts(self) -> None:
+        me = threading.get_ident()
+        while self._parts_owner is not None and self._parts_owner != me:
+            self._cond.wait()
+
+    def send(self, message: Data | bytearray | memoryview | Iterable[Data]) -> None:
+        """Send a message (``str`` as text, bytes-like as binary) or, from an
+        iterable of fragments, one message in parts (§5.4). Thread-safe; blocks
+        while the outgoing buffer is above the write limit.
+        """
+        with self._cond:
+            self._wait_parts()
+            if isinstance(message, (str, bytes, bytearray, memoryview)):
+                self._send_locked(message, True)
+                return
+            if isinstance(message, dict):
+                raise TypeError("use send_json() for a dict")
+            self._parts_owner = threading.get_ident()
+        try:
+            empty: Data | None = None
+            for part in message:
+                empty = "" if isinstance(part, str) else b""
+                with self._cond:
+                    self._send_locked(part, False)
+            if empty is not None:
+                with self._cond:
+                    self._send_locked(empty, True)
+        finally:
+            with self._cond:
+                self._parts_owner = None
+                self._cond.notify_all()
+
+    def send_json(self, value: Any) -> None:
+        self.send(json.dumps(value, separators=(",", ":")))
+
+    def ping(self, data: bytes | None = None, timeout: float | None = None) -> float:
+        """Send a ping and wait for its pong; return the round-trip latency in seconds."""
+        waiter = _Ping()
+        with self._cond:
+            self._driver.check_open()
+            self.engine.ping(self._driver.new_ping(time.monotonic(), waiter, data))
+            # The pong must be parsed even if a message handed out is still being handled.
+            self._driver.hold = False
+            self._hold_since = 0.0
+            self._collect()
+            self._write(True)
+        if not waiter.event.wait(timeout):
+            raise TimeoutError("no pong in time")
+        if waiter.latency is None:
+            raise self._driver.closed_error()
+        return waiter.latency
+
+    def pong(self, data: bytes = b"") -> None:
+        """Send an unsolicited pong, a one-way heartbeat (§5.5.3)."""
+        with self._cond:
+            self._driver.check_open()
+            self.engine.pong(data)
+            self._collect()
+            self._write(True)
+
+    # --------------------------------------------------------------- closing
+
+    def close(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
+        """Closing handshake (§7.1.2), then wait (at most ``close_timeout``) for the end."""
+        with self._cond:
+            if self.engine.state is State.CONNECTING:
+                self._lose()
+                return
+            self._start_close(code, reason)
+        self.wait_closed()
+
+    def wait_closed(self, timeout: float | None = None) -> None:
+        reader = self._reader
+        if reader is not None and reader is not threading.current_thread():
+            reader.join(timeout)
+
+    def abort(self) -> None:
+        """Drop the connection without a closing handshake."""
+        with self._cond:
+            self._lose()
+
+    def __enter__(self) -> Connection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def handshake_io(sock: socket.socket, engine: ServerConnection | ClientConnection,
+                 deadline: float | None) -> Any:
+    """Blocking opening handshake: write the engine's bytes, read until it has an event.
+
+    Returns the first event (a request, a response, or the final event on a
+    failure); raises ``TimeoutError`` past ``deadline`` (which bounds a peer that
+    sends its head slowly).
+    """
+    while True:
+        flush_blocking(sock, engine)
+        event = engine.next_event()
+        if event is not None:
+            flush_blocking(sock, engine)
+            return event
+        if deadline is not None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError("opening handshake timed out")
+            sock.settimeout(remaining)
+        data = sock.recv(65536)
+        if data:
+            engine.receive_data(data)
+        else:
+            engine.receive_eof()
+
+
+def flush_blocking(sock: socket.socket, engine: ServerConnection | ClientConnection) -> None:
+    """Write everything the engine has to send (handshake phase: one thread only)."""
+    while True:
+        data = engine.data_to_send()
+        if data is EOF:
+            with contextlib.suppress(OSError):
+                socket.socket.shutdown(sock, socket.SHUT_WR)
+            continue
+        if not data:
+            return
+        assert isinstance(data, bytes)
+        sock.sendall(data)

@@ -1,0 +1,227 @@
+"""The blocking WebSocket server: one thread per connection.
+
+::
+
+    def echo(ws):
+        for message in ws:
+            ws.send(message)
+
+    with serve(echo, "127.0.0.1", 8765) as server:
+        server.serve_forever()
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import logging
+import os
+import select
+import socket
+import ssl as ssl_module
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from .._driver import (
+    Admission,
+    ServerOptions,
+    default_http_response,
+    internal_error_response,
+    ip_of,
+    server_logger,
+    split_options,
+)
+from ..errors import CloseCode
+from ..events import HTTPRequest, Request
+from .connection import Connection, flush_blocking, handshake_io
+
+__all__ = ["Server", "serve"]
+
+Handler = Callable[[Connection], None]
+
+
+class Server:
+    """A listening socket and the connections it accepted (see :func:`serve`)."""
+
+    def __init__(self, handler: Handler, listener: socket.socket, options: ServerOptions,
+                 ssl: ssl_module.SSLContext | None, logger: logging.Logger) -> None:
+        self.handler = handler
+        self.socket = listener
+        self.options = options
+        self.logger = logger
+        self._ssl = ssl
+        self._admission = Admission(options, logger)
+        self._lock = threading.Lock()
+        self._connections: set[Connection] = set()
+        self._threads: set[threading.Thread] = set()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._serving = threading.Event()
+        self._stopped = False
+
+    @property
+    def port(self) -> int:
+        return int(self.socket.getsockname()[1])
+
+    @property
+    def connections(self) -> frozenset[Connection]:
+        """Connections whose handshake succeeded and that are not closed yet."""
+        with self._lock:
+            return frozenset(self._admission.open)
+
+    def serve_forever(self) -> None:
+        """Accept connections until :meth:`shutdown`; each gets its own thread."""
+        poller = select.poll()
+        poller.register(self.socket, select.POLLIN)
+        poller.register(self._wake_r, select.POLLIN)
+        self._serving.set()
+        while not self._stopped:
+            ready = poller.poll()
+            if self._stopped:
+                break
+            if not any(fd == self.socket.fileno() for fd, _ in ready):
+                continue
+            try:
+                sock, address = self.socket.accept()
+            except OSError:
+                continue
+            thread = threading.Thread(target=self._handle, args=(sock, address), daemon=True,
+                                      name=f"rfc6455-conn-{address}")
+            with self._lock:
+                self._threads.add(thread)
+            thread.start()
+
+    def _handle(self, sock: socket.socket, address: Any) -> None:
+        options = self.options
+        ip = ip_of(address)
+        deadline = None if options.open_timeout is None \
+            else time.monotonic() + options.open_timeout
+        conn: Connection | None = None
+        try:
+            if sock.family in (socket.AF_INET, socket.AF_INET6):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self._ssl is not None:
+                sock.settimeout(options.open_timeout)
+                sock = self._ssl.wrap_socket(sock, server_side=True)
+            engine = options.new_engine()
+            conn = Connection(sock, engine, options, self.logger)
+            event = handshake_io(sock, engine, deadline)
+            if not isinstance(event, (Request, HTTPRequest)):
+                return  # a bad request: the engine answered it with an HTTP error
+            with self._lock:
+                response = self._admission.check(conn, ip, event)
+                if inspect.isawaitable(response):
+                    self.logger.error("process_request returned an awaitable in a sync server")
+                    response = internal_error_response()
+                if response is None and isinstance(event, HTTPRequest):
+                    response = default_http_response(event)
+                if response is None:
+                    engine.accept(extra_headers=options.extra_headers)
+                    self._admission.opened(conn, ip)
+            if response is not None:
+                status, headers, body = response
+                engine.respond(status, list(headers), body)
+                flush_blocking(sock, engine)
+                _linger(sock, options.close_timeout)
+                return
+            flush_blocking(sock, engine)
+            conn.handler_thread = threading.current_thread()
+            conn._start()
+            self._run(conn)
+        except (OSError, TimeoutError, ValueError) as exc:
+            self.logger.debug("connection from %s failed: %s", address, exc)
+        finally:
+            if conn is not None:
+                with self._lock:
+                    self._admission.forget(conn, ip)
+            if conn is None or conn._reader is None:
+                with contextlib.suppress(OSError):
+                    sock.close()
+            with self._lock:
+                self._threads.discard(threading.current_thread())
+
+    def _run(self, conn: Connection) -> None:
+        try:
+            self.handler(conn)
+        except Exception:
+            self.logger.exception("connection handler failed")
+            # §7.4.1: 1011, the server met a condition it could not handle.
+            conn.close(CloseCode.INTERNAL_ERROR)
+        else:
+            conn.close(CloseCode.NORMAL_CLOSURE)
+
+    def shutdown(self, close_connections: bool = True) -> None:
+        """Stop accepting; close every connection with 1001 and wait for the handlers."""
+        if self._stopped:
+            return
+        self._stopped = True
+        with contextlib.suppress(OSError):
+            self._wake_w.send(b"x")
+        with self._lock:
+            self._admission.closing = True
+            conns = list(self._admission.open)
+            threads = list(self._threads)
+        if close_connections:
+            for conn in conns:
+                with conn._cond:
+                    conn._start_close(CloseCode.GOING_AWAY, "server shutting down")
+            timeout = self.options.close_timeout
+            end = None if timeout is None else time.monotonic() + 2 * timeout
+            for thread in threads:
+                thread.join(None if end is None else max(0.0, end - time.monotonic()))
+        with contextlib.suppress(OSError):
+            self.socket.close()
+        self._wake_r.close()
+        self._wake_w.close()
+
+    def __enter__(self) -> Server:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
+
+
+def _linger(sock: socket.socket, timeout: float | None) -> None:
+    """After an HTTP answer and our FIN, wait briefly for the client's close.
+
+    Closing with unread bytes would reset the connection and could destroy the
+    answer before the client read it.
+    """
+    sock.settimeout(min(timeout or 1.0, 1.0))
+    with contextlib.suppress(OSError):
+        while sock.recv(4096):
+            pass
+
+
+def serve(handler: Handler, host: str | None = None, port: int | None = None, *,
+          path: str | None = None, ssl: ssl_module.SSLContext | None = None,
+          reuse_port: bool = False, sock: socket.socket | None = None,
+          logger: logging.Logger | None = None, backlog: int = 128,
+          **options: Any) -> Server:
+    """Listen and return a :class:`Server`; call ``serve_forever()`` to accept.
+
+    ``handler(ws)`` runs in a thread per connection; the connection closes (1000)
+    when it returns, 1011 if it raises. Options as for :func:`rfc6455.asyncio.serve`.
+    """
+    opts: ServerOptions = split_options(ServerOptions, options)
+    if sock is None:
+        if path is not None:
+            with contextlib.suppress(FileNotFoundError):
+                if os.path.exists(path) and not os.path.isfile(path):
+                    os.unlink(path)
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.bind(path)
+        else:
+            bind_host = host if host is not None else "::"
+            family = socket.AF_INET6 if ":" in bind_host else socket.AF_INET
+            if host is not None and ":" not in host:
+                family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            sock.bind((bind_host, port or 0))
+        sock.listen(backlog)
+    return Server(handler, sock, opts, ssl, logger or server_logger)
+
