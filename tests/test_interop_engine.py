@@ -27,6 +27,7 @@ from rfc6455 import (
     ConnectionClosed,
     Event,
     Limits,
+    Ping,
     Pong,
     Request,
     ServerConnection,
@@ -290,3 +291,79 @@ def _wait(condition: object, timeout: float = 5.0) -> None:
             return
         done.wait(0.01)
     raise AssertionError("condition not met")
+
+
+# ---------------------------------------------------------------- wsproto, in memory
+
+
+def _wsproto_pair(our_role: str) -> tuple[object, ServerConnection | ClientConnection]:
+    """Our engine joined to a wsproto connection through memory, past the handshake."""
+    from wsproto import ConnectionType, WSConnection
+    from wsproto.events import AcceptConnection
+    from wsproto.events import Request as WPRequest
+
+    if our_role == "server":
+        theirs = WSConnection(ConnectionType.CLIENT)
+        ours: ServerConnection | ClientConnection = ServerConnection()
+        ours.receive_data(theirs.send(WPRequest(host="example.com", target="/")))
+        assert isinstance(ours.next_event(), Request)
+        ours.accept()
+        out = ours.data_to_send()
+        assert isinstance(out, bytes)
+        theirs.receive_data(out)
+        assert any(isinstance(e, AcceptConnection) for e in theirs.events())
+    else:
+        theirs = WSConnection(ConnectionType.SERVER)
+        ours = ClientConnection("ws://example.com/")
+        out = ours.data_to_send()
+        assert isinstance(out, bytes)
+        theirs.receive_data(out)
+        assert any(isinstance(e, WPRequest) for e in theirs.events())
+        ours.receive_data(theirs.send(AcceptConnection()))
+        assert isinstance(ours.next_event(), Accepted)
+    return theirs, ours
+
+
+def _to_theirs(ours: ServerConnection | ClientConnection, theirs: object) -> list[object]:
+    out = ours.data_to_send()
+    if isinstance(out, bytes) and out:
+        theirs.receive_data(out)  # type: ignore[attr-defined]
+    return list(theirs.events())  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("role", ["server", "client"])
+def test_5_messages_pings_and_close_with_wsproto(role: str) -> None:
+    from wsproto.events import BytesMessage, CloseConnection, Message, TextMessage
+    from wsproto.events import Ping as WPPing
+    from wsproto.events import Pong as WPPong
+
+    theirs, ours = _wsproto_pair(role)
+    for size in (0, 125, 126, 70000):
+        payload = os.urandom(size)
+        ours.send(payload)
+        ours.send("é" * size)
+        got = _to_theirs(ours, theirs)
+        assert [(type(e), e.data) for e in got] == [  # type: ignore[attr-defined]
+            (BytesMessage, payload), (TextMessage, "é" * size)]
+        ours.receive_data(theirs.send(BytesMessage(data=payload))  # type: ignore[attr-defined]
+                          + theirs.send(TextMessage(data="é" * size)))  # type: ignore[attr-defined]
+        assert list(ours.events()) == [Binary(payload), Text("é" * size)]
+    # Fragmented both ways, with an interleaved ping.
+    ours.send(b"ab", final=False)
+    ours.ping(b"mid")
+    ours.send(b"cd")
+    got = _to_theirs(ours, theirs)
+    assert [e.payload for e in got if isinstance(e, WPPing)] == [b"mid"]
+    assert b"".join(e.data for e in got if isinstance(e, Message)) == b"abcd"
+    ours.receive_data(theirs.send(WPPong(payload=b"mid")))  # type: ignore[attr-defined]
+    ours.receive_data(theirs.send(TextMessage(data="x", message_finished=False))  # type: ignore[attr-defined]
+                      + theirs.send(WPPing(payload=b"theirs"))  # type: ignore[attr-defined]
+                      + theirs.send(TextMessage(data="y")))  # type: ignore[attr-defined]
+    assert list(ours.events()) == [Pong(b"mid"), Ping(b"theirs"), Text("xy")]
+    assert [(type(e), e.payload) for e in _to_theirs(ours, theirs)] == [  # type: ignore[attr-defined]
+        (WPPong, b"theirs")]
+    # They close with a code and a reason; we echo the code.
+    ours.receive_data(theirs.send(CloseConnection(code=4005, reason="wsproto bye")))  # type: ignore[attr-defined]
+    assert list(ours.events()) == [ConnectionClosed(4005, "wsproto bye")]
+    (closed,) = _to_theirs(ours, theirs)
+    assert isinstance(closed, CloseConnection) and closed.code == 4005
