@@ -27,7 +27,13 @@ from .extensions.base import (
     NegotiationError,
     ServerExtensionFactory,
 )
-from .headers import Headers, build_extensions_header, parse_extensions_header, parse_token_list
+from .headers import (
+    _TOKEN_RE,
+    Headers,
+    build_extensions_header,
+    parse_extensions_header,
+    parse_token_list,
+)
 
 __all__ = ["ClientHandshake", "ServerHandshake", "accept_token", "origin_allowed"]
 
@@ -237,8 +243,12 @@ class ServerHandshake:
         if response_ext is not None:
             headers.append(("sec-websocket-extensions", response_ext))
         headers.extend(extra_headers)
+        try:
+            response = h11.InformationalResponse(status_code=101, headers=headers)
+        except h11.LocalProtocolError as exc:  # e.g. CR/LF in an extra header
+            raise LocalProtocolError(f"cannot send this response: {exc}") from exc
         self.subprotocol = subprotocol
-        return self._h11.send(h11.InformationalResponse(status_code=101, headers=headers)) or b""
+        return self._h11.send(response) or b""
 
     def _negotiate_extension(self, request: Request) -> str | None:
         # At most one extension is negotiated; the first factory with an acceptable
@@ -332,7 +342,16 @@ class ClientHandshake:
         if offers:
             headers.append(("sec-websocket-extensions", build_extensions_header(offers)))
         headers.extend(extra_headers)
-        request = h11.Request(method="GET", target=target, headers=headers)
+        # §4.1: the subprotocols are tokens; a target with whitespace would break
+        # the request line (h11 does not check it).
+        if any(not _TOKEN_RE.fullmatch(p) for p in self._subprotocols):
+            raise ValueError(f"subprotocols must be tokens: {self._subprotocols!r}")
+        if not target or any(c <= " " or c == "\x7f" for c in target):
+            raise ValueError(f"invalid request target: {target!r}")
+        try:
+            request = h11.Request(method="GET", target=target, headers=headers)
+        except h11.LocalProtocolError as exc:
+            raise ValueError(f"invalid request: {exc}") from exc
         self.request_headers = Headers(headers)
         self.request_bytes = (self._h11.send(request) or b"") + (
             self._h11.send(h11.EndOfMessage()) or b"")

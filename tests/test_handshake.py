@@ -761,3 +761,39 @@ def test_4_2_1_eof_after_request_event_before_accept() -> None:
 @pytest.mark.parametrize("value", ["a b", "chat;v=1", "/x"])
 def test_4_2_1_malformed_subprotocol_header_gets_400(value: str) -> None:
     assert_refused(client_request(extra=[("Sec-WebSocket-Protocol", value)]), 400)
+
+
+def test_4_2_2_accept_with_invalid_extra_header_is_a_local_error() -> None:
+    """Regression: h11's own exception escaped from accept()."""
+    server = ServerConnection()
+    server.receive_data(client_request())
+    assert isinstance(server.next_event(), Request)
+    with pytest.raises(LocalProtocolError):
+        server.accept(extra_headers=[("X-Bad", "a\r\nInjected: yes")])
+    assert server.state is State.CONNECTING
+    server.accept(extra_headers=[("X-Good", "yes")])
+    assert parse_response(drain(server)[0])[1]["x-good"] == "yes"
+
+
+def test_4_2_1_respond_with_invalid_header_is_a_local_error() -> None:
+    server = ServerConnection()
+    server.receive_data(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+    assert isinstance(server.next_event(), HTTPRequest)
+    with pytest.raises(LocalProtocolError):
+        server.respond(200, [("X-Bad", "a\nb")])
+    server.respond(200)
+    assert parse_response(drain(server)[0])[0] == 200
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"extra_headers": [("X-Bad", "a\r\nInjected: yes")]},
+    {"origin": "http://a\r\nInjected: yes"},
+    {"subprotocols": ["not a token"]},
+    {"subprotocols": ["a,b"]},
+    {"target": "/ HTTP/1.0\r\nInjected: yes"},
+    {"target": "/a b"},
+])
+def test_4_1_client_refuses_to_build_a_malformed_request(kwargs: dict[str, object]) -> None:
+    """Regression: h11's exception escaped, and bad targets/subprotocols went on the wire."""
+    with pytest.raises(ValueError):
+        ClientConnection(host="h", **kwargs)  # type: ignore[arg-type]
