@@ -847,7 +847,7 @@ messages = st.lists(
     min_size=1, max_size=6)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(offer=offers, server=server_factories, msgs=messages,
        fragment=st.none() | st.integers(1, 300), chunk=st.none() | st.integers(1, 700))
 def test_hypothesis_round_trip_any_parameters_rfc7692(
