@@ -7,6 +7,7 @@ import logging
 import socket
 import ssl as ssl_module
 from collections.abc import Generator
+from time import monotonic as _now
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
@@ -72,11 +73,12 @@ class _ClientProtocol(Connection):
     def _schedule_keepalive(self) -> None:
         deadline = self._driver.next_deadline()
         if deadline is not None and not self._lost:
-            self._keepalive_timer = self._loop.call_at(deadline, self._on_keepalive)
+            self._keepalive_timer = self._loop.call_later(max(0.0, deadline - _now()),
+                                                          self._on_keepalive)
 
     def _on_keepalive(self) -> None:
         self._keepalive_timer = None
-        self._keepalive(self._loop.time())
+        self._keepalive(_now())
         if self.engine.state is State.OPEN:
             self._schedule_keepalive()
 

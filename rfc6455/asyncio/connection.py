@@ -11,6 +11,7 @@ import asyncio
 import json
 import logging
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from time import monotonic as _now
 from typing import Any
 
 from .._core import EOF, State
@@ -63,7 +64,7 @@ class Connection(asyncio.Protocol):
         self.engine = engine
         self._options = options
         self.logger = logger
-        self._driver: Driver[asyncio.Future[float]] = Driver(engine, options, self._loop.time())
+        self._driver: Driver[asyncio.Future[float]] = Driver(engine, options, _now())
         self.transport: asyncio.Transport | None = None
         self._recv_waiter: asyncio.Future[None] | None = None
         self._recv_want = WANT_NOTHING
@@ -126,10 +127,11 @@ class Connection(asyncio.Protocol):
     # ------------------------------------------------------ protocol callbacks
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports implement the interface without subclassing it.
+        self.transport = transport  # type: ignore[assignment]
         options = self._options
-        transport.set_write_buffer_limits(options.write_limit, options.low_water)
+        transport.set_write_buffer_limits(  # type: ignore[attr-defined]
+            options.write_limit, options.low_water)
         self._flush()
 
     def data_received(self, data: bytes) -> None:
@@ -187,8 +189,8 @@ class Connection(asyncio.Protocol):
         driver = self._driver
         waiter = self._recv_waiter
         if waiter is None:
-            driver.pull(WANT_NOTHING, self._loop.time())
-        elif driver.pull(self._recv_want, self._loop.time()) or driver.closed is not None:
+            driver.pull(WANT_NOTHING, _now())
+        elif driver.pull(self._recv_want, _now()) or driver.closed is not None:
             self._recv_waiter = None
             if not waiter.done():
                 waiter.set_result(None)
@@ -298,7 +300,7 @@ class Connection(asyncio.Protocol):
                 return message
             if driver.closed is not None:
                 raise driver.closed_error()
-            if driver.pull(WANT_MESSAGE, self._loop.time()):
+            if driver.pull(WANT_MESSAGE, _now()):
                 self._after_pull()
                 continue
             self._after_pull()
@@ -326,7 +328,7 @@ class Connection(asyncio.Protocol):
                 return piece
             if driver.closed is not None:
                 raise driver.closed_error()
-            if driver.pull(WANT_PIECE, self._loop.time()):
+            if driver.pull(WANT_PIECE, _now()):
                 self._after_pull()
                 continue
             self._after_pull()
@@ -427,7 +429,7 @@ class Connection(asyncio.Protocol):
         """Send a ping and wait for its pong; return the round-trip latency in seconds."""
         self._driver.check_open()
         waiter: asyncio.Future[float] = self._loop.create_future()
-        payload = self._driver.new_ping(self._loop.time(), waiter, data)
+        payload = self._driver.new_ping(_now(), waiter, data)
         self.engine.ping(payload)
         self._flush()
         if self._driver.hold:

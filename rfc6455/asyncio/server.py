@@ -6,6 +6,7 @@ import asyncio
 import inspect
 import logging
 from collections.abc import Awaitable, Callable, Generator
+from time import monotonic as _now
 from typing import Any
 
 from .._core import State
@@ -184,7 +185,7 @@ class Server:
     def _tick(self) -> None:
         # One timer for every connection's keepalive: nothing per idle connection.
         loop = asyncio.get_running_loop()
-        now = loop.time()
+        now = _now()
         for conn in list(self._admission.open):
             conn._keepalive(now)
         interval = self._tick_interval()

@@ -1,0 +1,553 @@
+"""The asyncio adapter over real loopback sockets: echo, fragments, keepalive, closing,
+flow control, handshake policies, TLS, unix sockets, uvloop, and websockets interop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import ssl
+import tempfile
+from collections.abc import AsyncIterator, Coroutine
+from typing import Any
+
+import pytest
+
+from rfc6455.asyncio import (
+    Connection,
+    ConnectionClosedError,
+    ConnectionClosedOK,
+    InvalidStatus,
+    connect,
+    serve,
+)
+from tests.helpers import CLOSE, PING, TEXT, frame
+from tests.sync.raw import RawClient
+
+SIZES = [0, 125, 126, 65535, 65536, 1024 * 1024]
+
+
+def run(coro: Coroutine[Any, Any, Any], *, loop_factory: Any = None) -> Any:
+    async def bounded() -> Any:
+        return await asyncio.wait_for(coro, 30)
+
+    if loop_factory is None:
+        return asyncio.run(bounded())
+    loop = loop_factory()
+    try:
+        return loop.run_until_complete(bounded())
+    finally:
+        loop.close()
+
+
+async def echo(ws: Connection) -> None:
+    async for message in ws:
+        await ws.send(message)
+
+
+def url(server: Any, path: str = "/") -> str:
+    return f"ws://127.0.0.1:{server.port}{path}"
+
+
+# ------------------------------------------------------------------ messages
+
+
+@pytest.mark.parametrize("compression", [None, "deflate"])
+def test_echo_every_size_class(compression: str | None) -> None:
+    """§5.2: 7-bit, 16-bit and 64-bit payload lengths, text and binary, both directions."""
+
+    async def main() -> None:
+        async with serve(echo, "127.0.0.1", 0, max_size=2**21, compression=compression) as srv, \
+                connect(url(srv), max_size=2**21, compression=compression) as ws:
+            assert (ws.engine.extension is not None) == (compression is not None)
+            for size in SIZES:
+                text = "é" * (size // 2)
+                await ws.send(text)
+                assert await ws.recv() == text
+                binary = os.urandom(size)
+                await ws.send(binary)
+                assert await ws.recv() == binary
+
+    run(main())
+
+
+def test_fragments_both_directions() -> None:
+    """§5.4: a message sent in parts arrives whole, and can be received piece by piece."""
+    received: list[Any] = []
+
+    async def handler(ws: Connection) -> None:
+        received.append(await ws.recv())
+        await ws.send([b"ab", b"cd", b"ef"])
+
+        async def parts() -> AsyncIterator[str]:
+            for part in ("x", "y", "z"):
+                yield part
+
+        await ws.send(parts())
+        await ws.recv()
+
+    async def main() -> None:
+        async with serve(handler, "127.0.0.1", 0) as srv, connect(url(srv)) as ws:
+            await ws.send(iter(["hel", "lo"]))
+            pieces = [piece async for piece in ws.recv_streaming()]
+            assert b"".join(pieces) == b"abcdef" and all(isinstance(p, bytes) for p in pieces)
+            assert await ws.recv() == "xyz"
+            await ws.send("done")
+        assert received == ["hello"]
+
+    run(main())
+
+
+def test_json_helpers() -> None:
+    async def handler(ws: Connection) -> None:
+        await ws.send_json({"got": await ws.recv_json()})
+
+    async def main() -> None:
+        async with serve(handler, "127.0.0.1", 0) as srv, connect(url(srv)) as ws:
+            await ws.send_json([1, "a"])
+            assert await ws.recv_json() == {"got": [1, "a"]}
+
+    run(main())
+
+
+def test_ping_returns_latency() -> None:
+    """§5.5.2: the peer answers our ping with a pong; the round trip is measured."""
+
+    async def main() -> None:
+        async with serve(echo, "127.0.0.1", 0) as srv, connect(url(srv)) as ws:
+            latency = await ws.ping()
+            assert latency > 0 and ws.latency == latency
+            await ws.ping(b"custom")
+
+    run(main())
+
+
+def test_echo_before_failing_on_following_bad_frame() -> None:
+    """§7.1.7 with lazy parsing: a good message is echoed before the close that the
+    bad frame after it causes (Autobahn's strict behaviour)."""
+
+    async def main() -> list[Any]:
+        async with serve(echo, "127.0.0.1", 0) as srv:
+            def peer() -> list[Any]:
+                raw = RawClient(srv.port)
+                # A good text, then a reserved opcode (§5.2: fail with 1002), in one write.
+                raw.send(frame(TEXT, b"good") + frame(0x3, b""))
+                return raw.frames_until_eof()
+
+            return await asyncio.to_thread(peer)
+
+    frames = run(main())
+    assert [(f.opcode, f.payload) for f in frames[:1]] == [(TEXT, b"good")]
+    assert frames[1].opcode == CLOSE and frames[1].close_code == 1002
+
+
+# ------------------------------------------------------------------ closing
+
+
+def test_close_codes_both_ways() -> None:
+    """§7.4: each side's close code reaches the other."""
+    seen: list[Any] = []
+
+    async def handler(ws: Connection) -> None:
+        try:
+            await ws.recv()
+        except ConnectionClosedError as exc:
+            seen.append((exc.code, exc.reason))
+
+    async def closer(ws: Connection) -> None:
+        await ws.close(1001, "bye")
+
+    async def main() -> None:
+        async with serve(handler, "127.0.0.1", 0) as srv:
+            ws = await connect(url(srv))
+            await ws.close(4000, "app")
+            assert ws.close_code == 4000  # the reply echoes the code only (§5.5.1)
+            await asyncio.sleep(0.05)
+        async with serve(closer, "127.0.0.1", 0) as srv:
+            ws = await connect(url(srv))
+            with pytest.raises(ConnectionClosedOK) as info:
+                await ws.recv()
+            assert (info.value.code, info.value.reason) == (1001, "bye")
+            with pytest.raises(ConnectionClosedOK):
+                await ws.send("late")
+        assert seen == [(4000, "app")]
+
+    run(main())
+
+
+def test_handler_error_closes_1011_and_server_keeps_serving(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """§7.4.1: 1011 when the server cannot go on; other connections are unaffected."""
+
+    async def handler(ws: Connection) -> None:
+        if await ws.recv() == "boom":
+            raise RuntimeError("boom")
+        await ws.send("fine")
+
+    async def main() -> None:
+        async with serve(handler, "127.0.0.1", 0) as srv:
+            async with connect(url(srv)) as ws:
+                await ws.send("boom")
+                with pytest.raises(ConnectionClosedError) as info:
+                    await ws.recv()
+                assert info.value.code == 1011
+            async with connect(url(srv)) as ws:
+                await ws.send("ok")
+                assert await ws.recv() == "fine"
+
+    with caplog.at_level(logging.ERROR, logger="rfc6455.server"):
+        run(main())
+    assert any("handler failed" in r.message and r.exc_info for r in caplog.records)
+
+
+def test_server_close_sends_1001_to_every_client() -> None:
+    """§7.4.1: 1001 "going away" when the server shuts down."""
+
+    async def main() -> None:
+        srv = await serve(echo, "127.0.0.1", 0)
+        clients = [await connect(url(srv)) for _ in range(3)]
+        await asyncio.sleep(0.05)
+        assert len(srv.connections) == 3
+        await srv.aclose()
+        for ws in clients:
+            with pytest.raises(ConnectionClosedOK) as info:
+                await ws.recv()
+            assert info.value.code == 1001
+        assert not srv.connections
+
+    run(main())
+
+
+def test_keepalive_times_out_a_silent_peer() -> None:
+    """§5.5.2: a peer that stops answering pings is closed with 1011 after ping_timeout."""
+
+    async def main() -> list[Any]:
+        async with serve(echo, "127.0.0.1", 0, ping_interval=0.05, ping_timeout=0.2,
+                         close_timeout=0.2) as srv:
+            def peer() -> list[Any]:
+                raw = RawClient(srv.port)
+                return raw.frames_until_eof()  # reads, never answers
+
+            return await asyncio.to_thread(peer)
+
+    frames = run(main())
+    assert frames[0].opcode == PING
+    assert frames[-1].opcode == CLOSE and frames[-1].close_code == 1011
+
+
+def test_client_keepalive_keeps_a_live_connection() -> None:
+    async def main() -> None:
+        async with serve(echo, "127.0.0.1", 0) as srv, \
+                connect(url(srv), ping_interval=0.02, ping_timeout=0.5) as ws:
+            await asyncio.sleep(0.15)
+            assert ws.latency > 0
+            await ws.send("still here")
+            assert await ws.recv() == "still here"
+
+    run(main())
+
+
+# ------------------------------------------------------------------ flow control
+
+
+def test_backpressure_bounds_memory_on_both_sides() -> None:
+    """A client that never reads: the server's sends wait, its buffers stay bounded; a
+    server that never reads: its queue and engine buffer stay bounded, reading pauses."""
+    state: dict[str, Any] = {}
+
+    async def flooder(ws: Connection) -> None:
+        chunk = b"x" * 65536
+        state["conn"] = ws
+        for _ in range(400):  # 25 MiB if nothing pushed back
+            await ws.send(chunk)
+            assert ws.transport is not None
+            state["max_buffer"] = max(state.get("max_buffer", 0),
+                                      ws.transport.get_write_buffer_size())
+
+    async def main() -> None:
+        async with serve(flooder, "127.0.0.1", 0, write_limit=65536, compression=None) as srv:
+            ws = await connect(url(srv), max_queue=4)
+            await asyncio.sleep(0.3)
+            conn = state["conn"]
+            # The handler is stuck in send(): far fewer than 400 chunks went out.
+            assert conn._writing_paused
+            assert state["max_buffer"] <= 65536 + 65536 + 16
+            # The client stopped reading: its queue holds at most max_queue messages.
+            assert ws._driver._complete <= 4
+            assert ws.engine.buffered_bytes <= 256 * 1024 + 262144
+            ws.abort()
+
+    run(main())
+
+
+def test_slow_reader_server_pauses_reading() -> None:
+    async def sleeper(ws: Connection) -> None:
+        await asyncio.sleep(10)
+
+    async def main() -> None:
+        conns: list[Connection] = []
+
+        async def keep(ws: Connection) -> None:
+            conns.append(ws)
+            await sleeper(ws)
+
+        async with serve(keep, "127.0.0.1", 0, max_queue=2, close_timeout=0.1,
+                         compression=None) as srv:
+            ws = await connect(url(srv))
+            for _ in range(200):
+                await ws.send(b"y" * 16384)
+            await asyncio.sleep(0.2)
+            server_side = conns[0]
+            assert server_side._reading_paused
+            assert server_side._driver._complete <= 2
+            assert server_side.engine.buffered_bytes <= 256 * 1024 + 262144
+            ws.abort()
+
+    run(main())
+
+
+# ------------------------------------------------------------------ handshake policies
+
+
+def test_slowloris_handshake_times_out() -> None:
+    """A request head that never completes is dropped after open_timeout."""
+
+    async def main() -> bytes:
+        async with serve(echo, "127.0.0.1", 0, open_timeout=0.2) as srv:
+            def peer() -> bytes:
+                raw = RawClient(srv.port, handshake=False)
+                raw.send(b"GET / HTTP/1.1\r\nHost: x\r\n")  # and nothing more
+                return raw.read_until_eof(5)
+
+            return await asyncio.to_thread(peer)
+
+    assert run(main()) == b""
+
+
+def test_origin_policy() -> None:
+    """§10.2: an Origin outside the allow-list is refused with 403."""
+
+    async def main() -> None:
+        async with serve(echo, "127.0.0.1", 0, origins=["https://good.example"]) as srv:
+            async with connect(url(srv), origin="https://good.example") as ws:
+                await ws.send("hi")
+                assert await ws.recv() == "hi"
+            with pytest.raises(InvalidStatus) as info:
+                await connect(url(srv), origin="https://evil.example")
+            assert info.value.status == 403
+
+    run(main())
+
+
+def test_connection_caps_answer_503() -> None:
+    async def main() -> None:
+        async with serve(echo, "127.0.0.1", 0, max_connections=1) as srv:
+            first = await connect(url(srv))
+            with pytest.raises(InvalidStatus) as info:
+                await connect(url(srv))
+            assert info.value.status == 503
+            await first.close()
+            await asyncio.sleep(0.05)
+            second = await connect(url(srv))
+            await second.close()
+        async with serve(echo, "127.0.0.1", 0, max_connections_per_ip=2) as srv:
+            keep = [await connect(url(srv)) for _ in range(2)]
+            with pytest.raises(InvalidStatus) as info:
+                await connect(url(srv))
+            assert info.value.status == 503
+            for ws in keep:
+                await ws.close()
+
+    run(main())
+
+
+def test_plain_http_requests_and_redirects() -> None:
+    """§4.2.1: a plain request gets 426 by default; the hook may answer it, or
+    redirect a WebSocket request, which the client follows."""
+
+    def hook(ws: Connection, request: Any) -> Any:
+        if request.path == "/health":
+            return 200, [("Content-Type", "text/plain")], b"ok\n"
+        if request.path == "/old":
+            return 302, [("Location", "/new")], b""
+        return None
+
+    async def handler(ws: Connection) -> None:
+        assert ws.request_headers is not None
+        await ws.send(ws._engine.request.path)  # type: ignore[attr-defined]
+
+    async def main() -> None:
+        async with serve(handler, "127.0.0.1", 0, process_request=hook) as srv:
+            async with connect(url(srv, "/old")) as ws:
+                assert await ws.recv() == "/new"
+
+            def get(path: str) -> bytes:
+                raw = RawClient(srv.port, handshake=False)
+                raw.send(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+                return raw.read_until_eof()
+
+            assert (await asyncio.to_thread(get, "/health")).startswith(b"HTTP/1.1 200")
+            assert (await asyncio.to_thread(get, "/other")).startswith(b"HTTP/1.1 426")
+
+    run(main())
+
+
+def test_subprotocol_and_headers() -> None:
+    """§4.2.2: the server picks a subprotocol the client offered."""
+
+    async def handler(ws: Connection) -> None:
+        assert ws.request_headers is not None
+        await ws.send(f"{ws.subprotocol} {ws.request_headers.get('x-test')}")
+
+    async def main() -> None:
+        async with serve(handler, "127.0.0.1", 0, subprotocols=["chat"],
+                         extra_headers=[("X-Server", "ours")]) as srv, \
+                connect(url(srv), subprotocols=["other", "chat"],
+                        extra_headers=[("X-Test", "1")]) as ws:
+            assert ws.subprotocol == "chat"
+            assert ws.response_headers is not None
+            assert ws.response_headers.get("x-server") == "ours"
+            assert await ws.recv() == "chat 1"
+
+    run(main())
+
+
+# ------------------------------------------------------------------ transports
+
+
+def test_tls_with_trustme() -> None:
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    cert = ca.issue_cert("localhost")
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    cert.configure_cert(server_ctx)
+    client_ctx = ssl.create_default_context()
+    ca.configure_trust(client_ctx)
+
+    async def main() -> None:
+        async with serve(echo, "127.0.0.1", 0, ssl=server_ctx) as srv, \
+                connect(f"wss://localhost:{srv.port}/", ssl=client_ctx) as ws:
+            await ws.send(b"z" * 100000)
+            assert await ws.recv() == b"z" * 100000
+
+    run(main())
+
+
+def test_unix_socket() -> None:
+    async def main() -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "ws.sock")
+            async with serve(echo, path=path), connect("ws://localhost/", path=path) as ws:
+                await ws.send("unix")
+                assert await ws.recv() == "unix"
+
+    run(main())
+
+
+def test_ipv6_loopback() -> None:
+    async def main() -> None:
+        try:
+            srv = await serve(echo, "::1", 0)
+        except OSError:
+            pytest.skip("no IPv6 loopback here")
+        async with srv, connect(f"ws://[::1]:{srv.port}/") as ws:
+            await ws.send("six")
+            assert await ws.recv() == "six"
+
+    run(main())
+
+
+def test_uvloop() -> None:
+    uvloop = pytest.importorskip("uvloop")
+
+    async def main() -> None:
+        async with serve(echo, "127.0.0.1", 0) as srv, connect(url(srv)) as ws:
+            for size in SIZES:
+                data = os.urandom(size)
+                await ws.send(data)
+                assert await ws.recv() == data
+            assert await ws.ping() > 0
+
+    run(main(), loop_factory=uvloop.new_event_loop)
+
+
+def test_http_connect_proxy() -> None:
+    """The client tunnels through an HTTP CONNECT proxy (RFC 9110 §9.3.6)."""
+    seen: list[bytes] = []
+
+    async def proxy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        seen.append(head.split(b"\r\n")[0])
+        host, port = head.split()[1].decode().rsplit(":", 1)
+        up_reader, up_writer = await asyncio.open_connection(host, int(port))
+        writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            while data := await src.read(65536):
+                dst.write(data)
+            dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    async def main() -> None:
+        proxy_server = await asyncio.start_server(proxy, "127.0.0.1", 0)
+        proxy_port = proxy_server.sockets[0].getsockname()[1]
+        async with serve(echo, "127.0.0.1", 0) as srv, \
+                connect(url(srv), proxy=f"http://127.0.0.1:{proxy_port}") as ws:
+            await ws.send("tunnel")
+            assert await ws.recv() == "tunnel"
+        proxy_server.close()
+
+    run(main())
+    assert seen and seen[0].startswith(b"CONNECT 127.0.0.1:")
+
+
+# ------------------------------------------------------------------ interop
+
+
+@pytest.mark.interop
+@pytest.mark.parametrize("compression", [None, "deflate"])
+def test_websockets_client_against_our_server(compression: str | None) -> None:
+    from websockets.asyncio.client import connect as ws_connect
+
+    async def main() -> None:
+        async with serve(echo, "127.0.0.1", 0, compression=compression) as srv, \
+                ws_connect(url(srv), compression=compression, max_size=2**21) as ws:
+            assert (ws.response.headers.get("Sec-WebSocket-Extensions") is not None) == \
+                (compression is not None)
+            for size in SIZES[:-1]:
+                await ws.send("t" * size)
+                assert await ws.recv() == "t" * size
+            await ws.send([b"a", b"b"])
+            assert await ws.recv() == b"ab"
+            await ws.ping()
+
+    run(main())
+
+
+@pytest.mark.interop
+@pytest.mark.parametrize("compression", [None, "deflate"])
+def test_our_client_against_websockets_server(compression: str | None) -> None:
+    from websockets.asyncio.server import serve as ws_serve
+
+    async def ws_echo(ws: Any) -> None:
+        async for message in ws:
+            await ws.send(message)
+
+    async def main() -> None:
+        async with ws_serve(ws_echo, "127.0.0.1", 0, compression=compression,
+                            max_size=2**21) as srv:
+            port = srv.sockets[0].getsockname()[1]
+            async with connect(f"ws://127.0.0.1:{port}/", compression=compression,
+                               max_size=2**21) as ws:
+                assert (ws.engine.extension is not None) == (compression is not None)
+                for size in SIZES:
+                    data = os.urandom(size)
+                    await ws.send(data)
+                    assert await ws.recv() == data
+                await ws.send(["x", "y"])
+                assert await ws.recv() == "xy"
+                assert await ws.ping() > 0
+            assert ws.close_code == 1000
+
+    run(main())
