@@ -108,6 +108,10 @@ class Connection:
     def _start(self) -> None:
         """The handshake is done: start the reader thread."""
         self.sock.settimeout(None)
+        # The application is about to call recv(): give it the first message before
+        # parsing on (see the pull policy in rfc6455._driver).
+        self._driver.hold = True
+        self._hold_since = time.monotonic()
         self._reader = threading.Thread(target=self._read_loop, daemon=True,
                                         name=f"rfc6455-reader-{self.sock.fileno()}")
         self._reader.start()
