@@ -285,13 +285,17 @@ class OurServer:
 SERVER_CASES = [
     # (their client factory (None: websockets' default), our server factory,
     #  expected our (send_bits, recv_bits, send_reset, recv_reset))
-    pytest.param(None, ServerPerMessageDeflate(), (15, 15, False, False), id="defaults"),
+    pytest.param(None, ServerPerMessageDeflate(), (12, 12, False, False), id="defaults"),
+    pytest.param(ClientPerMessageDeflateFactory(), ServerPerMessageDeflate(
+        server_max_window_bits=None, client_max_window_bits=None),
+        (15, 15, False, False), id="unlimited"),
     pytest.param(ClientPerMessageDeflateFactory(
         server_no_context_takeover=True, client_no_context_takeover=True),
-        ServerPerMessageDeflate(), (15, 15, True, True), id="their-no-context-both"),
+        ServerPerMessageDeflate(), (12, 12, True, True), id="their-no-context-both"),
     pytest.param(ClientPerMessageDeflateFactory(), ServerPerMessageDeflate(
-        server_no_context_takeover=True, client_no_context_takeover=True),
-        (15, 15, True, True), id="our-no-context-both"),
+        server_no_context_takeover=True, client_no_context_takeover=True,
+        server_max_window_bits=None, mem_level=8),
+        (15, 12, True, True), id="our-no-context-both-full-flush"),
     pytest.param(ClientPerMessageDeflateFactory(client_max_window_bits=True),
                  ServerPerMessageDeflate(client_max_window_bits=9, server_max_window_bits=10),
                  (10, 9, False, False), id="our-windows"),
@@ -300,11 +304,11 @@ SERVER_CASES = [
                                                 client_max_window_bits=9),
                  ServerPerMessageDeflate(), (8, 9, False, False), id="their-windows-8-9"),
     pytest.param(ClientPerMessageDeflateFactory(client_max_window_bits=None),
-                 ServerPerMessageDeflate(client_max_window_bits=9), (15, 15, False, False),
+                 ServerPerMessageDeflate(client_max_window_bits=9), (12, 15, False, False),
                  id="client-window-not-offered"),
     pytest.param(ClientPerMessageDeflateFactory(compress_settings={"level": 9, "memLevel": 9}),
                  ServerPerMessageDeflate(compress_level=9, mem_level=1, threshold=0),
-                 (15, 15, False, False), id="levels"),
+                 (12, 12, False, False), id="levels"),
 ]
 
 

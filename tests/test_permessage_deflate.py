@@ -98,14 +98,20 @@ def server_sends(p: Pair) -> tuple[list[Frame], list[Event]]:
     return parse_frames(data), feed(p.client, data)
 
 
+# The factory without its default 12-bit limits: the negotiation matrix checks the RFC's
+# rules one parameter at a time.
+NEUTRAL = {"server_max_window_bits": None, "client_max_window_bits": None}
+
+
 def negotiate(offer: str, **server: object) -> ExtensionParams | None:
-    factory = ServerPerMessageDeflate(**server)  # type: ignore[arg-type]
+    factory = ServerPerMessageDeflate(**{**NEUTRAL, **server})  # type: ignore[arg-type]
     chosen = factory.negotiate([P(o) for o in offer.split(",")])
     return None if chosen is None else chosen[0]
 
 
 def server_ext(offer: str, **server: object) -> PerMessageDeflate:
-    chosen = ServerPerMessageDeflate(**server).negotiate([P(offer)])  # type: ignore[arg-type]
+    chosen = ServerPerMessageDeflate(**{**NEUTRAL, **server}).negotiate(  # type: ignore[arg-type]
+        [P(offer)])
     assert chosen is not None
     ext = chosen[1]
     assert isinstance(ext, PerMessageDeflate)
@@ -140,6 +146,20 @@ def test_server_answers_with_the_parameters_it_applies_rfc7692_7_1(
         offer: str, server: dict[str, object], response: str) -> None:
     """§7.1.1.1, §7.1.1.2, §7.1.2.1, §7.1.2.2: each parameter's answer."""
     assert negotiate(offer, **server) == P(response)
+
+
+@pytest.mark.parametrize(("offer", "response"), [
+    ("", "server_max_window_bits=12"),
+    ("client_max_window_bits", "server_max_window_bits=12; client_max_window_bits=12"),
+    ("client_max_window_bits=10", "server_max_window_bits=12; client_max_window_bits=10"),
+    ("server_max_window_bits=9", "server_max_window_bits=9"),
+    ("server_max_window_bits=15; client_max_window_bits=15",
+     "server_max_window_bits=12; client_max_window_bits=12"),
+])
+def test_default_server_asks_for_12_bit_windows_rfc7692_7_1_2(offer: str, response: str) -> None:
+    """The default factory announces 12-bit windows (§7.1.2.1, §7.1.2.2), lower if asked."""
+    chosen = ServerPerMessageDeflate().negotiate([P(offer)])
+    assert chosen is not None and chosen[0] == P(response)
 
 
 def test_server_without_client_offer_cannot_limit_client_window_rfc7692_7_1_2_2() -> None:
@@ -199,7 +219,8 @@ def test_server_handshake_header_rfc7692_5() -> None:
     server.accept()
     out = server.data_to_send()
     assert isinstance(out, bytes)
-    assert b"sec-websocket-extensions: permessage-deflate; server_max_window_bits=10\r\n" in out
+    assert (b"sec-websocket-extensions: permessage-deflate; server_max_window_bits=10; "
+            b"client_max_window_bits=12\r\n") in out
     assert isinstance(server.extension, PerMessageDeflate)
     assert server.extension.send_bits == 10
 
@@ -569,12 +590,33 @@ def test_compressor_dropped_with_no_context_takeover_rfc7692_7_1_1_1() -> None:
     assert ext._compressor is None
 
 
+def test_large_compressor_kept_and_fully_flushed_with_no_context_takeover_rfc7692_7_1_1_1(
+) -> None:
+    """A 15-bit/memLevel 8 compressor is reset with Z_FULL_FLUSH instead of re-created.
+
+    Each message must still inflate on its own with a fresh inflater (§7.1.1.1, §7.2.2).
+    """
+    ext = PerMessageDeflate(send_bits=15, send_reset=True, mem_level=8)
+    data = os.urandom(1500)
+    first = ext.encode(data, True)
+    kept = ext._compressor
+    assert kept is not None
+    second = ext.encode(data, True)
+    assert ext._compressor is kept
+    assert len(first) == len(second)  # no reference to the previous message
+    assert inflate_ref(first) == inflate_ref(second) == data
+    # A streamed message with an empty last part still ends with a valid block.
+    parts = [ext.encode(data, False), ext.encode(b"", True)]
+    assert parts[1] == b"\x00" and inflate_ref(b"".join(parts)) == data
+
+
 # ============================================================ window bits (§7.1.2)
 
 @pytest.mark.parametrize("bits", range(8, 16))
 def test_negotiated_server_window_round_trip_rfc7692_7_1_2_1(bits: int) -> None:
     """Each server_max_window_bits: our output inflates with a window of exactly that size."""
-    p = pair(client=ClientPerMessageDeflate(server_max_window_bits=bits))
+    p = pair(ServerPerMessageDeflate(server_max_window_bits=None),
+             ClientPerMessageDeflate(server_max_window_bits=bits))
     ext = p.server.extension
     assert isinstance(ext, PerMessageDeflate) and ext.send_bits == bits
     rng = random.Random(bits)

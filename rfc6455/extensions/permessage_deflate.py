@@ -11,28 +11,39 @@ Three classes:
 
 Defaults, and why
 -----------------
-* ``compress_level=1`` (:data:`DEFAULT_COMPRESS_LEVEL`). Measured on JSON-like
-  chat messages (``benchmarks/bench_deflate_memory.py``): level 1 compresses
-  about 2-3x faster than level 6 for a ratio only a few points worse (0.38 vs
-  0.33 of the original size); a WebSocket server spends its CPU on many
-  small messages, so speed wins. Pass ``compress_level=6`` or ``9`` for ratio.
-* ``mem_level=8`` (zlib's default). Lower it (``frugal`` settings use 4) to
-  save memory per connection at a small cost in ratio.
-* Window bits: 15 unless the peer or the settings ask for less. zlib's raw
-  deflate cannot use an 8-bit window, so a negotiated 8 compresses with 9:
-  zlib never emits a distance beyond ``2**9 - 262`` bytes, which an 8-bit
-  inflater (256 bytes) accepts -- tested in the test suite.
+Measured with ``benchmarks/bench_deflate_memory.py`` (JSON-like messages of
+about 600 bytes, context takeover, zlib through CPython):
+
+* ``compress_level=1`` (:data:`DEFAULT_COMPRESS_LEVEL`): about twice the
+  speed of level 6 (20-32 vs 8-12 MB/s compressing) for about 20 % more bytes
+  (ratio 0.31 vs 0.26 at 12 bits). A Python server runs out of CPU before
+  bandwidth; pass ``compress_level=6`` (or 9) where bytes cost more than CPU.
+* ``mem_level=5`` (:data:`DEFAULT_MEM_LEVEL`): same ratio as zlib's default 8
+  at level 1 (0.309 vs 0.308) with an 8x smaller hash table.
+* The server asks for 12-bit windows both ways (``server_max_window_bits=12``,
+  ``client_max_window_bits=12``): at level 1 the ratio is unchanged (0.306 vs
+  0.308 with 15 bits) while a server connection holds about 54 KiB instead of
+  307 KiB (with memLevel 8 and 15 bits) once both directions compressed.
+  ``None`` lifts either limit (15 bits, not announced). The client can only
+  be limited when it offered ``client_max_window_bits`` (§7.1.2.2); browsers
+  do.
+* The client offers ``client_max_window_bits`` without a value, letting the
+  server pick our window; it compresses with 15 bits when the server does not.
+* zlib's raw deflate cannot use an 8-bit window, so a negotiated 8 compresses
+  with 9: zlib never emits a distance beyond ``2**9 - 262`` bytes, which an
+  8-bit inflater accepts (tested).
 * ``threshold=128`` bytes (:data:`DEFAULT_THRESHOLD`): smaller messages go out
   uncompressed (RSV1 clear, §6), as deflate rarely shrinks them. An explicit
   ``send(..., compress=True/False)`` overrides it for one message.
-* The client offers ``client_max_window_bits`` without a value (§7.1.2.2), so
-  a server may shrink the client's window to save its own memory.
 
-Memory: zlib objects are created on the first compressed message in each
+Memory: zlib objects are created on the first compressed message of each
 direction, never at negotiation, so a connection that never compresses costs
-nothing. With ``*_no_context_takeover`` the object of that direction is
-dropped at the end of each message (a compressor's reset cost is measured to
-be the same as a full flush, and the idle connection then holds no window).
+nothing. With ``*_no_context_takeover`` the inflater is dropped after each
+message (a new one costs a few microseconds). The compressor is dropped too
+when small (window + hash tables <= 64 KiB: re-creating it measured no slower
+than keeping it); a larger one is kept and ended with ``Z_FULL_FLUSH``, which
+forgets the history as a new compressor would (3x cheaper at 15 bits/memLevel
+8 than re-creating it), at the price of its memory while idle.
 
 Bounds: :meth:`PerMessageDeflate.decode` never returns more than the room the
 engine allows (``max_length``), inflating with zlib's ``max_length`` so a
@@ -64,7 +75,7 @@ NAME: Final = "permessage-deflate"
 #: zlib level used when none is given; see the module docstring for the measurement.
 DEFAULT_COMPRESS_LEVEL: Final = 1
 #: zlib memLevel used when none is given.
-DEFAULT_MEM_LEVEL: Final = 8
+DEFAULT_MEM_LEVEL: Final = 5
 #: Messages shorter than this many bytes are sent uncompressed unless asked otherwise.
 DEFAULT_THRESHOLD: Final = 128
 
@@ -77,7 +88,9 @@ _WINDOW = ("server_max_window_bits", "client_max_window_bits")
 # §7.1.2.1 / §7.1.2.2: a window value is a decimal 8..15 with no leading zero.
 _WINDOW_VALUES: Final = {str(bits): bits for bits in range(8, 16)}
 
-_MaxBits = int | None
+# Compressors at most this big (window + hash tables) are re-created rather
+# than reset with Z_FULL_FLUSH under no_context_takeover (measured equal cost).
+_DROP_COMPRESSOR_BYTES: Final = 64 * 1024
 
 
 def _check_bits(name: str, value: int | None) -> None:
@@ -108,8 +121,9 @@ class PerMessageDeflate:
     name = NAME
     rsv_bits = _RSV1  # §6: permessage-deflate owns RSV1 ("Per-Message Compressed")
 
-    __slots__ = ("_compress_level", "_compressor", "_decompressor", "_mem_level",
-                 "_threshold", "recv_bits", "recv_reset", "send_bits", "send_reset")
+    __slots__ = ("_compress_level", "_compressor", "_decompressor", "_drop_compressor",
+                 "_mem_level", "_send_wbits", "_threshold", "recv_bits", "recv_reset",
+                 "send_bits", "send_reset")
 
     def __init__(
         self,
@@ -132,6 +146,12 @@ class PerMessageDeflate:
         self._compress_level = compress_level
         self._mem_level = mem_level
         self._threshold = threshold
+        # zlib rejects an 8-bit raw window; 9 still never emits distances an
+        # 8-bit inflater cannot follow (at most 2**9 - 262).
+        self._send_wbits = max(send_bits, 9)
+        # zlib's deflate state is about 2**(wbits + 2) + 2**(memLevel + 9) bytes.
+        self._drop_compressor = (
+            (1 << (self._send_wbits + 2)) + (1 << (mem_level + 9)) <= _DROP_COMPRESSOR_BYTES)
         # Created lazily, on the first compressed message of each direction.
         self._compressor: zlib._Compress | None = None
         self._decompressor: zlib._Decompress | None = None
@@ -199,24 +219,26 @@ class PerMessageDeflate:
         """Deflate a piece of a message; the last piece loses its 00 00 ff ff (§7.2.1)."""
         deflater = self._compressor
         if deflater is None:
-            # zlib rejects an 8-bit raw window; 9 still never emits distances
-            # an 8-bit inflater cannot follow (at most 2**9 - 262).
             deflater = self._compressor = zlib.compressobj(
-                self._compress_level, zlib.DEFLATED, -max(self.send_bits, 9), self._mem_level)
-        # §7.2.1: Z_SYNC_FLUSH ends every piece on a byte boundary, so each frame
-        # can go out at once (streamed messages too).
-        out = deflater.compress(data) + deflater.flush(zlib.Z_SYNC_FLUSH)
-        if final:
-            if out.endswith(_TAIL):
-                out = out[:-4]
-            if not out:
-                # §7.2.3.6: an empty final piece still needs a deflate block
-                # (an empty stored block whose tail we stripped is 0x00).
-                out = b"\x00"
-            if self.send_reset:
-                # §7.1.1: no context takeover for our messages: drop the window.
-                self._compressor = None
-        return out
+                self._compress_level, zlib.DEFLATED, -self._send_wbits, self._mem_level)
+        if not final:
+            # §7.2.1: Z_SYNC_FLUSH ends the piece on a byte boundary, so it can go
+            # out in a frame at once; the tail stays (it is not the message's end).
+            return deflater.compress(data) + deflater.flush(zlib.Z_SYNC_FLUSH)
+        reset = self.send_reset
+        if reset and not self._drop_compressor:
+            # §7.1.1: forget the history; Z_FULL_FLUSH ends with the same empty
+            # stored block (00 00 ff ff) as Z_SYNC_FLUSH, and keeps the memory.
+            out = deflater.compress(data) + deflater.flush(zlib.Z_FULL_FLUSH)
+        else:
+            out = deflater.compress(data) + deflater.flush(zlib.Z_SYNC_FLUSH)
+            if reset:
+                self._compressor = None  # §7.1.1: a fresh compressor next message
+        if out.endswith(_TAIL):
+            out = out[:-4]  # §7.2.1
+        # §7.2.3.6: an empty final piece still needs a deflate block (an empty
+        # stored block whose tail we stripped is the single byte 0x00).
+        return out or b"\x00"
 
 
 # ------------------------------------------------------------------ negotiation
@@ -376,12 +398,14 @@ class ServerPerMessageDeflate:
     * ``server_no_context_takeover`` / ``client_no_context_takeover``: always
       reset that direction's context, and say so in the response, even when
       the client did not ask (both allowed by §7.1.1.1 and §7.1.1.2).
-    * ``server_max_window_bits``: the largest window we compress with; the
-      client's offer may lower it (§7.1.2.1).
-    * ``client_max_window_bits``: the window we ask the client to use, so our
-      inflater needs less memory. Only possible when the client offered the
-      parameter (§7.1.2.2); otherwise the offer is still accepted and the
-      client's messages are inflated with a 15-bit window.
+    * ``server_max_window_bits`` (default 12): the largest window we compress
+      with, announced in the response; the client's offer may lower it
+      (§7.1.2.1). ``None``: 15 bits unless the client asks for less.
+    * ``client_max_window_bits`` (default 12): the window we ask the client to
+      use, so our inflater needs less memory. Only possible when the client
+      offered the parameter (§7.1.2.2); otherwise the offer is still accepted
+      and the client's messages are inflated with a 15-bit window. ``None``:
+      accept the client's own hint, if any, else 15 bits.
 
     An offer with an unknown or repeated parameter or a value out of 8..15 is
     declined and the next one tried (§7); when none is valid, the handshake
@@ -395,8 +419,8 @@ class ServerPerMessageDeflate:
         *,
         server_no_context_takeover: bool = False,
         client_no_context_takeover: bool = False,
-        server_max_window_bits: int | None = None,
-        client_max_window_bits: int | None = None,
+        server_max_window_bits: int | None = 12,
+        client_max_window_bits: int | None = 12,
         compress_level: int = DEFAULT_COMPRESS_LEVEL,
         mem_level: int = DEFAULT_MEM_LEVEL,
         threshold: int = DEFAULT_THRESHOLD,
