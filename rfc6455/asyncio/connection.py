@@ -411,6 +411,35 @@ class Connection(asyncio.Protocol):
             if empty is not None:
                 self._send_now(empty, True)
 
+    # Non-blocking sends for fan-out (a broadcast writes to many connections and
+    # must not wait for any): the transport's buffer is the queue.
+
+    @property
+    def pending_bytes(self) -> int:
+        """Bytes written but not yet handed to the kernel (the transport's buffer)."""
+        transport = self.transport
+        return 0 if transport is None or self._lost else transport.get_write_buffer_size()
+
+    def queue_frame(self, frame: bytes) -> bool:
+        """Write a message serialized once by :func:`rfc6455.frames.serialize_frame`
+        without waiting (server role); False if the connection is not open."""
+        if self.engine.state is not State.OPEN:
+            return False
+        self.engine.send_frame_bytes(frame)
+        self._flush()
+        return True
+
+    def send_nowait(self, message: Data) -> bool:
+        """Write a message without waiting for the buffer to drain; False if not open."""
+        if self.engine.state is not State.OPEN:
+            return False
+        self._send_now(message, True)
+        return True
+
+    def start_close(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
+        """Start the closing handshake without waiting; the close timeout still applies."""
+        self._start_close(code, reason)
+
     async def send_json(self, value: Any) -> None:
         await self.send(json.dumps(value, separators=(",", ":")))
 

@@ -456,6 +456,48 @@ class Connection:
                 self._parts_owner = None
                 self._cond.notify_all()
 
+    # Non-blocking sends for fan-out (a broadcast writes to many connections and
+    # must not wait for any): queue here, and let a writer thread call flush().
+
+    @property
+    def pending_bytes(self) -> int:
+        """Bytes queued in the outbox, not yet written to the socket."""
+        return self._outbox_bytes
+
+    def queue_frame(self, frame: bytes) -> bool:
+        """Queue a message serialized once by :func:`rfc6455.frames.serialize_frame`
+        (server role) without writing; False if the connection is not open."""
+        with self._cond:
+            if self.engine.state is not State.OPEN:
+                return False
+            self.engine.send_frame_bytes(frame)
+            self._collect()
+            return True
+
+    def send_nowait(self, message: Data) -> bool:
+        """Queue a message without writing; False if the connection is not open."""
+        with self._cond:
+            if self.engine.state is not State.OPEN:
+                return False
+            self.engine.send(message)
+            self._collect()
+            return True
+
+    def start_close(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
+        """Queue the closing handshake without writing or waiting (see :meth:`flush`);
+        the close timeout still applies."""
+        with self._cond:
+            if self.engine.state is State.OPEN:
+                self.engine.close(code, reason)
+            self._driver.start_discarding()
+            self._progress()
+            self._cond.notify_all()
+
+    def flush(self) -> None:
+        """Write the outbox (blocking); returns at once if another thread is writing it."""
+        with self._cond:
+            self._write(False)
+
     def send_json(self, value: Any) -> None:
         self.send(json.dumps(value, separators=(",", ":")))
 
