@@ -44,7 +44,7 @@ __all__ = ["Connection"]
 #: After a message went to a waiting reader, parsing resumes this soon even if it
 #: does not come back, so pings and closes are answered (the asyncio adapter uses
 #: the next loop iteration).
-_SOON = 0.01
+_SOON = 0.05
 _EOF_MARK = b""  # in the outbox: shut the write side down here
 
 
