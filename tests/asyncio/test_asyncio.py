@@ -551,3 +551,79 @@ def test_our_client_against_websockets_server(compression: str | None) -> None:
             assert ws.close_code == 1000
 
     run(main())
+
+
+# ------------------------------------------------------------------ timeouts and misuse
+
+
+def test_idle_timeout_closes_a_silent_connection() -> None:
+    """idle_timeout: nothing received for that long closes with 1001 "going away"."""
+
+    async def main() -> list[Any]:
+        async with serve(echo, "127.0.0.1", 0, idle_timeout=0.2, ping_interval=None,
+                         close_timeout=0.2) as srv:
+            return await asyncio.to_thread(lambda: RawClient(srv.port).frames_until_eof())
+
+    frames = run(main())
+    assert frames[-1].opcode == CLOSE and frames[-1].close_code == 1001
+
+
+def test_close_timeout_aborts_a_peer_that_never_replies() -> None:
+    """§7.1.1: the server closes the TCP connection itself when the close reply never
+    comes (the raw peer reads but does not answer the close frame)."""
+
+    async def quitter(ws: Connection) -> None:
+        await ws.close(1000)
+
+    async def main() -> list[Any]:
+        async with serve(quitter, "127.0.0.1", 0, close_timeout=0.2) as srv:
+            return await asyncio.to_thread(lambda: RawClient(srv.port).frames_until_eof(5))
+
+    frames = run(main())
+    assert [f.opcode for f in frames] == [CLOSE] and frames[0].close_code == 1000
+
+
+def test_async_process_request_and_redirect_bound() -> None:
+    async def hook(ws: Connection, request: Any) -> Any:
+        await asyncio.sleep(0)
+        return 302, [("Location", request.path + "x")], b""
+
+    async def main() -> None:
+        async with serve(echo, "127.0.0.1", 0, process_request=hook) as srv:
+            with pytest.raises(InvalidStatus) as info:
+                await connect(url(srv, "/a"), max_redirects=2)
+            assert info.value.status == 302
+            assert info.value.headers.get("location") == "/axxx"
+
+    run(main())
+
+
+def test_concurrent_recv_is_refused() -> None:
+    from rfc6455.asyncio import ConcurrencyError
+
+    async def main() -> None:
+        async with serve(echo, "127.0.0.1", 0) as srv, connect(url(srv)) as ws:
+            first = asyncio.ensure_future(ws.recv())
+            await asyncio.sleep(0.01)
+            with pytest.raises(ConcurrencyError):
+                await ws.recv()
+            await ws.send("x")
+            assert await first == "x"
+
+    run(main())
+
+
+def test_abnormal_closure_is_1006() -> None:
+    """§7.1.5: the TCP connection ends without a closing handshake: 1006."""
+
+    async def dropper(ws: Connection) -> None:
+        ws.abort()
+
+    async def main() -> None:
+        async with serve(dropper, "127.0.0.1", 0) as srv:
+            ws = await connect(url(srv))
+            with pytest.raises(ConnectionClosedError) as info:
+                await ws.recv()
+            assert info.value.code == 1006
+
+    run(main())

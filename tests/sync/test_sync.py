@@ -333,3 +333,37 @@ def test_our_client_against_websockets_server(compression: str | None) -> None:
         loop, event = stop[0]
         loop.call_soon_threadsafe(event.set)
         thread.join(5)
+
+
+def test_close_timeout_aborts_a_peer_that_never_replies() -> None:
+    """§7.1.1: when the close reply never comes, the server drops TCP after close_timeout."""
+
+    def quitter(ws: Connection) -> None:
+        ws.close(1000)
+
+    with running(quitter, close_timeout=0.2) as srv:
+        raw = RawClient(srv.port)
+        frames = raw.frames_until_eof(5)
+        raw.close()
+    assert [f.opcode for f in frames] == [CLOSE] and frames[0].close_code == 1000
+
+
+def test_abnormal_closure_is_1006() -> None:
+    """§7.1.5: the TCP connection ends without a closing handshake: 1006."""
+
+    def dropper(ws: Connection) -> None:
+        ws.abort()
+
+    with running(dropper) as srv:
+        ws = connect(url(srv))
+        with pytest.raises(ConnectionClosedError) as info:
+            ws.recv(timeout=5)
+        assert info.value.code == 1006
+
+
+def test_client_keepalive_measures_latency() -> None:
+    with running(echo) as srv, connect(url(srv), ping_interval=0.02, ping_timeout=1) as ws:
+        time.sleep(0.15)
+        assert ws.latency > 0
+        ws.send("alive")
+        assert ws.recv(timeout=5) == "alive"
