@@ -44,7 +44,7 @@ class _ClientProtocol(Connection):
         if isinstance(event, Accepted):
             self._opened.set_result(None)
             self._schedule_keepalive()
-            self._progress()  # frames that came with the response
+            self._hold_for_first_recv()
             return
         if isinstance(event, Rejected):
             error: Exception = InvalidStatus(event.status, event.headers, event.body)

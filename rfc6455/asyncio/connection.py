@@ -34,6 +34,9 @@ from ..headers import Headers
 
 __all__ = ["Connection"]
 
+#: How long parsing waits for the application's first recv() after the handshake.
+_FIRST_HOLD = 0.05
+
 
 class Connection(asyncio.Protocol):
     """A WebSocket connection: receive with ``recv()`` or ``async for``, send with ``send()``."""
@@ -145,8 +148,9 @@ class Connection(asyncio.Protocol):
         if self.engine.state is State.CLOSED and self.transport is not None:
             # Nothing more can be exchanged: the peer already ended its side.
             self.transport.close()
-        # Keep the transport half open while frames are still to be parsed.
-        return True
+        # Keep the transport half open while frames are still to be parsed (TLS
+        # transports cannot be half open: they close, and would warn about True).
+        return self.transport is None or self.transport.get_extra_info("sslcontext") is None
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._lost = True
@@ -221,6 +225,15 @@ class Connection(asyncio.Protocol):
             # parsing so that pings and closes are answered even if it stays busy.
             self._resume_scheduled = True
             self._loop.call_soon(self._resume)
+
+    def _hold_for_first_recv(self) -> None:
+        """The application is about to call recv(): give it the first message before
+        parsing on (see the pull policy in rfc6455._driver), then resume shortly."""
+        self._driver.hold = True
+        if not self._resume_scheduled:
+            self._resume_scheduled = True
+            self._loop.call_later(_FIRST_HOLD, self._resume)
+        self._progress()
 
     def _resume(self) -> None:
         self._resume_scheduled = False

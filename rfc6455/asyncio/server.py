@@ -123,10 +123,7 @@ class _ServerProtocol(Connection):
         self._server._opened(self)
         self._flush()
         self._handler_task = self._loop.create_task(self._run_handler())
-        # The handler is about to call recv(): let it run before parsing on (see the
-        # pull policy in rfc6455._driver); _progress schedules the resume.
-        self._driver.hold = True
-        self._progress()  # bytes that came after the request, then resume reading
+        self._hold_for_first_recv()  # bytes that came after the request, then resume reading
 
     async def _run_handler(self) -> None:
         try:

@@ -627,3 +627,38 @@ def test_abnormal_closure_is_1006() -> None:
             assert info.value.code == 1006
 
     run(main())
+
+
+def test_client_echoes_before_failing_on_bad_frame_sent_with_the_response() -> None:
+    """Client role, §7.1.7 with lazy parsing: frames that arrive in the same packet as
+    the 101 response are not parsed past the first message before the app reads it."""
+    from tests.helpers import parse_frames, server_response
+
+    got: list[bytes] = []
+
+    async def raw_server(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        key = next(line.split(b":", 1)[1].strip().decode() for line in head.split(b"\r\n")
+                   if line.lower().startswith(b"sec-websocket-key:"))
+        # A good text, then a reserved opcode (§5.2), unmasked as a server's must be.
+        writer.write(server_response(key) + frame(TEXT, b"hi", masked=False)
+                     + frame(0x3, b"", masked=False))
+        got.append(await reader.read())  # until the client closes
+        writer.close()
+
+    async def main() -> None:
+        server = await asyncio.start_server(raw_server, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        ws = await connect(f"ws://127.0.0.1:{port}/", compression=None)
+        message = await ws.recv()
+        await ws.send(message)
+        with pytest.raises(ConnectionClosedError) as info:
+            await ws.recv()
+        assert info.value.code == 1002
+        await ws.wait_closed()
+        server.close()
+
+    run(main())
+    frames = parse_frames(got[0])
+    assert (frames[0].opcode, frames[0].payload) == (TEXT, b"hi")
+    assert frames[1].opcode == CLOSE and frames[1].close_code == 1002
