@@ -79,10 +79,18 @@ def _module(name: str, *args: str) -> tuple[str, ...]:
 
 
 TARGETS: tuple[Target, ...] = (
+    Target("asyncio", "server", _module("tests.conformance.peers", "asyncio-server"),
+           "`rfc6455.asyncio.serve` echo handler"),
+    Target("sync", "server", _module("tests.conformance.peers", "sync-server"),
+           "`rfc6455.sync.serve` echo handler"),
     Target("standin", "server", _module("tests.conformance.standin", "server"),
-           "engine on threads + blocking sockets (tests/conformance/standin.py)"),
+           "engine driven directly, a thread per connection (tests/conformance/standin.py)"),
+    Target("asyncio", "client", _module("tests.conformance.peers", "asyncio-client"),
+           "`rfc6455.asyncio.connect` echo loop"),
+    Target("sync", "client", _module("tests.conformance.peers", "sync-client"),
+           "`rfc6455.sync.connect` echo loop"),
     Target("standin", "client", _module("tests.conformance.standin", "client"),
-           "engine on blocking sockets (tests/conformance/standin.py)"),
+           "engine driven directly over a blocking socket (tests/conformance/standin.py)"),
 )
 REFERENCE = Target("websockets", "server", _module("tests.conformance.peers", "websockets-server"),
                    "websockets library, asyncio server", reference=True)

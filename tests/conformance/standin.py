@@ -19,6 +19,7 @@ import json
 import socket
 import threading
 from collections.abc import Sequence
+from typing import Any
 from urllib.parse import quote
 
 from rfc6455 import (
@@ -34,6 +35,11 @@ from rfc6455 import (
 )
 from rfc6455._core import Connection
 from rfc6455.extensions.base import ClientExtensionFactory, ServerExtensionFactory
+from rfc6455.extensions.permessage_deflate import (
+    ClientPerMessageDeflate,
+    DeflateOffer,
+    ServerPerMessageDeflate,
+)
 
 # Autobahn 9.* sends messages up to 16 MiB, and 9.3.x 4 MiB in 64-byte fragments
 # (65536 frames): lift the fragment count bound and allow a little over 16 MiB.
@@ -42,25 +48,36 @@ READ_SIZE = 256 * 1024
 CLOSE_TIMEOUT = 10.0
 
 
-def _server_extensions() -> list[ServerExtensionFactory]:
-    try:
-        from rfc6455.extensions.permessage_deflate import (  # type: ignore[import-not-found,unused-ignore]
-            ServerPerMessageDeflate,
-        )
-    except ImportError:
-        return []
-    return [ServerPerMessageDeflate()]
+# kosoku 0.1.0 ERRORs ("Strings must be encoded before hashing") on any message
+# that arrives uncompressed once permessage-deflate is negotiated, although
+# RFC 7692 §6 allows it and our default threshold sends messages under 128
+# bytes that way. The conformance peers compress every message instead.
+DEFLATE_THRESHOLD = 0
 
 
-def _client_extensions() -> list[ClientExtensionFactory]:
-    try:
-        from rfc6455.extensions.permessage_deflate import (  # type: ignore[import-not-found,unused-ignore]
-            ClientPerMessageDeflate,
-        )
-    except ImportError:
-        return []
-    # Offer client_max_window_bits so the server may pick any window (13.*).
-    return [ClientPerMessageDeflate(client_max_window_bits=True)]
+def server_extensions() -> list[ServerExtensionFactory]:
+    """permessage-deflate with the defaults, but every message compressed (see above)."""
+    return [ServerPerMessageDeflate(threshold=DEFLATE_THRESHOLD)]
+
+
+def client_extensions() -> list[ClientExtensionFactory]:
+    """permessage-deflate offers that let kosoku's server run every 13.* case.
+
+    13.* answers with client_no_context_takeover (13.2, 13.5-13.7) or a
+    client_max_window_bits value (13.3-13.7), but only to an offer that carries
+    that parameter (RFC 7692 §7.1.1.2, §7.1.2.2): offer the value-less window
+    parameter first, then the same with client_no_context_takeover.
+    """
+    return [ClientPerMessageDeflate(**CLIENT_DEFLATE_OPTIONS)]
+
+
+#: Keyword arguments of ClientPerMessageDeflate for every conformance client.
+CLIENT_DEFLATE_OPTIONS: dict[str, Any] = {
+    "client_max_window_bits": True,
+    "fallback_offers": [DeflateOffer(client_no_context_takeover=True,
+                                     client_max_window_bits=True)],
+    "threshold": DEFLATE_THRESHOLD,
+}
 
 
 def _flush(sock: socket.socket, conn: Connection) -> bool:
@@ -125,7 +142,7 @@ def _serve_one(sock: socket.socket) -> None:
     with sock:
         sock.settimeout(CLOSE_TIMEOUT * 6)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        conn = ServerConnection(limits=LIMITS, extensions=_server_extensions())
+        conn = ServerConnection(limits=LIMITS, extensions=server_extensions())
         with contextlib.suppress(OSError):
             _run(sock, conn, _echo)
 
@@ -139,7 +156,7 @@ def serve(port: int) -> None:
 
 
 def _connect(url: str, on_event: object) -> ConnectionClosed:
-    conn = ClientConnection(url, limits=LIMITS, extensions=_client_extensions())
+    conn = ClientConnection(url, limits=LIMITS, extensions=client_extensions())
     host, _, port = url.split("/")[2].partition(":")
     with socket.create_connection((host, int(port))) as sock:
         sock.settimeout(CLOSE_TIMEOUT * 6)
