@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import random
 import tracemalloc
@@ -608,6 +609,18 @@ def test_large_compressor_kept_and_fully_flushed_with_no_context_takeover_rfc769
     # A streamed message with an empty last part still ends with a valid block.
     parts = [ext.encode(data, False), ext.encode(b"", True)]
     assert parts[1] == b"\x00" and inflate_ref(b"".join(parts)) == data
+
+
+def test_copy_has_same_parameters_and_no_shared_zlib_state() -> None:
+    """copy.copy gives an encoder that never shares the original's zlib stream."""
+    ext = PerMessageDeflate(send_bits=15, send_reset=True, mem_level=8, recv_bits=11)
+    data = os.urandom(800)
+    ext.encode(data, True)
+    assert ext._compressor is not None  # kept (full-flush reset)
+    dup = copy.copy(ext)
+    assert (dup.send_bits, dup.recv_bits, dup.send_reset, dup.recv_reset) == (15, 11, True, False)
+    assert dup._compressor is None and dup._decompressor is None
+    assert inflate_ref(dup.encode(data, True)) == data
 
 
 # ============================================================ window bits (§7.1.2)

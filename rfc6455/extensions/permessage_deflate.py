@@ -156,6 +156,17 @@ class PerMessageDeflate:
         self._compressor: zlib._Compress | None = None
         self._decompressor: zlib._Decompress | None = None
 
+    def __copy__(self) -> PerMessageDeflate:
+        """The same negotiated parameters and settings, with no compression state yet.
+
+        A copy never shares a zlib object with the original (one zlib stream
+        cannot serve two encoders), e.g. to compress a broadcast frame once.
+        """
+        return PerMessageDeflate(
+            send_bits=self.send_bits, recv_bits=self.recv_bits, send_reset=self.send_reset,
+            recv_reset=self.recv_reset, compress_level=self._compress_level,
+            mem_level=self._mem_level, threshold=self._threshold)
+
     def __repr__(self) -> str:
         return (f"PerMessageDeflate(send_bits={self.send_bits}, recv_bits={self.recv_bits}, "
                 f"send_reset={self.send_reset}, recv_reset={self.recv_reset})")
