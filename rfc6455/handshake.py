@@ -285,6 +285,10 @@ class ServerHandshake:
             out = conn.send(h11.Response(status_code=status, headers=all_headers)) or b""
         except h11.LocalProtocolError as exc:
             raise LocalProtocolError(f"cannot send this response: {exc}") from exc
+        if conn.our_state is h11.SWITCHED_PROTOCOL:
+            # h11 takes a 2xx answer to CONNECT for an opened tunnel and frames
+            # nothing more (found by fuzz/): the body follows the head as is.
+            return out + (b"" if self._head_request else body)
         if body and not self._head_request:
             # A response to HEAD announces the body's length but carries no body.
             out += conn.send(h11.Data(data=body)) or b""
