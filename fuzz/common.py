@@ -205,14 +205,17 @@ class Outcome:
     wire: bytes = b""
     eof: bool = False
     closed: ConnectionClosed | None = None
+    data_bytes: int = 0  # payload bytes of Text/Binary events (UTF-8 for text)
 
 
 def drive(conn: ServerConnection | ClientConnection, pieces: list[bytes], *, eof: bool,
-          limits: Limits, streaming: bool) -> Outcome:
+          limits: Limits, streaming: bool, keep_data: bool = True) -> Outcome:
     """Feed ``pieces`` one by one, draining events after each; check every bound.
 
     Raises AssertionError when the engine breaks its contract; anything else it
     raises propagates (and is a bug: the peer's bytes never cause an exception).
+    ``keep_data=False`` counts message bytes without keeping the events (for
+    memory measurements).
     """
     outcome = Outcome()
     msg_size = 0  # bytes of the message being assembled (streaming mode)
@@ -221,10 +224,12 @@ def drive(conn: ServerConnection | ClientConnection, pieces: list[bytes], *, eof
     def collect() -> None:
         nonlocal msg_size
         for event in conn.events():
-            outcome.events.append(event)
+            if keep_data or not isinstance(event, (Text, Binary)):
+                outcome.events.append(event)
             if isinstance(event, (Text, Binary)):
                 size = len(event.data.encode("utf-8") if isinstance(event, Text)
                            else event.data)
+                outcome.data_bytes += size
                 msg_size += size
                 if max_msg is not None:
                     assert msg_size <= max_msg, f"message of {msg_size} > {max_msg}"
