@@ -7,6 +7,10 @@ import sys
 
 sys.path.insert(0, os.path.abspath(".."))
 
+from docutils import nodes
+from sphinx.application import Sphinx
+from sphinx.util.docutils import SphinxDirective
+
 import rfc6455
 
 project = "rfc6455"
@@ -29,7 +33,7 @@ if os.environ.get("RFC6455_DOCS_INTERSPHINX"):
 
 autodoc_member_order = "bysource"
 autodoc_typehints = "signature"
-autodoc_default_options = {"members": True, "show-inheritance": False}
+autodoc_default_options = {"members": True}
 autoclass_content = "class"
 myst_heading_anchors = 3
 
@@ -45,7 +49,7 @@ _GENERATED = ("conformance", "performance")
 _MARKER = "   .. generated pages are inserted here by conf.py\n"
 
 
-def _insert_generated_pages(app: object, docname: str, source: list[str]) -> None:
+def _insert_generated_pages(app: Sphinx, docname: str, source: list[str]) -> None:
     if docname != "index":
         return
     here = os.path.dirname(os.path.abspath(__file__))
@@ -54,5 +58,25 @@ def _insert_generated_pages(app: object, docname: str, source: list[str]) -> Non
     source[0] = source[0].replace(_MARKER, "".join(present))
 
 
-def setup(app: object) -> None:
-    app.connect("source-read", _insert_generated_pages)  # type: ignore[attr-defined]
+class CliHelp(SphinxDirective):
+    """``.. cli-help:: echo``: the subcommand's ``--help``, from the real parser."""
+
+    required_arguments = 1
+
+    def run(self) -> list[nodes.Node]:
+        import argparse
+
+        from rfc6455.__main__ import build_parser
+
+        os.environ["COLUMNS"] = "88"  # argparse wraps to the terminal: make it fixed
+        parser = build_parser()
+        subparsers = next(a for a in parser._actions
+                          if isinstance(a, argparse._SubParsersAction))
+        command = subparsers.choices[self.arguments[0]]
+        text = command.format_help().replace("usage: rfc6455", "usage: python -m rfc6455")
+        return [nodes.literal_block(text, text, language="text")]
+
+
+def setup(app: Sphinx) -> None:
+    app.connect("source-read", _insert_generated_pages)
+    app.add_directive("cli-help", CliHelp)

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import shlex
@@ -112,3 +113,42 @@ def test_cli_command_in_docs_parses(where: str, argv: list[str]) -> None:
         main.build_parser().parse_args(argv)
     except SystemExit as exc:  # argparse's way of rejecting (or of --help)
         assert exc.code == 0, f"{where}: {argv} rejected by the CLI parser"
+
+
+_ROW = re.compile(r"^ *\* - ``(?P<name>\w+)``\n +- ``(?P<default>[^`]+)``$", re.MULTILINE)
+
+
+def _documented_defaults(table: str) -> dict[str, str]:
+    """``name -> default`` from the list-table with ``:name: table`` in security.rst."""
+    text = (DOCS / "security.rst").read_text(encoding="utf-8")
+    start = text.index(f":name: {table}")
+    end = text.find("\n\n", text.find("* - ", start))
+    while end != -1 and text[end + 2:end + 3] == " ":  # blank lines inside the table
+        end = text.find("\n\n", end + 2)
+    rows = _ROW.findall(text[start:end if end != -1 else len(text)])
+    return dict(rows)
+
+
+def test_engine_limits_table_matches_rfc6455_limits() -> None:
+    """The documented defaults are Limits' defaults, and every field is documented (§10.4)."""
+    from rfc6455 import Limits
+
+    documented = _documented_defaults("engine-limits")
+    actual = {f.name: repr(f.default) for f in dataclasses.fields(Limits)}
+    assert documented == actual
+
+
+def test_adapter_options_table_matches_the_adapters() -> None:
+    """Each documented option default is the adapters' default; every limit is documented."""
+    from rfc6455._driver import ClientOptions, ServerOptions
+
+    documented = _documented_defaults("adapter-limits")
+    fields = {f.name: f for cls in (ServerOptions, ClientOptions)
+              for f in dataclasses.fields(cls)}
+    for name, default in documented.items():
+        assert name in fields, f"{name} is documented but is not an adapter option"
+        assert repr(fields[name].default) == default, name
+    common = {f.name for f in dataclasses.fields(ServerOptions)
+              if f.name.startswith(("max_", "read_", "write_")) or f.name.endswith("_timeout")
+              or f.name in ("ping_interval", "compression", "limits")}
+    assert common <= set(documented), common - set(documented)
