@@ -6,6 +6,8 @@ Every implementation gets exactly the same bytes: frames are built once here.
 * ``small``: 10,000 text messages of 16 bytes, all in one chunk (a busy socket
   read holds many small frames).
 * ``large``: 100 binary messages of 1 MiB, one frame per chunk.
+* ``large64k``: the same stream cut into 64 KiB reads (asyncio's read size), so
+  frames straddle reads and each message is assembled from pieces.
 * ``deflate``: 10,000 compressed text messages of 1 KiB (permessage-deflate with
   context takeover, zlib level 1), all in one chunk.
 
@@ -33,6 +35,7 @@ DEFLATE_SIZE = 1024
 # Room for the largest message: 1 MiB of payload exactly is allowed by every peer.
 MAX_SIZE = 4 << 20
 RSV1 = 0x40
+READ_SIZE = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,10 @@ def parse_workload(name: str, role: str) -> Workload:
         # stays small in memory. Masked frames keep one key; that costs nothing extra.
         frame = serialize_frame(2, payload, masked=masked)
         return Workload(name, role, [frame] * LARGE_COUNT, [payload] * LARGE_COUNT)
+    if name == "large64k":
+        stream = b"".join(parse_workload("large", role).chunks)
+        chunks = [stream[i:i + READ_SIZE] for i in range(0, len(stream), READ_SIZE)]
+        return Workload(name, role, chunks, [large_payload()] * LARGE_COUNT)
     if name == "deflate":
         texts = deflate_text()
         return Workload(name, role, [deflate_wire(texts, masked=masked)], texts, True)
@@ -111,6 +118,8 @@ def serialize_workload(name: str, role: str) -> Workload:
         return Workload(name, role, [], small_text())
     if name == "large":
         return Workload(name, role, [], [large_payload()] * LARGE_COUNT)
+    if name == "deflate":
+        return Workload(name, role, [], deflate_text(), True)
     raise ValueError(name)
 
 
@@ -123,11 +132,11 @@ def deflate_factories() -> tuple[list[object], list[object]] | None:
         from rfc6455.extensions import permessage_deflate as pmd
     except ImportError:
         return None
-    server = getattr(pmd, "ServerPerMessageDeflate", None)
-    client = getattr(pmd, "ClientPerMessageDeflate", None)
-    if server is None or client is None:
-        return None
-    return [server()], [client()]
+    # 15-bit windows both ways and zlib level 1: what the peers use in compare.py
+    # and what the wire of deflate_wire() needs.
+    return ([pmd.ServerPerMessageDeflate(server_max_window_bits=None,
+                                         client_max_window_bits=None, compress_level=1)],
+            [pmd.ClientPerMessageDeflate(client_max_window_bits=None, compress_level=1)])
 
 
 def open_pair(compressed: bool = False) -> tuple[ServerConnection, ClientConnection]:
