@@ -77,6 +77,7 @@ class CliHelp(SphinxDirective):
         return [nodes.literal_block(text, text, language="text")]
 
 
-def setup(app: Sphinx) -> None:
+def setup(app: Sphinx) -> dict[str, bool]:
     app.connect("source-read", _insert_generated_pages)
     app.add_directive("cli-help", CliHelp)
+    return {"parallel_read_safe": True, "parallel_write_safe": True}
