@@ -662,3 +662,51 @@ def test_client_echoes_before_failing_on_bad_frame_sent_with_the_response() -> N
     frames = parse_frames(got[0])
     assert (frames[0].opcode, frames[0].payload) == (TEXT, b"hi")
     assert frames[1].opcode == CLOSE and frames[1].close_code == 1002
+
+
+def test_compression_options_reach_the_negotiation() -> None:
+    """RFC 7692 §7.1.1: no_context_takeover parameters requested by the client."""
+
+    async def main() -> None:
+        async with serve(echo, "127.0.0.1", 0) as srv, \
+                connect(url(srv), compression_options={"client_no_context_takeover": True,
+                                                       "server_no_context_takeover": True}) as ws:
+            extension = ws.engine.extension
+            assert extension is not None
+            assert extension.send_reset and extension.recv_reset  # type: ignore[attr-defined]
+            await ws.send("abc" * 1000)
+            assert await ws.recv() == "abc" * 1000
+
+    run(main())
+
+
+def test_fan_out_api_queue_frame_and_send_nowait() -> None:
+    """A frame serialized once goes to several connections without waiting (§5.2)."""
+    from rfc6455.frames import serialize_frame
+
+    members: list[Connection] = []
+
+    async def member(ws: Connection) -> None:
+        members.append(ws)
+        await ws.wait_closed()
+
+    async def main() -> None:
+        async with serve(member, "127.0.0.1", 0, compression=None) as srv:
+            clients = [await connect(url(srv)) for _ in range(3)]
+            while len(members) < 3:
+                await asyncio.sleep(0.01)
+            frame_bytes = serialize_frame(0x1, b"to all")
+            assert all(m.queue_frame(frame_bytes) for m in members)
+            assert all(m.send_nowait(b"bin") for m in members)
+            assert all(m.pending_bytes >= 0 for m in members)
+            for ws in clients:
+                assert await ws.recv() == "to all"
+                assert await ws.recv() == b"bin"
+            members[0].start_close(1001, "")
+            with pytest.raises(ConnectionClosedOK):
+                await clients[0].recv()
+            assert not members[0].queue_frame(frame_bytes)
+            for ws in clients[1:]:
+                await ws.close()
+
+    run(main())

@@ -367,3 +367,37 @@ def test_client_keepalive_measures_latency() -> None:
         assert ws.latency > 0
         ws.send("alive")
         assert ws.recv(timeout=5) == "alive"
+
+
+def test_fan_out_api_queue_frame_send_nowait_flush() -> None:
+    """Non-blocking sends queue in the outbox; flush() writes them (§5.2 frames intact)."""
+    from rfc6455.frames import serialize_frame
+
+    members: list[Connection] = []
+    done = threading.Event()
+
+    def member(ws: Connection) -> None:
+        members.append(ws)
+        done.wait(5)
+
+    with running(member, compression=None) as srv:
+        clients = [connect(url(srv)) for _ in range(2)]
+        deadline = time.monotonic() + 5
+        while len(members) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        frame_bytes = serialize_frame(0x1, b"to all")
+        for m in members:
+            assert m.queue_frame(frame_bytes) and m.send_nowait(b"bin")
+            assert m.pending_bytes > 0
+            m.flush()
+            assert m.pending_bytes == 0
+        for ws in clients:
+            assert ws.recv(timeout=5) == "to all"
+            assert ws.recv(timeout=5) == b"bin"
+        members[0].start_close(1001)
+        members[0].flush()
+        with pytest.raises(ConnectionClosedOK):
+            clients[0].recv(timeout=5)
+        done.set()
+        for ws in clients:
+            ws.close()
