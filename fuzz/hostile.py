@@ -402,3 +402,40 @@ def deflate_round_trip(messages: list[bytes | str], send_bits: int, reset: bool,
         wire = tx.encode(raw, True)
         assert rx.decode(wire, True, None) == raw
 
+
+
+@prop(role=st.sampled_from(["server", "client"]), deflate=st.booleans(),
+      streaming=st.booleans(), small=st.booleans(), data=st.data())
+def accelerator_agrees(role: str, deflate: bool, streaming: bool, small: bool,
+                       data: st.DataObject) -> None:
+    """The C fast path (_speedups.read_frame) gives the same events, close and replies
+    as pure Python for any frames (_core.next_event: "no behaviour of its own")."""
+    _count("accelerator_agrees")
+    from rfc6455 import _core
+
+    accelerated = _core._read_frame
+    masked = role == "server"
+    frame = _frame(masked) | _deflated_frame(masked) if deflate else _frame(masked)
+    stream = b"".join(data.draw(st.lists(frame, max_size=6)))
+    cuts = data.draw(st.lists(st.integers(0, len(stream)), max_size=4))
+    limits = _SMALL if small else Limits()
+    results = []
+    try:
+        for reader in (accelerated, None):
+            _core._read_frame = reader
+            conn = (open_server if role == "server" else open_client)(
+                deflate=deflate, limits=limits, streaming=streaming)
+            outcome = drive(conn, split(stream, cuts), eof=False, limits=limits,
+                            streaming=streaming)
+            results.append((outcome.events, [(f.opcode, f.payload) for f in check_wire(
+                outcome.wire, client=not masked)], conn.close_code, conn.close_reason))
+    finally:
+        _core._read_frame = accelerated
+    closed = [e for e in results[0][0] if isinstance(e, ConnectionClosed)]
+    other = [e for e in results[1][0] if isinstance(e, ConnectionClosed)]
+    # Errors compare by code and text (exception objects compare by identity).
+    assert [(e.code, e.reason, str(e.error)) for e in closed] == \
+        [(e.code, e.reason, str(e.error)) for e in other]
+    strip = [[e for e in r[0] if not isinstance(e, ConnectionClosed)] for r in results]
+    assert strip[0] == strip[1]
+    assert results[0][1:] == results[1][1:]
