@@ -11,7 +11,7 @@ The 9.* cases (large messages, many fragments, many round trips) double as a
 speed test: they run one at a time, and the same 9.* run against the
 ``websockets`` library's server gives the reference figure.
 
-    python -m tests.conformance.runner                      # everything, exit 1 on a failure
+    python -m tests.conformance.runner                      # both adapters, exit 1 on a failure
     python -m tests.conformance.runner --write-doc docs/conformance.md
     python -m tests.conformance.runner --target standin -i '5.*'
 """
@@ -68,6 +68,7 @@ class Target:
     command: tuple[str, ...]
     description: str
     reference: bool = False  # a third-party peer: measured and shown, not judged
+    default: bool = True  # run when no --target is given
 
     @property
     def label(self) -> str:
@@ -84,13 +85,15 @@ TARGETS: tuple[Target, ...] = (
     Target("sync", "server", _module("tests.conformance.peers", "sync-server"),
            "`rfc6455.sync.serve` echo handler"),
     Target("standin", "server", _module("tests.conformance.standin", "server"),
-           "engine driven directly, a thread per connection (tests/conformance/standin.py)"),
+           "engine driven directly, a thread per connection (tests/conformance/standin.py)",
+           default=False),
     Target("asyncio", "client", _module("tests.conformance.peers", "asyncio-client"),
            "`rfc6455.asyncio.connect` echo loop"),
     Target("sync", "client", _module("tests.conformance.peers", "sync-client"),
            "`rfc6455.sync.connect` echo loop"),
     Target("standin", "client", _module("tests.conformance.standin", "client"),
-           "engine driven directly over a blocking socket (tests/conformance/standin.py)"),
+           "engine driven directly over a blocking socket (tests/conformance/standin.py)",
+           default=False),
 )
 REFERENCE = Target("websockets", "server", _module("tests.conformance.peers", "websockets-server"),
                    "websockets library, asyncio server", reference=True)
@@ -472,7 +475,8 @@ def render(runs: Sequence[Run], command: str) -> str:
 # ------------------------------------------------------------------ main
 
 def select(names: Sequence[str], roles: Sequence[str]) -> list[Target]:
-    chosen = [t for t in TARGETS if (not names or t.name in names) and t.role in roles]
+    chosen = [t for t in TARGETS
+              if (t.name in names if names else t.default) and t.role in roles]
     unknown = set(names) - {t.name for t in TARGETS}
     if unknown:
         raise SystemExit(f"unknown target(s): {', '.join(sorted(unknown))}; "
@@ -514,7 +518,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.conformance.runner",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--target", action="append", default=[],
-                        help="peer(s) to test (repeatable; default: all)")
+                        help="peer(s) to test: asyncio, sync, standin (repeatable; "
+                        "default: asyncio and sync)")
     parser.add_argument("--role", choices=("server", "client"), action="append",
                         help="role(s) to test (default: both)")
     parser.add_argument("-i", "--include", action="append", default=[], metavar="CASE",
