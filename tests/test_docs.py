@@ -17,6 +17,7 @@ import re
 import shlex
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -74,6 +75,7 @@ def test_extractor_finds_the_examples() -> None:
     names = [name for name, _ in PYTHON_BLOCKS]
     assert sum(name.startswith("guides/embedding.rst") for name in names) >= 2
     assert all(code.strip() for _, code in PYTHON_BLOCKS)
+    assert len(CLI_COMMANDS) >= 5 and CLI_SESSIONS
 
 
 @pytest.mark.parametrize(("where", "code"), PYTHON_BLOCKS, ids=[n for n, _ in PYTHON_BLOCKS])
@@ -108,7 +110,8 @@ CLI_COMMANDS = _cli_commands()
                          ids=[f"{w}:{' '.join(a)[:40]}" for w, a in CLI_COMMANDS])
 def test_cli_command_in_docs_parses(where: str, argv: list[str]) -> None:
     """Each ``python -m rfc6455 ...`` shown in the docs is accepted by the real parser."""
-    main = pytest.importorskip("rfc6455.__main__")
+    from rfc6455 import __main__ as main
+
     try:
         main.build_parser().parse_args(argv)
     except SystemExit as exc:  # argparse's way of rejecting (or of --help)
@@ -152,3 +155,58 @@ def test_adapter_options_table_matches_the_adapters() -> None:
               if f.name.startswith(("max_", "read_", "write_")) or f.name.endswith("_timeout")
               or f.name in ("ping_interval", "compression", "limits")}
     assert common <= set(documented), common - set(documented)
+
+
+# The docs show sessions against ``python -m rfc6455 echo`` on its default port.
+_DOC_URL = "ws://127.0.0.1:8080/ws"
+
+
+def _cli_sessions() -> list[tuple[str, list[str], list[str]]]:
+    """(where, argv, expected output) of each scripted client session shown with output."""
+    sessions = []
+    for where, code in CONSOLE_BLOCKS:
+        lines = code.splitlines()
+        for i, line in enumerate(lines):
+            if line.startswith("$ python -m rfc6455 client ") and "--send" in line:
+                output = []
+                for following in lines[i + 1:]:
+                    if following.startswith("$ "):
+                        break
+                    output.append(following)
+                if output:
+                    sessions.append((where, shlex.split(line[2:])[3:], output))
+    return sessions
+
+
+CLI_SESSIONS = _cli_sessions()
+
+
+@pytest.fixture(scope="module")
+def echo_server_url() -> Iterator[str]:
+    """``python -m rfc6455 echo --port 0`` as the Getting started page runs it."""
+    server = subprocess.Popen([sys.executable, "-m", "rfc6455", "echo", "--port", "0"],
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        assert server.stderr is not None
+        for line in server.stderr:  # the start-up log line gives the port
+            if "listening on " in line:
+                yield line.rsplit("listening on ", 1)[1].strip()
+                break
+        else:
+            pytest.fail("the echo server did not start")
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+@pytest.mark.parametrize(("where", "argv", "output"), CLI_SESSIONS,
+                         ids=[w for w, _, _ in CLI_SESSIONS])
+def test_cli_session_in_docs_replays(where: str, argv: list[str], output: list[str],
+                                     echo_server_url: str) -> None:
+    """A client session shown in the docs gives the same output against the echo server
+    and exits 0 (closed with 1000, RFC 6455 §7.4.1)."""
+    argv = [echo_server_url if arg == _DOC_URL else arg for arg in argv]
+    result = subprocess.run([sys.executable, "-m", "rfc6455", *argv], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, f"{where}: {result.stderr}"
+    assert result.stdout.splitlines() == output, where
