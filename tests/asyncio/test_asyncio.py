@@ -22,7 +22,7 @@ from rfc6455.asyncio import (
     serve,
 )
 from tests.helpers import CLOSE, PING, TEXT, frame
-from tests.sync.raw import RawClient
+from tests.sync.raw import RawClient, frames_after_handshake
 
 SIZES = [0, 125, 126, 65535, 65536, 1024 * 1024]
 
@@ -129,10 +129,10 @@ def test_echo_before_failing_on_following_bad_frame() -> None:
     async def main() -> list[Any]:
         async with serve(echo, "127.0.0.1", 0) as srv:
             def peer() -> list[Any]:
-                raw = RawClient(srv.port)
-                # A good text, then a reserved opcode (§5.2: fail with 1002), in one write.
-                raw.send(frame(TEXT, b"good") + frame(0x3, b""))
-                return raw.frames_until_eof()
+                with RawClient(srv.port) as raw:
+                    # A good text, then a reserved opcode (§5.2: fail with 1002), in one write.
+                    raw.send(frame(TEXT, b"good") + frame(0x3, b""))
+                    return raw.frames_until_eof()
 
             return await asyncio.to_thread(peer)
 
@@ -224,11 +224,7 @@ def test_keepalive_times_out_a_silent_peer() -> None:
     async def main() -> list[Any]:
         async with serve(echo, "127.0.0.1", 0, ping_interval=0.05, ping_timeout=0.2,
                          close_timeout=0.2) as srv:
-            def peer() -> list[Any]:
-                raw = RawClient(srv.port)
-                return raw.frames_until_eof()  # reads, never answers
-
-            return await asyncio.to_thread(peer)
+            return await asyncio.to_thread(frames_after_handshake, srv.port)
 
     frames = run(main())
     assert frames[0].opcode == PING
@@ -315,9 +311,9 @@ def test_slowloris_handshake_times_out() -> None:
     async def main() -> bytes:
         async with serve(echo, "127.0.0.1", 0, open_timeout=0.2) as srv:
             def peer() -> bytes:
-                raw = RawClient(srv.port, handshake=False)
-                raw.send(b"GET / HTTP/1.1\r\nHost: x\r\n")  # and nothing more
-                return raw.read_until_eof(5)
+                with RawClient(srv.port, handshake=False) as raw:
+                    raw.send(b"GET / HTTP/1.1\r\nHost: x\r\n")  # and nothing more
+                    return raw.read_until_eof(5)
 
             return await asyncio.to_thread(peer)
 
@@ -382,9 +378,9 @@ def test_plain_http_requests_and_redirects() -> None:
                 assert await ws.recv() == "/new"
 
             def get(path: str) -> bytes:
-                raw = RawClient(srv.port, handshake=False)
-                raw.send(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
-                return raw.read_until_eof()
+                with RawClient(srv.port, handshake=False) as raw:
+                    raw.send(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+                    return raw.read_until_eof()
 
             assert (await asyncio.to_thread(get, "/health")).startswith(b"HTTP/1.1 200")
             assert (await asyncio.to_thread(get, "/other")).startswith(b"HTTP/1.1 426")
@@ -562,7 +558,7 @@ def test_idle_timeout_closes_a_silent_connection() -> None:
     async def main() -> list[Any]:
         async with serve(echo, "127.0.0.1", 0, idle_timeout=0.2, ping_interval=None,
                          close_timeout=0.2) as srv:
-            return await asyncio.to_thread(lambda: RawClient(srv.port).frames_until_eof())
+            return await asyncio.to_thread(frames_after_handshake, srv.port)
 
     frames = run(main())
     assert frames[-1].opcode == CLOSE and frames[-1].close_code == 1001
@@ -577,7 +573,7 @@ def test_close_timeout_aborts_a_peer_that_never_replies() -> None:
 
     async def main() -> list[Any]:
         async with serve(quitter, "127.0.0.1", 0, close_timeout=0.2) as srv:
-            return await asyncio.to_thread(lambda: RawClient(srv.port).frames_until_eof(5))
+            return await asyncio.to_thread(frames_after_handshake, srv.port)
 
     frames = run(main())
     assert [f.opcode for f in frames] == [CLOSE] and frames[0].close_code == 1000

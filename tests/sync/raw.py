@@ -61,3 +61,15 @@ class RawClient:
 
     def close(self) -> None:
         self.sock.close()
+
+    def __enter__(self) -> RawClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def frames_after_handshake(port: int, timeout: float = 10.0) -> list[Frame]:
+    """Complete the handshake, then read (never answer) until the server closes TCP."""
+    with RawClient(port) as raw:
+        return raw.frames_until_eof(timeout)
