@@ -216,10 +216,9 @@ def test_backpressure_bounds_memory() -> None:
 
 
 def test_slowloris_handshake_times_out() -> None:
-    with running(echo, open_timeout=0.2) as srv:
-        with RawClient(srv.port, handshake=False) as raw:
-            raw.send(b"GET / HTTP/1.1\r\nHost: x\r\n")
-            assert raw.read_until_eof(5) == b""
+    with running(echo, open_timeout=0.2) as srv, RawClient(srv.port, handshake=False) as raw:
+        raw.send(b"GET / HTTP/1.1\r\nHost: x\r\n")
+        assert raw.read_until_eof(5) == b""
 
 
 def test_origin_policy_and_caps() -> None:
