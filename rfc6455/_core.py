@@ -456,6 +456,22 @@ class Connection:
                     if ext is None or rsv & ~ext.rsv_bits or not ext.begin_incoming(rsv):
                         raise _violation("reserved bits set without a negotiated extension")
                     self._msg_compressed = True
+                    if fin and avail >= header + length:
+                        # A whole compressed single-frame message: what the general
+                        # path below does for it (same checks, same events), in one go.
+                        self._check_frame_limits(length)
+                        self._pos = stop = start + length
+                        view = memoryview(buf)[start:stop]
+                        data = bytes(view) if key is None else mask(view, key)
+                        limit = self._limits.max_message_size
+                        try:
+                            data = ext.decode(data, True, limit)
+                        except RemoteProtocolError as exc:
+                            raise _Fail(exc) from None
+                        self._end_message()
+                        if opcode == _BINARY:
+                            return Binary(data)
+                        return Text(_decode_text(data))
                 elif fin and avail >= header + length:
                     # Fast path: a whole single-frame message already in the buffer.
                     # Same checks, order and wording as _check_frame_limits, so that

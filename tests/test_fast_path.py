@@ -8,11 +8,14 @@ the same close. This holds with and without the C accelerator (CI runs both).
 
 from __future__ import annotations
 
+import zlib
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rfc6455 import ConnectionClosed, Event, Limits, Text
+from rfc6455 import ConnectionClosed, Event, Limits, Request, ServerConnection, Text
+from rfc6455.extensions.permessage_deflate import ServerPerMessageDeflate
 
 from .helpers import (
     BINARY,
@@ -20,6 +23,7 @@ from .helpers import (
     CONT,
     PING,
     TEXT,
+    client_request,
     close_payload,
     drain,
     frame,
@@ -129,3 +133,79 @@ def test_fast_path_respects_message_limit_section_10_4() -> None:
     got = list(conn.events())
     assert got[0] == Text("four")
     assert isinstance(got[1], ConnectionClosed) and got[1].code == 1009
+
+
+# ------------------------------------------------------ compressed (RFC 7692 §6, §7.2)
+
+
+def _deflate(data: bytes) -> bytes:
+    """One message compressed without context (RFC 7692 §7.2.1): tail 00 00 ff ff removed."""
+    compressor = zlib.compressobj(1, zlib.DEFLATED, -15)
+    return (compressor.compress(data) + compressor.flush(zlib.Z_SYNC_FLUSH))[:-4]
+
+
+def _deflate_server(limit: Limits) -> ServerConnection:
+    """A server that negotiated permessage-deflate, the client resetting its context."""
+    server = ServerConnection(limits=limit, extensions=[ServerPerMessageDeflate(
+        client_max_window_bits=None, client_no_context_takeover=True)])
+    server.receive_data(client_request(extra=[("Sec-WebSocket-Extensions",
+                                               "permessage-deflate")]))
+    assert isinstance(server.next_event(), Request)
+    server.accept()
+    drain(server)
+    assert server.extension is not None
+    return server
+
+
+@st.composite
+def compressed_frames(draw: st.DrawFn) -> bytes:
+    kind = draw(st.sampled_from(["text", "binary", "bad-utf8", "garbage", "fragment",
+                                 "empty", "plain"]))
+    text = draw(st.text(max_size=300))
+    key = draw(st.binary(min_size=4, max_size=4))
+    if kind == "text":
+        return frame(TEXT, _deflate(text.encode()), rsv=0x40, key=key)
+    if kind == "binary":
+        return frame(BINARY, _deflate(draw(st.binary(max_size=300)) * 3), rsv=0x40, key=key)
+    if kind == "bad-utf8":
+        return frame(TEXT, _deflate(b"ok \xed\xa0\x80"), rsv=0x40, key=key)
+    if kind == "garbage":
+        return frame(BINARY, b"\xff\xff\xff\xff", rsv=0x40, key=key)
+    if kind == "fragment":
+        payload = _deflate(text.encode())
+        cut = len(payload) // 2
+        return (frame(TEXT, payload[:cut], rsv=0x40, fin=False, key=key)
+                + frame(CONT, payload[cut:], key=key))
+    if kind == "empty":
+        return frame(BINARY, _deflate(b""), rsv=0x40, key=key)
+    return frame(TEXT, text.encode(), key=key)
+
+
+# A message both over max_message_size and invalid UTF-8 may fail with either code
+# depending on where the reads split it (UTF-8 is checked as the text inflates), so
+# the limits here never make the 6-byte invalid message too big.
+deflate_limits = st.builds(
+    Limits,
+    max_message_size=st.sampled_from([None, 50, 200, 1 << 20]),
+    max_frame_size=st.sampled_from([None, 16, 1 << 20]),
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(data=st.data(), limit=deflate_limits)
+def test_compressed_whole_frames_match_general_path_rfc7692_section_7_2(
+    data: st.DataObject, limit: Limits
+) -> None:
+    stream = b"".join(data.draw(st.lists(compressed_frames(), max_size=8)))
+    outcomes = []
+    for sizes in ([len(stream) or 1], [1] * len(stream)):
+        server = _deflate_server(limit)
+        events: list[Event] = []
+        position = 0
+        for size in sizes:
+            server.receive_data(stream[position:position + size])
+            position += size
+            events.extend(server.events())
+        written, eof = drain(server)
+        outcomes.append(_outcome(events, written, eof))
+    assert outcomes[0] == outcomes[1]
