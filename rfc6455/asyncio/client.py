@@ -42,7 +42,8 @@ class _ClientProtocol(Connection):
             self._flush()
             return
         if isinstance(event, Accepted):
-            self._opened.set_result(None)
+            if not self._opened.done():  # else connect() gave up (open_timeout)
+                self._opened.set_result(None)
             self._schedule_keepalive()
             self._hold_for_first_recv()
             return
