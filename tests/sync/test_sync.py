@@ -4,6 +4,7 @@ flow control, handshake policies, TLS, unix sockets and websockets interop."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import ssl
@@ -400,3 +401,63 @@ def test_fan_out_api_queue_frame_send_nowait_flush() -> None:
         done.set()
         for ws in clients:
             ws.close()
+
+
+def test_http_connect_proxy_and_ipv6() -> None:
+    """The client tunnels through an HTTP CONNECT proxy (RFC 9110 §9.3.6); the server
+    listens on the IPv6 loopback when there is one."""
+    import socket
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    seen: list[bytes] = []
+
+    def pipe(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                dst.shutdown(socket.SHUT_WR)
+
+    def proxy() -> None:
+        client, _ = listener.accept()
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += client.recv(1)
+        seen.append(head.split(b"\r\n")[0])
+        authority = head.split()[1].decode()
+        host, port = authority.rsplit(":", 1)
+        upstream = socket.create_connection((host.strip("[]"), int(port)))
+        client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        threads = [threading.Thread(target=pipe, args=(client, upstream)),
+                   threading.Thread(target=pipe, args=(upstream, client))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(10)
+        client.close()
+        upstream.close()
+
+    proxy_thread = threading.Thread(target=proxy, daemon=True)
+    proxy_thread.start()
+    host = "::1" if socket.has_ipv6 else "127.0.0.1"
+    try:
+        server_cm = running(echo, host=host)
+        srv = server_cm.__enter__()
+    except OSError:
+        host = "127.0.0.1"
+        server_cm = running(echo, host=host)
+        srv = server_cm.__enter__()
+    try:
+        bracketed = f"[{host}]" if ":" in host else host
+        proxy_url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        with connect(f"ws://{bracketed}:{srv.port}/", proxy=proxy_url) as ws:
+            ws.send("tunnel")
+            assert ws.recv(timeout=5) == "tunnel"
+    finally:
+        server_cm.__exit__(None, None, None)
+        proxy_thread.join(5)
+        listener.close()
+    assert seen and seen[0].startswith(b"CONNECT ")
