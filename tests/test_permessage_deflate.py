@@ -779,10 +779,13 @@ def test_streamed_inflation_bounded_across_frames_1009_rfc7692_7_2_2() -> None:
     assert closed_event(got).code == CloseCode.MESSAGE_TOO_BIG
 
 
-def test_decompression_bomb_closes_1009_with_bounded_memory_rfc7692_7_2_2() -> None:
+@pytest.mark.parametrize("chunk", [None, 65536])
+def test_decompression_bomb_closes_1009_with_bounded_memory_rfc7692_7_2_2(
+        chunk: int | None) -> None:
     """A 1 MiB compressed message inflating to 1 GiB: close 1009, memory near the limit.
 
     RFC 6455 §10.4 and RFC 7692 §8: the inflated size is bounded while inflating.
+    Fed whole or in 64 KiB reads (what an adapter does).
     """
     limit = 1024 * 1024
     c = zlib.compressobj(9, zlib.DEFLATED, -15)
@@ -800,16 +803,19 @@ def test_decompression_bomb_closes_1009_with_bounded_memory_rfc7692_7_2_2() -> N
     tracemalloc.start()
     try:
         tracemalloc.reset_peak()
-        p.client.receive_data(wire)
-        got = list(p.client.events())
+        got = feed(p.client, wire, chunk)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
     closed = closed_event(got)
     assert closed.code == CloseCode.MESSAGE_TOO_BIG
     assert sent_close_code(p.client) == CloseCode.MESSAGE_TOO_BIG
-    # The input (~1 MiB, possibly copied a few times) plus at most limit + 1 inflated bytes.
-    assert peak < limit + 6 * len(wire), peak
+    if chunk is None:
+        # The input (~1 MiB, copied by the engine) plus at most limit + 1 inflated bytes
+        # (zlib's output buffer is joined once: up to twice that, transiently).
+        assert peak < 3 * limit + 2 * len(wire), peak  # measured: 4.0 MiB
+    else:
+        assert peak < 2.5 * limit, peak  # measured: 2.2 MiB
 
 
 def test_bomb_in_streaming_mode_also_bounded_1009_rfc7692_7_2_2() -> None:

@@ -185,20 +185,22 @@ class PerMessageDeflate:
             # §7.1.2: our inflater's window is the one we negotiated for the peer;
             # a wider stream from the peer fails below with "distance too far back".
             inflater = self._decompressor = zlib.decompressobj(-self.recv_bits)
-        if final:
-            data += _TAIL  # §7.2.2: append 00 00 ff ff before inflating the last piece
+        limit = 0 if max_length is None else max_length + 1  # zlib: 0 is "no limit"
         try:
-            if max_length is None:
-                out = inflater.decompress(data)
-            else:
-                # Ask for one byte more than allowed: getting it proves the message
-                # too big, while inflation stops there (a bomb never expands).
-                out = inflater.decompress(data, max_length + 1)
+            # Ask for one byte more than allowed: getting it proves the message
+            # too big, while inflation stops there (a bomb never expands).
+            out = inflater.decompress(data, limit)
+            if final and (not limit or len(out) < limit):
+                # §7.2.2: append 00 00 ff ff after the last piece. Fed on its own
+                # rather than concatenated: no copy of a large payload.
+                more = inflater.decompress(_TAIL, limit and limit - len(out))
+                if more:
+                    out += more
         except zlib.error as exc:
             self._decompressor = None
             raise RemoteProtocolError(f"invalid compressed data: {exc}",
                                       CloseCode.INVALID_FRAME_PAYLOAD_DATA) from None
-        if max_length is not None and len(out) > max_length:
+        if limit and len(out) >= limit:
             self._decompressor = None
             raise RemoteProtocolError(f"message exceeds {max_length} more bytes once inflated",
                                       CloseCode.MESSAGE_TOO_BIG)
