@@ -22,19 +22,17 @@ never held while writing.
 
 from __future__ import annotations
 
+import copy
 import logging
 import threading
-import zlib
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from ..frames import RSV1, Opcode, serialize_frame
 
 __all__ = ["Hub", "Member"]
 
 logger = logging.getLogger("rfc6455.broadcast")
-
-_TAIL = b"\x00\x00\xff\xff"  # RFC 7692 §7.2.1: removed after a sync flush
 
 
 class Member(Protocol):
@@ -57,54 +55,53 @@ class Member(Protocol):
         ...
 
 
-@dataclass(frozen=True, slots=True)
-class _Deflate:
-    """Parameters a compressed frame depends on; equal ones can share the frame."""
-
-    window_bits: int
-    level: int
-    mem_level: int
-
-
 @dataclass(slots=True)
 class _Entry:
     member: Member
     label: str
-    share: _Deflate | None  # compressed frames shareable with equal parameters
-    own_compression: bool  # compresses with a context of its own: gets messages
-    threshold: int  # messages shorter than this go out uncompressed
+    # How the member takes a message that its extension would compress:
+    # None -- no extension, the plain frame always; a key -- a compressed frame
+    # shared with every member of equal key; _OWN -- the member compresses it.
+    share: tuple[Any, ...] | None
+    extension: Any
     dropped: int = 0
 
 
-def _sharing(extension: Any) -> tuple[_Deflate | None, bool, int]:
-    """How a connection with ``extension`` negotiated can take broadcast frames.
+_OWN: Final = ("own",)
 
-    Returns (shared parameters, own compression, threshold). A connection with
-    no extension takes the plain frame. The permessage-deflate extension is read
-    through its public attributes; anything unrecognized compresses on its own,
-    which is always correct, only slower.
+
+def _share_key(extension: Any) -> tuple[Any, ...] | None:
+    """How a connection with ``extension`` negotiated takes broadcast frames.
+
+    permessage-deflate with ``server_no_context_takeover`` (the extension's
+    ``send_reset``) compresses every message from a fresh state, so its output
+    depends only on the parameters that make up the key: those connections can
+    share a frame. Any other extension compresses with a context of its own.
     """
     if extension is None:
-        return None, False, 0
-    if getattr(extension, "name", None) != "permessage-deflate":
-        return None, True, 0
-    threshold = int(getattr(extension, "threshold", 0) or 0)
-    if getattr(extension, "server_no_context_takeover", False) is True:
-        bits = getattr(extension, "server_max_window_bits", None) or 15
-        level = getattr(extension, "level", None)
-        mem_level = getattr(extension, "mem_level", None)
-        if isinstance(level, int) and isinstance(mem_level, int):
-            return _Deflate(int(bits), level, mem_level), False, threshold
-    return None, True, threshold
+        return None
+    if getattr(extension, "name", None) == "permessage-deflate" and \
+            getattr(extension, "send_reset", False) is True:
+        return (type(extension), extension.send_bits,
+                *(getattr(extension, a, None) for a in ("_compress_level", "_mem_level",
+                                                          "_threshold")))
+    return _OWN
 
 
-def _deflate(payload: bytes, params: _Deflate) -> bytes:
-    # zlib cannot produce raw deflate with an 8-bit window; 9 is what the
-    # extension itself falls back to, so the output is the same.
-    compressor = zlib.compressobj(params.level, zlib.DEFLATED, -max(params.window_bits, 9),
-                                  params.mem_level)
-    data = compressor.compress(payload) + compressor.flush(zlib.Z_SYNC_FLUSH)
-    return data[:-4] if data.endswith(_TAIL) else data
+def _compresses(extension: Any, size: int) -> bool:
+    """Whether ``extension`` would compress a whole message of ``size`` bytes (RFC 7692 §6)."""
+    if getattr(extension, "name", None) == "permessage-deflate":
+        # begin_outgoing is a pure function of the size for permessage-deflate.
+        return bool(extension.begin_outgoing(size, None))
+    return True
+
+
+def _shared_frame(opcode: int, payload: bytes, extension: Any) -> bytes:
+    # A copy per message: the extension resets its compressor after each message
+    # (send_reset), so the copy starts from the same fresh state, and threads
+    # broadcasting at once never share a zlib object.
+    encoder = copy.copy(extension)
+    return serialize_frame(opcode, encoder.encode(payload, True), rsv=RSV1)
 
 
 class Hub:
@@ -134,8 +131,7 @@ class Hub:
 
     def join(self, member: Member, extension: Any = None, label: str = "") -> None:
         """Add a member; ``extension`` is the one its connection negotiated, if any."""
-        share, own, threshold = _sharing(extension)
-        entry = _Entry(member, label or repr(member), share, own, threshold)
+        entry = _Entry(member, label or repr(member), _share_key(extension), extension)
         with self._lock:
             self._entries[member] = entry
             self._snapshot = tuple(self._entries.values())
@@ -158,7 +154,7 @@ class Hub:
             payload = bytes(message)
         size = len(payload)
         plain: bytes | None = None
-        compressed: dict[_Deflate, bytes] = {}
+        shared: dict[tuple[Any, ...], bytes] = {}
         limit = self.buffer_limit
         taken = 0
         for entry in self._snapshot:
@@ -168,18 +164,18 @@ class Hub:
             if pending and pending + size > limit:
                 self._slow(entry)
                 continue
-            if size < entry.threshold or (entry.share is None and not entry.own_compression):
+            share = entry.share
+            if share is None or not _compresses(entry.extension, size):
                 if plain is None:
                     plain = serialize_frame(opcode, payload)
                 ok = member.write_frame(plain)
-            elif entry.share is not None:
-                frame = compressed.get(entry.share)
-                if frame is None:
-                    frame = compressed[entry.share] = serialize_frame(
-                        opcode, _deflate(payload, entry.share), rsv=RSV1)
-                ok = member.write_frame(frame)
-            else:
+            elif share is _OWN:
                 ok = member.write_message(message)
+            else:
+                frame = shared.get(share)
+                if frame is None:
+                    frame = shared[share] = _shared_frame(opcode, payload, entry.extension)
+                ok = member.write_frame(frame)
             taken += ok
         self.messages += 1
         self.delivered += taken

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from rfc6455 import ConnectionClosed, Text
+from rfc6455 import ClientConnection, ConnectionClosed, ServerConnection, Text
 from rfc6455.apps.hub import Hub
 from rfc6455.events import Binary
+from rfc6455.extensions.permessage_deflate import (
+    ClientPerMessageDeflate,
+    ServerPerMessageDeflate,
+)
 
 from ..helpers import Pair
 
@@ -124,3 +128,54 @@ def test_leave_stops_delivery() -> None:
 def test_unknown_policy_is_refused() -> None:
     with pytest.raises(ValueError):
         Hub(policy="ignore")
+
+
+def _deflate_member(server_no_context_takeover: bool, bits: int | None = None) -> EngineMember:
+    member = EngineMember.__new__(EngineMember)
+    member.pair = Pair(
+        server=ServerConnection(extensions=[ServerPerMessageDeflate(
+            server_no_context_takeover=server_no_context_takeover,
+            server_max_window_bits=bits)]),
+        client=ClientConnection("ws://example.com/", extensions=[ClientPerMessageDeflate()]))
+    member.frames = []
+    member.closed_with = None
+    return member
+
+
+def test_no_context_takeover_members_share_one_compressed_frame_rfc7692_s7_1_1() -> None:
+    """RFC 7692 §7.1.1.1: without server context takeover each message compresses from a
+    fresh state, so one compressed frame serves every such client."""
+    hub = Hub()
+    sharing = [_deflate_member(True) for _ in range(3)]
+    narrow = _deflate_member(True, bits=9)
+    plain = EngineMember()
+    for m in [*sharing, narrow, plain]:
+        hub.join(m, m.pair.server.extension)
+    message = "compressible " * 100
+    for _ in range(3):
+        hub.broadcast(message)
+    frames = [m.frames[0] for m in sharing]
+    assert frames[0][0] & 0x40  # RSV1: compressed (§6)
+    assert all(f is frames[0] for f in frames)
+    assert len(frames[0]) < len(message) // 4
+    assert narrow.frames[0] is not frames[0]  # another window size: its own frame
+    assert not plain.frames[0][0] & 0x40
+    for m in [*sharing, narrow, plain]:
+        assert m.deliver() == [Text(message)] * 3
+
+
+def test_context_takeover_members_compress_their_own_rfc7692_s7_1_1() -> None:
+    """With context takeover each client's compressor state differs: per-connection frames,
+    while small messages (below the threshold) still share the plain frame."""
+    hub = Hub()
+    members = [_deflate_member(False) for _ in range(2)]
+    for m in members:
+        hub.join(m, m.pair.server.extension)
+    message = b"\x01\x02\x03" * 1000
+    for _ in range(3):
+        hub.broadcast(message)
+    hub.broadcast(b"tiny")
+    for m in members:
+        assert m.frames[-1] == b"\x82\x04tiny"
+        assert m.deliver() == [Binary(message)] * 3 + [Binary(b"tiny")]
+    assert members[0].frames == [] and hub.delivered == 8

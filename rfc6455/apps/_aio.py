@@ -1,0 +1,42 @@
+"""The reference servers on the asyncio backend (:func:`rfc6455.asyncio.serve`)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+
+from ..asyncio import Connection, serve
+from .broadcast import broadcast_async
+from .echo import echo_async
+from .serve import ServerConfig, log_start
+
+__all__ = ["serve_asyncio"]
+
+logger = logging.getLogger("rfc6455.server")
+
+
+async def serve_asyncio(config: ServerConfig) -> int:
+    handler: Callable[[Connection], Awaitable[None]]
+    if config.app == "broadcast":
+        hub = config.make_hub()
+
+        async def handler(ws: Connection) -> None:
+            await broadcast_async(hub, ws)
+    else:
+        handler = echo_async
+
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with serve(handler, config.host, config.port, ssl=config.ssl_context(),
+                     **config.adapter_options()) as server:
+        log_start(config, server.sockets[0].getsockname())
+        await stop.wait()
+        logger.info("shutting down: closing every connection with 1001")
+        # §7.4.1 1001 "going away" to everyone; waits up to the close timeout.
+        server.close()
+        await server.wait_closed()
+    return 0

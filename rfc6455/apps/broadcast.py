@@ -1,0 +1,133 @@
+"""The broadcast server: every message any client sends goes to every connected client.
+
+The fan-out itself is :class:`~rfc6455.apps.hub.Hub`; this module connects it
+to each backend's connections, through the engine: a frame serialized once is
+queued with :meth:`ServerConnection.send_frame_bytes`, so the engine still
+knows the state (nothing is queued after a close) and the adapter's single
+write path keeps frames in order with the engine's own pongs and closes.
+
+* asyncio -- the transport's write buffer is the member's queue; a frame is
+  written into it at once from the sender's handler, and its size is what the
+  hub bounds. Writing never blocks.
+* sync -- the adapter's outbox is the member's queue; the sender's thread only
+  appends to it, and a writer thread per member does the blocking socket
+  writes, so a client that does not read stalls nobody but its own writer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import TYPE_CHECKING
+
+from .hub import Hub
+
+if TYPE_CHECKING:
+    from ..asyncio import Connection as AsyncConnection
+    from ..sync import Connection as SyncConnection
+
+__all__ = ["AsyncMember", "ThreadedMember", "broadcast_async", "broadcast_sync"]
+
+
+def member_label(remote: object) -> str:
+    if isinstance(remote, tuple) and len(remote) >= 2:
+        return f"client {remote[0]}:{remote[1]}"
+    return f"client {remote}"
+
+
+class AsyncMember:
+    """A hub member over one asyncio connection (used from the event loop's thread)."""
+
+    __slots__ = ("close_slow", "label", "write_frame", "write_message", "ws")
+
+    def __init__(self, ws: AsyncConnection) -> None:
+        self.ws = ws
+        self.label = member_label(ws.remote_address)
+        # The adapter's non-blocking fan-out API, bound once: the hub calls these
+        # for every message and every member.
+        self.write_frame = ws.queue_frame
+        self.write_message = ws.send_nowait
+        # Queues the close frame behind what is buffered; the close timeout then
+        # makes the adapter drop the connection (§7.1.1).
+        self.close_slow = ws.start_close
+
+    def pending(self) -> int:
+        return self.ws.pending_bytes
+
+
+async def broadcast_async(hub: Hub, ws: AsyncConnection) -> None:
+    """Handler for :func:`rfc6455.asyncio.serve`."""
+    member = AsyncMember(ws)
+    hub.join(member, ws.engine.extension, member.label)
+    try:
+        async for message in ws:
+            hub.broadcast(message)
+            # Let other connections' handlers and the transport's writes run
+            # between messages of a client that sends faster than others.
+            await asyncio.sleep(0)
+    finally:
+        hub.leave(member)
+
+
+class ThreadedMember:
+    """A hub member over one sync connection, with a writer thread of its own.
+
+    The hub's calls only queue (the adapter's ``queue_frame`` / ``send_nowait``
+    / ``start_close``); the blocking socket writes happen in the writer thread.
+    """
+
+    __slots__ = ("_stopped", "_wake", "label", "ws")
+
+    def __init__(self, ws: SyncConnection) -> None:
+        self.ws = ws
+        self.label = member_label(ws.remote_address)
+        self._wake = threading.Event()
+        self._stopped = False
+        threading.Thread(target=self._run, daemon=True, name=f"writer {self.label}").start()
+
+    def pending(self) -> int:
+        return self.ws.pending_bytes
+
+    def write_frame(self, frame: bytes) -> bool:
+        if not self.ws.queue_frame(frame):
+            return False
+        self._wake.set()
+        return True
+
+    def write_message(self, message: str | bytes) -> bool:
+        if not self.ws.send_nowait(message):
+            return False
+        self._wake.set()
+        return True
+
+    def close_slow(self, code: int, reason: str) -> None:
+        # The close frame goes behind what is queued; the close timeout then
+        # makes the adapter drop the connection (§7.1.1).
+        self.ws.start_close(code, reason)
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stopped = True
+        self._wake.set()
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            if self._stopped:
+                return
+            # Returns at once if another thread is writing: that one drains the
+            # whole outbox, these frames included.
+            self.ws.flush()
+
+
+def broadcast_sync(hub: Hub, ws: SyncConnection) -> None:
+    """Handler for :func:`rfc6455.sync.serve` (one thread per connection)."""
+    member = ThreadedMember(ws)
+    hub.join(member, ws.engine.extension, member.label)
+    try:
+        for message in ws:
+            hub.broadcast(message)
+    finally:
+        hub.leave(member)
+        member.stop()

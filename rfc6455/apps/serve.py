@@ -1,0 +1,122 @@
+"""Running a reference server on either backend, with the same behaviour on both.
+
+``run_server(args)`` builds the options from the command line, serves until
+SIGINT or SIGTERM, then closes every connection with 1001 "going away"
+(RFC 6455 §7.4.1), waits for the closing handshakes up to the close timeout and
+returns exit status 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import ssl
+from dataclasses import dataclass
+from typing import Any
+
+from ..events import HTTPRequest, Request
+from . import web
+from .hub import Hub
+
+__all__ = ["ServerConfig", "run_server"]
+
+logger = logging.getLogger("rfc6455.server")
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Everything a reference server needs, independent of the backend."""
+
+    app: str  # "echo" or "broadcast"
+    host: str = "127.0.0.1"
+    port: int = 8080
+    backend: str = "asyncio"
+    max_size: int | None = 1024 * 1024
+    max_fragments: int | None = 4096
+    max_queue: int = 16
+    compression: bool = True
+    origins: tuple[str, ...] | None = None
+    certfile: str | None = None
+    keyfile: str | None = None
+    close_timeout: float | None = 10.0
+    ping_interval: float | None = 20.0
+    client_buffer: int = 1024 * 1024
+    slow_policy: str = "drop"
+    slow_close_code: int = 1008
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> ServerConfig:
+        return cls(
+            app=args.command, host=args.host, port=args.port, backend=args.backend,
+            max_size=args.max_size, max_fragments=args.max_fragments,
+            max_queue=args.max_queue, compression=not args.no_compression,
+            origins=tuple(args.origins) if args.origins else None,
+            certfile=args.certfile, keyfile=args.keyfile,
+            close_timeout=args.close_timeout, ping_interval=args.ping_interval,
+            client_buffer=getattr(args, "client_buffer", None) or 1024 * 1024,
+            slow_policy=getattr(args, "slow_policy", "drop"),
+            slow_close_code=getattr(args, "slow_close_code", 1008),
+        )
+
+    def adapter_options(self) -> dict[str, Any]:
+        """Keyword options of ``rfc6455.asyncio.serve`` / ``rfc6455.sync.serve``."""
+        compression_options: dict[str, Any] = {}
+        if self.app == "broadcast":
+            # RFC 7692 §7.1.1.1: without server context takeover every message
+            # compresses from a fresh state, so one compressed frame serves all
+            # clients (see hub.py); the ratio is a little worse, fan-out O(1).
+            compression_options["server_no_context_takeover"] = True
+        return {
+            "origins": self.origins,
+            "max_size": self.max_size,
+            "max_fragments": self.max_fragments,
+            "max_queue": self.max_queue,
+            "compression": "deflate" if self.compression else None,
+            "compression_options": compression_options,
+            "close_timeout": self.close_timeout,
+            "ping_interval": self.ping_interval,
+            "process_request": self.process_request,
+        }
+
+    def process_request(self, connection: object, request: Request | HTTPRequest) -> \
+            web.Answer | None:
+        """The adapters' hook: plain HTTP gets the page, health check or 404 (§4.2.1)."""
+        if isinstance(request, HTTPRequest):
+            return web.answer(request, self.app)
+        return None  # a WebSocket upgrade: accept it on any path
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        if self.certfile is None:
+            return None
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(self.certfile, self.keyfile)
+        return context
+
+    def make_hub(self) -> Hub:
+        return Hub(buffer_limit=self.client_buffer, policy=self.slow_policy,
+                   close_code=self.slow_close_code)
+
+
+def _url(config: ServerConfig, address: Any) -> str:
+    host, port = address[0], address[1]
+    if ":" in host:
+        host = f"[{host}]"
+    scheme = "wss" if config.certfile else "ws"
+    return f"{scheme}://{host}:{port}/ws"
+
+
+def log_start(config: ServerConfig, address: Any) -> None:
+    logger.info("%s server (%s backend) listening on %s", config.app, config.backend,
+                _url(config, address))
+
+
+def run_server(args: argparse.Namespace) -> int:
+    config = ServerConfig.from_args(args)
+    if config.backend == "asyncio":
+        from ._aio import serve_asyncio
+
+        return asyncio.run(serve_asyncio(config))
+    from ._threaded import serve_sync
+
+    return serve_sync(config)
