@@ -371,7 +371,10 @@ class Connection:
                         self._hold_since = time.monotonic()
                     self._after_pull()
                     self._write(False)
-                    if satisfied or driver.closed is not None:
+                    # _write() releases the lock while it writes: the reader thread
+                    # may have queued what we want meanwhile, and will not wake us.
+                    if satisfied or driver.closed is not None or (
+                            driver.has_message if want == WANT_MESSAGE else driver.has_piece):
                         continue
                     remaining = None if deadline is None else deadline - time.monotonic()
                     if remaining is not None and remaining <= 0:
