@@ -77,7 +77,15 @@ class CliHelp(SphinxDirective):
         return [nodes.literal_block(text, text, language="text")]
 
 
+def _reread_index(app: Sphinx, env: object, added: set[str], changed: set[str],
+                  removed: set[str]) -> list[str]:
+    # The index's toctree depends on which generated pages exist: re-read it on every
+    # build, so an incremental build picks up a page that appeared or vanished.
+    return ["index"]
+
+
 def setup(app: Sphinx) -> dict[str, bool]:
     app.connect("source-read", _insert_generated_pages)
+    app.connect("env-get-outdated", _reread_index)
     app.add_directive("cli-help", CliHelp)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
