@@ -325,6 +325,7 @@ class Driver(Generic[W]):
         "ping_interval",
         "ping_timeout",
         "read_limit",
+        "sent_code",
     )
 
     def __init__(self, conn: ServerConnection | ClientConnection, options: _Common,
@@ -343,6 +344,8 @@ class Driver(Generic[W]):
         #: We are closing: drop received data instead of queueing it, so the peer's
         #: close reply is always parsed, whatever the queue holds.
         self.discard = False
+        #: The code of the close we started, reported until the peer's reply arrives.
+        self.sent_code: int | None = None
         #: The engine's final event, once pulled.
         self.closed: ClosedEvent | None = None
         # Pings in flight, oldest first: payload -> (send time, waiter or None).
@@ -394,8 +397,10 @@ class Driver(Generic[W]):
             # Ping: the engine already queued the pong (§5.5.2).
         return want == WANT_NOTHING
 
-    def start_discarding(self) -> None:
+    def start_discarding(self, sent_code: int | None = None) -> None:
         """The application closes: forget queued messages, parse everything from now on."""
+        if self.sent_code is None:
+            self.sent_code = sent_code
         self.discard = True
         self.hold = False
         self._pieces.clear()
@@ -449,7 +454,13 @@ class Driver(Generic[W]):
         error = None if closed is None else closed.error
         code = conn.close_code
         if code is None:
-            code = closed.code if closed is not None else CloseCode.ABNORMAL_CLOSURE
+            if closed is not None:
+                code = closed.code
+            elif self.sent_code is not None:
+                # We are closing and the reply has not come yet: report our own code.
+                code = self.sent_code
+            else:
+                code = CloseCode.ABNORMAL_CLOSURE
         return closed_exception(code, conn.close_reason, error)
 
     def check_open(self) -> None:

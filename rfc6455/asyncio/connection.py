@@ -291,7 +291,7 @@ class Connection(asyncio.Protocol):
             if self.transport is not None and not self._lost:
                 self.transport.abort()
             return
-        self._driver.start_discarding()
+        self._driver.start_discarding(code)
         self._progress()
 
     # ------------------------------------------------------------- receiving

@@ -342,7 +342,7 @@ class Connection:
         engine = self.engine
         if engine.state is State.OPEN:
             engine.close(code, reason)
-        self._driver.start_discarding()
+        self._driver.start_discarding(code)
         self._progress()
         self._write(False)
         self._cond.notify_all()
@@ -492,7 +492,7 @@ class Connection:
         with self._cond:
             if self.engine.state is State.OPEN:
                 self.engine.close(code, reason)
-            self._driver.start_discarding()
+            self._driver.start_discarding(code)
             self._progress()
             self._cond.notify_all()
 

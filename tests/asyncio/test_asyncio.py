@@ -706,3 +706,19 @@ def test_fan_out_api_queue_frame_and_send_nowait() -> None:
                 await ws.close()
 
     run(main())
+
+
+def test_send_during_closing_reports_our_close_code() -> None:
+    """§7.1.2: after starting the close, sending fails with the code we sent."""
+
+    async def silent(ws: Connection) -> None:
+        await asyncio.sleep(0.3)
+
+    async def main() -> None:
+        async with serve(silent, "127.0.0.1", 0) as srv, connect(url(srv)) as ws:
+            ws.start_close(1001, "")
+            with pytest.raises(ConnectionClosedOK) as info:
+                await ws.send("late")
+            assert info.value.code == 1001
+
+    run(main())
