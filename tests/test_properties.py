@@ -34,6 +34,7 @@ from .helpers import (
     Scrambler,
     ScramblerClientFactory,
     ScramblerServerFactory,
+    client_request,
     drain,
     frame,
     open_client,
@@ -356,4 +357,37 @@ def test_9_garbage_with_extension_never_raises(specs: list[FrameSpec], points: l
         max_message_size=300)), cut(data, points))
     assert split_events == whole_events
     assert split_out == whole_out
+    assert isinstance(whole_events[-1], ConnectionClosed)
+
+
+def _serve(pieces: list[bytes]) -> tuple[list[Event], bytes]:
+    """A server fed ``pieces`` from its first byte; it accepts the request when it comes."""
+    server = ServerConnection()
+    evs: list[Event] = []
+    written = []
+    for piece in [*pieces, None]:
+        if piece is None:
+            server.receive_eof()
+        else:
+            server.receive_data(piece)
+        for event in server.events():
+            evs.append(event)
+            if isinstance(event, Request):
+                server.accept()
+        written.append(drain(server)[0])
+    return evs, b"".join(written)
+
+
+@SETTINGS
+@given(specs=st.lists(frame_specs(), max_size=6), points=st.lists(st.integers(0, 10**6),
+                                                                    max_size=10))
+def test_4_2_2_handshake_and_frames_any_split_same_events(specs: list[FrameSpec],
+                                                          points: list[int]) -> None:
+    """Frames right behind the request reach the parser however the bytes are cut."""
+    data = client_request(key="dGhlIHNhbXBsZSBub25jZQ==") + encode(specs, to_server=True)
+    whole_events, whole_out = _serve([data])
+    split_events, split_out = _serve(cut(data, points))
+    assert split_events == whole_events
+    assert split_out == whole_out
+    assert isinstance(whole_events[0], Request)
     assert isinstance(whole_events[-1], ConnectionClosed)
