@@ -5,6 +5,8 @@
   their own results with ``assert``).
 * Every ``$ python -m rfc6455 ...`` command shown in a ``console`` block is
   parsed by the real command-line parser, so no option in the docs is made up.
+* A scripted client session shown with its output is replayed against a live
+  ``python -m rfc6455 echo``; the browser snippet runs in headless Chromium.
 * The tables of limits and adapter options in ``docs/security.rst`` match the
   defaults in the code (``rfc6455.Limits`` and the adapters' options).
 """
@@ -210,3 +212,27 @@ def test_cli_session_in_docs_replays(where: str, argv: list[str], output: list[s
                             text=True, timeout=60)
     assert result.returncode == 0, f"{where}: {result.stderr}"
     assert result.stdout.splitlines() == output, where
+
+
+JAVASCRIPT_BLOCKS = _all_blocks("javascript")
+
+
+@pytest.mark.parametrize(("where", "code"), JAVASCRIPT_BLOCKS,
+                         ids=[n for n, _ in JAVASCRIPT_BLOCKS])
+def test_javascript_example_runs_in_a_browser(where: str, code: str,
+                                              echo_server_url: str) -> None:
+    """The browser snippet, run in headless Chromium on the echo server's own page
+    (same origin, §10.2), gets its message echoed back."""
+    from tests.apps.browser import Browser, require_chromium
+
+    require_chromium()
+    page = echo_server_url.replace("ws://", "http://").removesuffix("/ws") + "/"
+    script = code.replace(_DOC_URL, echo_server_url)
+    with Browser() as browser:
+        session = browser.open(page)
+        # Capture console.log, then run the snippet as the docs show it.
+        browser.evaluate(session, "window.__logs = []; console.log = "
+                                  "(...args) => window.__logs.push(args.join(' ')); true")
+        browser.evaluate(session, "{\n" + script + "\n}; true")
+        logs = browser.wait_for(session, "window.__logs.length && window.__logs")
+    assert logs == ["echo: hello"], where
