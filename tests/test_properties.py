@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rfc6455 import (
+    Accepted,
     Binary,
     ClientConnection,
     ConnectionClosed,
@@ -34,6 +35,7 @@ from .helpers import (
     Scrambler,
     ScramblerClientFactory,
     ScramblerServerFactory,
+    client_key,
     client_request,
     drain,
     frame,
@@ -41,6 +43,7 @@ from .helpers import (
     open_server,
     open_server_with,
     parse_frames,
+    server_response,
     xor,
 )
 
@@ -391,3 +394,26 @@ def test_4_2_2_handshake_and_frames_any_split_same_events(specs: list[FrameSpec]
     assert split_out == whole_out
     assert isinstance(whole_events[0], Request)
     assert isinstance(whole_events[-1], ConnectionClosed)
+
+
+def _connect(pieces_of: object, specs: list[FrameSpec]) -> tuple[list[Event], bytes]:
+    client = ClientConnection("ws://h/")
+    drain(client)
+    data = server_response(client_key(client)) + encode(specs, to_server=False)
+    evs, out = run(client, pieces_of(data))  # type: ignore[operator]
+    return evs, out
+
+
+@SETTINGS
+@given(specs=st.lists(frame_specs(), max_size=6), points=st.lists(st.integers(0, 10**6),
+                                                                    max_size=10))
+def test_4_1_response_and_frames_any_split_same_events(specs: list[FrameSpec],
+                                                       points: list[int]) -> None:
+    """Frames right behind the 101 reach the client's parser however the bytes are cut."""
+    whole_events, whole_out = _connect(lambda data: [data], specs)
+    split_events, split_out = _connect(lambda data: cut(data, points), specs)
+    assert isinstance(whole_events[0], Accepted)
+    assert split_events[1:] == whole_events[1:]  # Accepted carries the random key's answer
+    assert isinstance(split_events[0], Accepted)
+    assert [(f.opcode, f.payload) for f in parse_frames(split_out)] == [
+        (f.opcode, f.payload) for f in parse_frames(whole_out)]
