@@ -106,7 +106,10 @@ def build_parser() -> argparse.ArgumentParser:
     broadcast = commands.add_parser(
         "broadcast", help="deliver every message to every client",
         description="Broadcast server: every message any client sends is delivered to "
-        "every connected client (the sender included). GET / serves a chat room page.")
+        "every connected client (the sender included). GET / serves a chat room page. "
+        "Each message is serialized once for all clients; with compression the server "
+        "negotiates server_no_context_takeover (RFC 7692 7.1.1.1) so that one compressed "
+        "frame serves every client too.")
     _server_options(broadcast)
     broadcast.add_argument("--client-buffer", type=parse_size, default=1024 * 1024,
                            metavar="BYTES", help="outgoing bytes allowed to wait for one "
@@ -114,6 +117,18 @@ def build_parser() -> argparse.ArgumentParser:
     broadcast.add_argument("--slow-policy", choices=("drop", "close"), default="drop",
                            help="for a client past its buffer: drop messages for it (counted "
                            "and logged) or close it with --slow-close-code (default: drop)")
+    broadcast.add_argument("--workers", type=int, default=1, metavar="N",
+                           help="run N server processes on the same port (SO_REUSEPORT), "
+                           "supervised by this one (default: %(default)s)")
+    broadcast.add_argument("--redis", metavar="URL",
+                           help="share broadcasts between processes and hosts over Redis "
+                           "pub/sub, e.g. redis://127.0.0.1:6379/0 (default: with --workers, "
+                           "an embedded relay in the supervising process)")
+    broadcast.add_argument("--channel", default="rfc6455:broadcast",
+                           help="Redis channel of the broadcasts (default: %(default)s)")
+    # Set by the supervisor on the workers it starts.
+    broadcast.add_argument("--relay", help=argparse.SUPPRESS)
+    broadcast.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
     broadcast.add_argument("--slow-close-code", type=int, choices=(1008, 1013), default=1008,
                            help="1008 policy violation or 1013 try again later "
                            "(default: %(default)s)")
@@ -152,7 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m rfc6455`` and the ``rfc6455`` script; returns the exit code."""
-    args = build_parser().parse_args(argv)
+    raw_argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(raw_argv)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.command == "client":
@@ -161,6 +177,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_client(args)
     if args.keyfile and not args.certfile:
         build_parser().error("--keyfile needs --certfile")
+    if args.command == "broadcast" and args.workers > 1:
+        import asyncio
+
+        from .apps.workers import supervise
+
+        return asyncio.run(supervise(raw_argv, workers=args.workers, host=args.host,
+                                     port=args.port, redis=args.redis,
+                                     close_timeout=args.close_timeout))
     from .apps.serve import run_server
 
     return run_server(args)

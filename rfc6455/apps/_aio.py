@@ -19,11 +19,17 @@ logger = logging.getLogger("rfc6455.server")
 
 async def serve_asyncio(config: ServerConfig) -> int:
     handler: Callable[[Connection], Awaitable[None]]
+    backplane_task: asyncio.Task[None] | None = None
     if config.app == "broadcast":
         hub = config.make_hub()
+        backplane = config.make_backplane()
+        publish = None
+        if backplane is not None:
+            publish = backplane.publish
+            backplane_task = asyncio.create_task(backplane.run(hub.broadcast))
 
         async def handler(ws: Connection) -> None:
-            await broadcast_async(hub, ws)
+            await broadcast_async(hub, ws, publish)
     else:
         handler = echo_async
 
@@ -39,4 +45,7 @@ async def serve_asyncio(config: ServerConfig) -> int:
         # §7.4.1 1001 "going away" to everyone; waits up to the close timeout.
         server.close()
         await server.wait_closed()
+    if backplane_task is not None:
+        backplane_task.cancel()
+        await asyncio.gather(backplane_task, return_exceptions=True)
     return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import signal
 import threading
@@ -21,9 +22,18 @@ def serve_sync(config: ServerConfig) -> int:
     handler: Callable[[Connection], None]
     if config.app == "broadcast":
         hub = config.make_hub()
+        backplane = config.make_backplane()
+        publish = None
+        if backplane is not None:
+            # The backplane speaks asyncio: give it a loop of its own in a thread;
+            # it calls the (thread-safe) hub from there.
+            publish = backplane.publish
+            runner = backplane.run(hub.broadcast)
+            threading.Thread(target=asyncio.run, args=(runner,), name="backplane",
+                             daemon=True).start()
 
         def handler(ws: Connection) -> None:
-            broadcast_sync(hub, ws)
+            broadcast_sync(hub, ws, publish)
     else:
         handler = echo_sync
 

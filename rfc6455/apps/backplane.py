@@ -28,11 +28,11 @@ import struct
 from collections.abc import Callable
 from typing import Any, Protocol
 
-__all__ = ["Backplane", "RedisBackplane", "RelayBackplane", "Relay", "decode", "encode"]
+__all__ = ["Backplane", "RedisBackplane", "Relay", "RelayBackplane", "decode", "encode"]
 
 logger = logging.getLogger("rfc6455.backplane")
 
-Deliver = Callable[[str | bytes], None]
+Deliver = Callable[[str | bytes], object]
 
 _TEXT = b"t"
 _BINARY = b"b"

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from .hub import Hub
@@ -55,13 +56,20 @@ class AsyncMember:
         return self.ws.pending_bytes
 
 
-async def broadcast_async(hub: Hub, ws: AsyncConnection) -> None:
-    """Handler for :func:`rfc6455.asyncio.serve`."""
+async def broadcast_async(hub: Hub, ws: AsyncConnection,
+                          publish: Callable[[str | bytes], object] | None = None) -> None:
+    """Handler for :func:`rfc6455.asyncio.serve`.
+
+    ``publish`` hands each message to a backplane instead of the local hub; the
+    backplane brings it back to every process's hub (see backplane.py).
+    """
+    if publish is None:
+        publish = hub.broadcast
     member = AsyncMember(ws)
     hub.join(member, ws.engine.extension, member.label)
     try:
         async for message in ws:
-            hub.broadcast(message)
+            publish(message)
             # Let other connections' handlers and the transport's writes run
             # between messages of a client that sends faster than others.
             await asyncio.sleep(0)
@@ -121,13 +129,16 @@ class ThreadedMember:
             self.ws.flush()
 
 
-def broadcast_sync(hub: Hub, ws: SyncConnection) -> None:
+def broadcast_sync(hub: Hub, ws: SyncConnection,
+                   publish: Callable[[str | bytes], object] | None = None) -> None:
     """Handler for :func:`rfc6455.sync.serve` (one thread per connection)."""
+    if publish is None:
+        publish = hub.broadcast
     member = ThreadedMember(ws)
     hub.join(member, ws.engine.extension, member.label)
     try:
         for message in ws:
-            hub.broadcast(message)
+            publish(message)
     finally:
         hub.leave(member)
         member.stop()

@@ -17,6 +17,7 @@ from typing import Any
 
 from ..events import HTTPRequest, Request
 from . import web
+from .backplane import Backplane, RedisBackplane, RelayBackplane
 from .hub import Hub
 
 __all__ = ["ServerConfig", "run_server"]
@@ -44,6 +45,10 @@ class ServerConfig:
     client_buffer: int = 1024 * 1024
     slow_policy: str = "drop"
     slow_close_code: int = 1008
+    redis: str | None = None
+    channel: str = "rfc6455:broadcast"
+    relay: str | None = None
+    reuse_port: bool = False
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> ServerConfig:
@@ -57,6 +62,10 @@ class ServerConfig:
             client_buffer=getattr(args, "client_buffer", None) or 1024 * 1024,
             slow_policy=getattr(args, "slow_policy", "drop"),
             slow_close_code=getattr(args, "slow_close_code", 1008),
+            redis=getattr(args, "redis", None),
+            channel=getattr(args, "channel", "rfc6455:broadcast"),
+            relay=getattr(args, "relay", None),
+            reuse_port=getattr(args, "reuse_port", False),
         )
 
     def adapter_options(self) -> dict[str, Any]:
@@ -77,6 +86,7 @@ class ServerConfig:
             "close_timeout": self.close_timeout,
             "ping_interval": self.ping_interval,
             "process_request": self.process_request,
+            "reuse_port": self.reuse_port,
         }
 
     def process_request(self, connection: object, request: Request | HTTPRequest) -> \
@@ -92,6 +102,16 @@ class ServerConfig:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(self.certfile, self.keyfile)
         return context
+
+    def make_backplane(self) -> Backplane | None:
+        """The message bus between processes, when this one is not alone (see backplane.py)."""
+        if self.app != "broadcast":
+            return None
+        if self.redis is not None:
+            return RedisBackplane(self.redis, self.channel)
+        if self.relay is not None:
+            return RelayBackplane(self.relay)
+        return None
 
     def make_hub(self) -> Hub:
         return Hub(buffer_limit=self.client_buffer, policy=self.slow_policy,
