@@ -9,6 +9,7 @@ each sender's messages arrive in the order it sent them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import signal
@@ -180,10 +181,8 @@ def _children(pid: int) -> list[int]:
 def _sockets(pid: int) -> int:
     count = 0
     for fd in Path(f"/proc/{pid}/fd").iterdir():
-        try:
+        with contextlib.suppress(OSError):
             count += os.readlink(fd).startswith("socket:")
-        except OSError:
-            pass
     return count
 
 
