@@ -295,3 +295,24 @@ def test_read_frame_large_limit_and_bad_arguments() -> None:
     assert speedups.read_frame(memoryview(frame), 0, True, 100) is None  # bytes/bytearray only
     with pytest.raises(TypeError):
         speedups.read_frame(frame, 0, True)  # type: ignore[call-arg]
+
+
+@needs_speedups
+@pytest.mark.usefixtures("configured")
+@given(st.binary(max_size=200), st.integers(-3, 210), st.booleans(),
+       st.integers(0, 2**64))
+def test_read_frame_on_arbitrary_bytes_section_5_2(
+    data: bytes, pos: int, client: bool, limit: int
+) -> None:
+    """Garbage never crashes it; what it accepts is a whole frame inside the buffer."""
+    assert speedups is not None
+    for buffer in (data, bytearray(data)):
+        found = speedups.read_frame(buffer, pos, client, limit)
+        if found is None:
+            continue
+        event, stop = found
+        assert 0 <= pos < stop <= len(data)
+        assert type(event) in (Text, Binary)
+        assert data[pos] in (0x81, 0x82)
+        assert bool(data[pos + 1] & 0x80) is not client  # §5.1
+        assert len(event.data) <= limit
