@@ -2,8 +2,9 @@
 
     python benchmarks/compare.py [--repeat 5] [--only small,large] [--json out.json]
 
-Each implementation runs in its own subprocess (rfc6455 twice: with the C
-accelerator and with ``RFC6455_NO_EXTENSIONS=1``), over the byte streams of
+Each implementation runs in its own subprocess (``--in-process``: all in this
+one, except pure-Python rfc6455), rfc6455 twice: with the C accelerator and
+with ``RFC6455_NO_EXTENSIONS=1``, over the byte streams of
 ``engine_workloads.py``. Peers are driven at the same level as our engine:
 
 * websockets: the sans-I/O ``Protocol`` (``receive_data`` / ``events_received``);
@@ -506,6 +507,9 @@ def main() -> None:
                         help="comma-separated subset of: small, large, deflate, unmask")
     parser.add_argument("--impls", default=",".join(IMPLS))
     parser.add_argument("--json", help="also write the raw results to this file")
+    parser.add_argument("--in-process", action="store_true",
+                        help="run every implementation in this process (rfc6455-pure still "
+                             "needs its own: the accelerator is chosen at import)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     only = set(args.only.split(","))
@@ -519,6 +523,9 @@ def main() -> None:
         if impl == "rfc6455-pure":
             env["RFC6455_NO_EXTENSIONS"] = "1"
         print(f"running {impl} ...", file=sys.stderr)
+        if args.in_process and impl != "rfc6455-pure":
+            all_results[impl] = worker(impl, args.repeat, only)
+            continue
         proc = subprocess.run(
             [sys.executable, __file__, "--worker", impl, "--repeat", str(args.repeat),
              "--only", args.only], env=env, capture_output=True, text=True, check=False)
