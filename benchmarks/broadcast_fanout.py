@@ -2,9 +2,10 @@
 
 Usage: ``python benchmarks/broadcast_fanout.py [--clients 1000] [--rounds 30]``
 
-Each server runs in its own process on loopback. N raw-socket clients (one
-thread, epoll, no WebSocket library: the measuring side costs the same for every
-server) complete the opening handshake; then, per round, client 0 sends one
+Each server runs in its own process on loopback. N raw-socket clients per
+server (one thread, epoll, no WebSocket library: the measuring side costs the
+same for every server) complete the opening handshake; then, per round (the
+servers take turns, so load on the machine hits all alike), client 0 sends one
 masked 64-byte binary message and the clock runs until all N clients have
 received the 66-byte frame the server fans out. Reported: median and spread of
 that time over the rounds. Bounded: N <= 5000 clients, rounds <= 1000.
@@ -94,46 +95,51 @@ def _masked_binary(payload: bytes) -> bytes:
     return bytes([0x82, 0x80 | len(payload)]) + key + masked
 
 
-def measure(port: int, clients: int, rounds: int) -> list[float]:
-    socks = [_open(port) for _ in range(clients)]
-    selector = selectors.DefaultSelector()
-    for index, sock in enumerate(socks):
-        selector.register(sock, selectors.EVENT_READ, index)
-    frame_size = 2 + PAYLOAD
-    times: list[float] = []
-    try:
-        for _ in range(rounds + 2):  # two warm-up rounds
-            received = [0] * clients
-            done = 0
-            message = _masked_binary(os.urandom(PAYLOAD))
-            start = time.perf_counter()
-            socks[0].sendall(message)
-            deadline = start + 30
-            while done < clients:
-                if time.perf_counter() > deadline:
-                    raise RuntimeError(f"only {done}/{clients} clients got the message")
-                for key, _ in selector.select(1.0):
-                    index = key.data
-                    data = key.fileobj.recv(65536)  # type: ignore[union-attr]
-                    if not data:
-                        raise RuntimeError("a client was disconnected")
-                    before = received[index]
-                    received[index] += len(data)
-                    if before < frame_size <= received[index]:
-                        done += 1
-            times.append(time.perf_counter() - start)
-            time.sleep(0.02)
-    finally:
-        for sock in socks:
+class Fleet:
+    """N raw-socket clients of one server, and one timed broadcast at a time."""
+
+    def __init__(self, port: int, clients: int) -> None:
+        self.socks = [_open(port) for _ in range(clients)]
+        self.selector = selectors.DefaultSelector()
+        for index, sock in enumerate(self.socks):
+            self.selector.register(sock, selectors.EVENT_READ, index)
+
+    def round(self) -> float:
+        """Client 0 sends one message; seconds until every client has received it."""
+        frame_size = 2 + PAYLOAD
+        clients = len(self.socks)
+        received = [0] * clients
+        done = 0
+        message = _masked_binary(os.urandom(PAYLOAD))
+        start = time.perf_counter()
+        self.socks[0].sendall(message)
+        deadline = start + 60
+        while done < clients:
+            if time.perf_counter() > deadline:
+                raise RuntimeError(f"only {done}/{clients} clients got the message")
+            for key, _ in self.selector.select(1.0):
+                index = key.data
+                data = key.fileobj.recv(65536)  # type: ignore[union-attr]
+                if not data:
+                    raise RuntimeError("a client was disconnected")
+                before = received[index]
+                received[index] += len(data)
+                if before < frame_size <= received[index]:
+                    done += 1
+        return time.perf_counter() - start
+
+    def close(self) -> None:
+        for sock in self.socks:
             sock.close()
-        selector.close()
-    return times[2:]
+        self.selector.close()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--clients", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--servers", default="asyncio,sync,websockets",
+                        help="comma-separated subset of asyncio,sync,websockets")
     parser.add_argument("--websockets-server", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.websockets_server is not None:
@@ -142,25 +148,47 @@ def main() -> None:
     clients = max(1, min(args.clients, 5000))
     rounds = max(1, min(args.rounds, 1000))
     servers = {
-        "rfc6455 asyncio": [sys.executable, "-m", "rfc6455", "broadcast", "--port", "0",
+        "asyncio": [sys.executable, "-m", "rfc6455", "broadcast", "--port", "0",
                             "--no-compression", "--log-level", "info", "--backend",
                             "asyncio"],
-        "rfc6455 sync": [sys.executable, "-m", "rfc6455", "broadcast", "--port", "0",
+        "sync": [sys.executable, "-m", "rfc6455", "broadcast", "--port", "0",
                          "--no-compression", "--log-level", "info", "--backend", "sync"],
-        "websockets 17 asyncio": [sys.executable, __file__, "--websockets-server", "0"],
+        "websockets": [sys.executable, __file__, "--websockets-server", "0"],
     }
     print(f"fan-out of one {PAYLOAD}-byte message to {clients} clients, "
-          f"{rounds} rounds, loopback")
-    for name, cmd in servers.items():
-        proc, port = _start(cmd)
-        try:
-            times = measure(port, clients, rounds)
-        finally:
+          f"{rounds} interleaved rounds, loopback, load average {os.getloadavg()[0]:.1f}")
+    names = {"asyncio": "rfc6455 asyncio", "sync": "rfc6455 sync",
+             "websockets": "websockets asyncio (broadcast())"}
+    keys = args.servers.split(",")
+    procs: list[subprocess.Popen[bytes]] = []
+    fleets: dict[str, Fleet] = {}
+    times: dict[str, list[float]] = {key: [] for key in keys}
+    try:
+        for key in keys:
+            proc, port = _start(servers[key])
+            procs.append(proc)
+            fleets[key] = Fleet(port, clients)
+        # A client becomes a member when the server's handler for it runs, a moment
+        # after its handshake: give the last ones time to join, then warm up.
+        time.sleep(1.0)
+        for r in range(rounds + 2):
+            # Interleaved rounds: a load spike on the machine hits every server alike.
+            for key in keys:
+                elapsed = fleets[key].round()
+                if r >= 2:
+                    times[key].append(elapsed)
+                time.sleep(0.02)
+    finally:
+        for fleet in fleets.values():
+            fleet.close()
+        for proc in procs:
             proc.terminate()
-            proc.wait(timeout=15)
-        ms = sorted(t * 1000 for t in times)
-        print(f"{name:24} median {statistics.median(ms):7.2f} ms   min {ms[0]:7.2f} ms   "
-              f"p90 {ms[int(len(ms) * 0.9) - 1 if len(ms) > 1 else 0]:7.2f} ms")
+            proc.wait(timeout=30)
+    for key in keys:
+        ms = sorted(t * 1000 for t in times[key])
+        p90 = ms[max(0, int(len(ms) * 0.9) - 1)]
+        print(f"{names[key]:34} median {statistics.median(ms):7.2f} ms   "
+              f"min {ms[0]:7.2f} ms   p90 {p90:7.2f} ms")
 
 
 if __name__ == "__main__":

@@ -60,6 +60,10 @@ def test_200_clients_receive_every_message_in_order_per_sender(
     async def scenario(url: str) -> None:
         clients = await _open_many(url, CLIENTS, compression=compression, max_queue=None)
         try:
+            if compression:
+                # RFC 7692 §7.1.1.1: asked by the server so one compressed frame serves all.
+                extensions = clients[0].response.headers["Sec-WebSocket-Extensions"]
+                assert "server_no_context_takeover" in extensions
             await _until_all_members(clients)
 
             async def send(n: int) -> None:
