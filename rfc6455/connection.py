@@ -141,7 +141,7 @@ class ClientConnection(Connection):
         uri: str | None = None,
         *,
         host: str | None = None,
-        target: str = "/",
+        target: str | None = None,
         origin: str | None = None,
         subprotocols: Sequence[str] = (),
         extensions: Sequence[ClientExtensionFactory] = (),
@@ -155,10 +155,13 @@ class ClientConnection(Connection):
                          auto_pong=auto_pong, fragment_size=fragment_size)
         if uri is not None:
             parsed = parse_uri(uri)
+            # Explicit arguments override what the URI says.
             host = host or parsed.host_header
-            target = parsed.target
+            target = target or parsed.target
         if host is None:
             raise ValueError("a URI or a host is required")
+        if target is None:
+            target = "/"
         self._handshake: ClientHandshake | None = ClientHandshake(
             host=host, target=target, origin=origin, subprotocols=subprotocols,
             extensions=extensions, extra_headers=extra_headers,

@@ -40,3 +40,15 @@ def test_3_uri_parsing(uri: str, parsed: WebSocketURI, host_header: str) -> None
 def test_3_invalid_uris(uri: str) -> None:
     with pytest.raises(ValueError):
         parse_uri(uri)
+
+
+def test_3_explicit_target_overrides_the_uri() -> None:
+    """§3/§4.1: the request-target comes from the URI unless the caller gives one."""
+    from rfc6455 import ClientConnection
+
+    default = ClientConnection("ws://example.com/from-uri?q=1")
+    explicit = ClientConnection("ws://example.com/from-uri?q=1", target="/chosen")
+    first_line = bytes(default.data_to_send()).split(b"\r\n", 1)[0]  # type: ignore[arg-type]
+    assert first_line == b"GET /from-uri?q=1 HTTP/1.1"
+    first_line = bytes(explicit.data_to_send()).split(b"\r\n", 1)[0]  # type: ignore[arg-type]
+    assert first_line == b"GET /chosen HTTP/1.1"
