@@ -15,17 +15,7 @@ from pathlib import Path
 
 _URL = re.compile(r"listening on (wss?)://([^\s/]+):(\d+)(/\S*)")
 
-def _backends() -> tuple[str, ...]:
-    # TEMPORARY while the sync adapter (issue 4) is being written: its tests join
-    # as soon as rfc6455.sync.serve exists. To be removed once it has landed.
-    try:
-        from rfc6455.sync import serve  # noqa: F401
-    except ImportError:
-        return ("asyncio",)
-    return ("asyncio", "sync")
-
-
-BACKENDS = _backends()
+BACKENDS = ("asyncio", "sync")  # every server test runs on both adapters
 
 
 class Server:
