@@ -459,16 +459,21 @@ class Connection:
                     if fin and avail >= header + length:
                         # A whole compressed single-frame message: what the general
                         # path below does for it (same checks, same events), in one go.
-                        self._check_frame_limits(length)
+                        limits = self._limits
+                        if limits.max_frame_size is not None or (
+                                limits.max_fragments is not None and limits.max_fragments < 1):
+                            self._check_frame_limits(length)  # the only checks that apply
                         self._pos = stop = start + length
                         view = memoryview(buf)[start:stop]
                         data = bytes(view) if key is None else mask(view, key)
-                        limit = self._limits.max_message_size
                         try:
-                            data = ext.decode(data, True, limit)
+                            data = ext.decode(data, True, limits.max_message_size)
                         except RemoteProtocolError as exc:
                             raise _Fail(exc) from None
-                        self._end_message()
+                        # _end_message(), less what is already clean at a message's
+                        # start (opcode, size, the UTF-8 decoder this path never feeds).
+                        self._msg_compressed = False
+                        self._msg_fragments = 0
                         if opcode == _BINARY:
                             return Binary(data)
                         return Text(_decode_text(data))
