@@ -500,6 +500,40 @@ def print_table(all_results: dict[str, dict[str, Any]]) -> None:
                 print(f"note: {impl} / {label}: in place")
 
 
+def print_markdown(all_results: dict[str, dict[str, Any]]) -> None:
+    """The same two tables in Markdown, for docs/performance.md."""
+    labels: list[str] = []
+    for results in all_results.values():
+        labels += [label for label in results if label not in labels]
+    impls = list(all_results)
+    print("| workload | " + " | ".join(impls) + " |")
+    print("|---" * (len(impls) + 1) + "|")
+    for label in labels:
+        cells = []
+        for impl in impls:
+            metric = _metric(label, all_results[impl].get(label) or {})
+            cells.append(metric[1].replace(" GB/s", "").replace("/s", "") if metric else "-")
+        print(f"| {label} | " + " | ".join(cells) + " |")
+    print()
+    peers = [impl for impl in impls if not impl.startswith("rfc6455")]
+    print("| workload | " + " | ".join(f"/ {peer}" for peer in peers) + " |")
+    print("|---" * (len(peers) + 1) + "|")
+    for label in labels:
+        ours = [_metric(label, all_results.get(i, {}).get(label) or {})
+                for i in ("rfc6455", "rfc6455-pure")]
+        cells = []
+        for peer in peers:
+            theirs = _metric(label, all_results[peer].get(label) or {})
+            if theirs is None or ours[0] is None:
+                cells.append("-")
+                continue
+            cell = f"{ours[0][0] / theirs[0]:.2f}"
+            if ours[1] is not None:
+                cell += f" ({ours[1][0] / theirs[0]:.2f})"
+            cells.append(cell)
+        print(f"| {label} | " + " | ".join(cells) + " |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=5)
@@ -510,9 +544,13 @@ def main() -> None:
     parser.add_argument("--in-process", action="store_true",
                         help="run every implementation in this process (rfc6455-pure still "
                              "needs its own: the accelerator is chosen at import)")
+    parser.add_argument("--markdown", help="print the tables of a --json file as Markdown")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     only = set(args.only.split(","))
+    if args.markdown:
+        print_markdown(json.loads(Path(args.markdown).read_text()))
+        return
     if args.worker:
         print(json.dumps(worker(args.worker, args.repeat, only)))
         return
