@@ -136,6 +136,7 @@ class ServerHandshake:
         # measured here (§10.7: bound what the peer controls).
         self._max_header_bytes = max_header_bytes
         self._received = 0
+        self._head_bytes = 0  # bytes of the request head, once parsed
         self._head_request = False
         self.extension: Extension | None = None
         self.subprotocol: str | None = None
@@ -148,6 +149,15 @@ class ServerHandshake:
     def receive_data(self, data: bytes) -> None:
         self._received += len(data)
         self._h11.receive_data(data)
+
+    @property
+    def buffered_bytes(self) -> int:
+        """Bytes received and not parsed: the partial head, or what followed the whole head.
+
+        h11 bounds an incomplete head, but holds whatever arrives after a complete
+        one (the client's first frames) until the application answers it.
+        """
+        return self._received - self._head_bytes
 
     def next_event(self) -> Request | HTTPRequest | RemoteProtocolError | None:
         """The request once its head is complete; an error already answered; None for more data.
@@ -169,7 +179,8 @@ class ServerHandshake:
                                        CloseCode.ABNORMAL_CLOSURE, None)
         assert isinstance(event, h11.Request), event
         self._head_request = event.method == b"HEAD"
-        if self._received - len(self._h11.trailing_data[0]) > self._max_header_bytes:
+        self._head_bytes = self._received - len(self._h11.trailing_data[0])
+        if self._head_bytes > self._max_header_bytes:
             return RemoteProtocolError("request head too large", CloseCode.PROTOCOL_ERROR, 431)
         try:
             self._request = self._check_request(event)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rfc6455 import HTTPRequest, ServerConnection, State
+from rfc6455 import HTTPRequest, Request, ServerConnection, State
 
 
 def test_respond_to_connect_request_rfc9110_9_3_6() -> None:
@@ -20,3 +20,23 @@ def test_respond_to_connect_request_rfc9110_9_3_6() -> None:
     assert isinstance(out, bytes)
     assert out.startswith(b"HTTP/1.1 200 ") and out.endswith(b"\r\n\r\nok")
     assert server.state is State.CLOSED
+
+
+def test_bytes_behind_an_unanswered_request_count_as_buffered_rfc6455_10_4() -> None:
+    """§10.4: frames a client sends behind its request, before the application accepts,
+    are held by the engine, so ``buffered_bytes`` must show them (it said 0, and an
+    adapter pausing on it kept reading without bound)."""
+    server = ServerConnection()
+    request = (b"GET / HTTP/1.1\r\nHost: example.com\r\nUpgrade: websocket\r\n"
+               b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+               b"Sec-WebSocket-Version: 13\r\n\r\n")
+    server.receive_data(request[:40])
+    assert server.buffered_bytes == 40  # a partial head
+    server.receive_data(request[40:])
+    assert isinstance(server.next_event(), Request)
+    assert server.buffered_bytes == 0
+    for _ in range(10):
+        server.receive_data(b"\x82\xfe\xff\xff" + b"\x00" * 65532)
+    assert server.buffered_bytes == 10 * 65536
+    server.accept()
+    assert server.buffered_bytes == 10 * 65536
