@@ -50,6 +50,12 @@ def _positive_int(text: str) -> int | None:
     return value
 
 
+def _byte_count(text: str) -> int:
+    size = parse_size(text) if text.strip() not in ("0", "none") else 0
+    assert size is not None
+    return size
+
+
 def _seconds(text: str) -> float | None:
     if text.strip().lower() == "none":
         return None
@@ -79,6 +85,10 @@ def _server_options(parser: argparse.ArgumentParser) -> None:
                         "pauses (default: %(default)s)")
     parser.add_argument("--no-compression", action="store_true",
                         help="do not negotiate permessage-deflate (RFC 7692)")
+    parser.add_argument("--compression-threshold", type=_byte_count, metavar="BYTES",
+                        help="send messages shorter than this uncompressed (RFC 7692 §6 "
+                        "leaves it to the sender; default: the extension's, 128; 0 "
+                        "compresses everything)")
     parser.add_argument("--origin", action="append", dest="origins", metavar="ORIGIN",
                         help="allow browser pages from ORIGIN (repeatable; '*' allows all). "
                         "Default: only pages served by this host and port")

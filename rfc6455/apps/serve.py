@@ -37,6 +37,7 @@ class ServerConfig:
     max_fragments: int | None = 4096
     max_queue: int = 16
     compression: bool = True
+    compression_threshold: int | None = None
     origins: tuple[str, ...] | None = None
     certfile: str | None = None
     keyfile: str | None = None
@@ -56,6 +57,7 @@ class ServerConfig:
             app=args.command, host=args.host, port=args.port, backend=args.backend,
             max_size=args.max_size, max_fragments=args.max_fragments,
             max_queue=args.max_queue, compression=not args.no_compression,
+            compression_threshold=args.compression_threshold,
             origins=tuple(args.origins) if args.origins else None,
             certfile=args.certfile, keyfile=args.keyfile,
             close_timeout=args.close_timeout, ping_interval=args.ping_interval,
@@ -76,6 +78,8 @@ class ServerConfig:
             # compresses from a fresh state, so one compressed frame serves all
             # clients (see hub.py); the ratio is a little worse, fan-out O(1).
             compression_options["server_no_context_takeover"] = True
+        if self.compression_threshold is not None:
+            compression_options["threshold"] = self.compression_threshold
         return {
             "origins": self.origins,
             "max_size": self.max_size,

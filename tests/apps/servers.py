@@ -83,7 +83,8 @@ class Server:
         self.close()
 
 
-def raw_client(port: int, *, rcvbuf: int | None = None, path: str = "/ws") -> socket.socket:
+def raw_client(port: int, *, rcvbuf: int | None = None, path: str = "/ws",
+               extensions: str | None = None) -> socket.socket:
     """A WebSocket client socket past the handshake, with no library in between.
 
     ``rcvbuf`` shrinks the kernel receive buffer: a client that then stops
@@ -95,8 +96,9 @@ def raw_client(port: int, *, rcvbuf: int | None = None, path: str = "/ws") -> so
     sock.settimeout(10)
     sock.connect(("127.0.0.1", port))
     key = base64.b64encode(os.urandom(16)).decode()
+    offer = f"Sec-WebSocket-Extensions: {extensions}\r\n" if extensions else ""
     sock.sendall((f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-                  f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                  f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n{offer}"
                   "Sec-WebSocket-Version: 13\r\n\r\n").encode())
     head = b""
     while b"\r\n\r\n" not in head:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import http.client
 import os
 import signal
+import socket
 import ssl
 import threading
+import zlib
 from collections.abc import Iterator
 from contextlib import ExitStack
 
@@ -15,7 +17,7 @@ import trustme
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
-from .servers import BACKENDS, Server
+from .servers import BACKENDS, Server, masked_frame, raw_client
 
 pytestmark = pytest.mark.interop
 
@@ -214,3 +216,26 @@ def test_one_start_line_with_url(backend: str) -> None:
         lines = [line for line in server.log().splitlines() if "listening on" in line]
         assert len(lines) == 1 and server.url in lines[0]
         assert server.stop() == 0
+
+
+
+@pytest.mark.parametrize(("threshold", "compressed"), [("0", True), (None, False)])
+def test_compression_threshold_option_rfc7692_s6(threshold: str | None, compressed: bool) -> None:
+    """RFC 7692 §6: the sender decides per message; with --compression-threshold 0 even a
+    1-byte echo is compressed (RSV1), by default (128) it is not."""
+    args = ("--compression-threshold", threshold) if threshold else ()
+    for backend in BACKENDS:
+        with Server("echo", backend, *args) as server:
+            sock = raw_client(server.port, extensions="permessage-deflate")
+            try:
+                sock.sendall(masked_frame(0x1, b"x"))
+                header = sock.recv(2, socket.MSG_WAITALL)
+                payload = sock.recv(header[1] & 0x7F, socket.MSG_WAITALL)
+            finally:
+                sock.close()
+            assert bool(header[0] & 0x40) is compressed
+            if compressed:
+                inflater = zlib.decompressobj(-15)
+                assert inflater.decompress(payload + b"\x00\x00\xff\xff") == b"x"
+            else:
+                assert payload == b"x"
