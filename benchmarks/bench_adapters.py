@@ -4,6 +4,8 @@ Run: ``python benchmarks/bench_adapters.py [--seconds 2] [--idle 1000]``.
 
 * round trips/s: one 16-byte text message echoed at a time, for ``--seconds``;
 * MB/s: 1 MiB binary messages echoed one at a time, payload bytes one way;
+* the server process's CPU time for each (on a shared machine the wall-clock
+  rates mostly measure scheduling; CPU time per unit of work does not);
 * idle memory per connection: the server runs in a child process; its RSS is
   read before and after ``--idle`` connections opened and left idle.
 
@@ -46,6 +48,13 @@ asyncio.run(main())
 """
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (robust to a loaded machine, unlike wall rates)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_kib(pid: int) -> int:
     with open(f"/proc/{pid}/status") as status:
         for line in status:
@@ -63,14 +72,17 @@ async def measure(port: int, seconds: float, idle: int, compression: str | None,
     async with connect(url, compression=compression, max_size=2**21) as ws:
         message = "x" * 16
         count = 0
+        cpu = cpu_seconds(pid)
         end = time.perf_counter() + seconds
         while time.perf_counter() < end:
             await ws.send(message)
             await ws.recv()
             count += 1
         results["round trips/s"] = count / seconds
+        results["server CPU us/round trip"] = (cpu_seconds(pid) - cpu) / count * 1e6
         big = os.urandom(1024 * 1024)
         total = 0
+        cpu = cpu_seconds(pid)
         start = time.perf_counter()
         end = start + seconds
         while time.perf_counter() < end:
@@ -78,6 +90,7 @@ async def measure(port: int, seconds: float, idle: int, compression: str | None,
             await ws.recv()
             total += len(big)
         results["MB/s (1 MiB echo)"] = total / (time.perf_counter() - start) / 1e6
+        results["server CPU ms/MiB"] = (cpu_seconds(pid) - cpu) / (total / 2**20) * 1e3
     await asyncio.sleep(0.2)
     before = rss_kib(pid)
     clients = [await connect(url, compression=compression, ping_interval=None)
@@ -111,9 +124,9 @@ def main() -> None:
     args = parser.parse_args()
     rows: dict[str, Any] = {kind: run_one(kind, args) for kind in ("rfc6455", "websockets")}
     keys = list(rows["rfc6455"])
-    print(f"{'server':12}" + "".join(f"{k:>22}" for k in keys))
+    print(f"{'server':12}" + "".join(f"{k:>26}" for k in keys))
     for kind, values in rows.items():
-        print(f"{kind:12}" + "".join(f"{values[k]:>22.1f}" for k in keys))
+        print(f"{kind:12}" + "".join(f"{values[k]:>26.1f}" for k in keys))
 
 
 if __name__ == "__main__":
