@@ -137,6 +137,10 @@ def server_handshake_bytes(data: bytes, cuts: list[int], eof: bool, deflate: boo
         assert isinstance(event, (Request, HTTPRequest, ConnectionClosed)), event
     out = server.data_to_send()
     if any(isinstance(e, Request) for e in events) and server.state is State.CONNECTING:
+        # §10.4: bytes behind an unanswered request are held, and counted as such.
+        before = server.buffered_bytes
+        server.receive_data(b"\x82\x80" + bytes(300))
+        assert server.buffered_bytes == before + 302
         server.accept()
         out = server.data_to_send()
         assert isinstance(out, bytes) and out.startswith(b"HTTP/1.1 101 "), out

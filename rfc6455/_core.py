@@ -242,7 +242,7 @@ class Connection:
         """Received bytes not parsed yet: pause reading the transport when this grows."""
         if self._state is State.CONNECTING:
             # They wait in the handshake's HTTP parser: a client may send frames right
-            # behind its request, before the application accepts it (found by fuzz/).
+            # behind its request, before the application accepts it (fuzz/ memory bounds).
             handshake = getattr(self, "_handshake", None)
             return int(getattr(handshake, "buffered_bytes", 0))
         return len(self._buf) - self._pos
