@@ -12,6 +12,7 @@ from typing import Any
 from .._core import State
 from .._driver import (
     Admission,
+    ConnectionClosed,
     ServerOptions,
     default_http_response,
     internal_error_response,
@@ -128,6 +129,10 @@ class _ServerProtocol(Connection):
     async def _run_handler(self) -> None:
         try:
             await self._server.handler(self)
+        except ConnectionClosed as exc:
+            # The peer went away while the handler used the connection: its
+            # business, not a server fault (no 1011, no traceback).
+            self.logger.debug("connection closed during the handler: %s", exc)
         except Exception:
             self.logger.exception("connection handler failed")
             if self.engine.state is State.OPEN:

@@ -26,6 +26,7 @@ from typing import Any
 
 from .._driver import (
     Admission,
+    ConnectionClosed,
     ServerOptions,
     default_http_response,
     internal_error_response,
@@ -144,6 +145,10 @@ class Server:
     def _run(self, conn: Connection) -> None:
         try:
             self.handler(conn)
+        except ConnectionClosed as exc:
+            # The peer went away while the handler used the connection: its
+            # business, not a server fault (no 1011, no traceback).
+            self.logger.debug("connection closed during the handler: %s", exc)
         except Exception:
             self.logger.exception("connection handler failed")
             # §7.4.1: 1011, the server met a condition it could not handle.
