@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import trustme
 from websockets.asyncio.server import ServerConnection, serve
 
 from rfc6455.__main__ import build_parser, parse_size
@@ -154,3 +155,17 @@ def test_server_defaults() -> None:
     args = build_parser().parse_args(["echo"])
     assert (args.host, args.port, args.backend) == ("127.0.0.1", 8080, "asyncio")
     assert args.no_compression is False and args.origins is None
+
+
+def test_wss_with_cafile(tmp_path: Path) -> None:
+    """wss:// (§11.1.2): the client verifies the server's certificate against --cafile."""
+    ca = trustme.CA()
+    ca.issue_cert("127.0.0.1").private_key_and_cert_chain_pem.write_to_path(
+        str(tmp_path / "server.pem"))
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    with Server("echo", "asyncio", "--certfile", str(tmp_path / "server.pem")) as srv:
+        result = client(srv.url, "--cafile", str(tmp_path / "ca.pem"), "--send", "secret")
+        assert result.returncode == 0, result.stderr
+        assert result.stdout == "secret\n"
+        # Without the CA the certificate cannot be verified: never opened.
+        assert client(srv.url, "--send", "secret").returncode == 2
