@@ -511,7 +511,7 @@ async def measure_broadcast(server: Server, sizes: Sizes) -> dict[str, float]:
         bases = [c.received for c in clients]
         remaining = len(clients)
 
-        def arrived(c: Client, base: int) -> Callable[[], None]:
+        def arrived(c: Client, base: int, done: asyncio.Future[None]) -> Callable[[], None]:
             def check() -> None:
                 nonlocal remaining
                 if c.received - base >= reply:
@@ -521,8 +521,8 @@ async def measure_broadcast(server: Server, sizes: Sizes) -> dict[str, float]:
                         done.set_result(None)
             return check
 
-        for c, base in zip(clients, bases):
-            c.on_bytes = arrived(c, base)
+        for c, base in zip(clients, bases, strict=True):
+            c.on_bytes = arrived(c, base, done)
         before = server.cpu()
         start = time.perf_counter()
         assert clients[0].transport is not None
@@ -563,7 +563,7 @@ def table(title: str, columns: list[str], rows: dict[str, dict[str, float]]) -> 
              "|---|" + "---|" * len(columns)]
     for name, values in rows.items():
         lines.append(f"| {name} | " + " | ".join(
-            fmt(values[c]) if c in values else "–" for c in columns) + " |")
+            fmt(values[c]) if c in values else "-" for c in columns) + " |")
     return lines
 
 
@@ -577,7 +577,7 @@ def ratios(columns: list[str], rows: dict[str, dict[str, float]], ours: list[str
             cells = []
             for c in columns:
                 a, b = rows[mine].get(c), rows[peer].get(c)
-                cells.append(f"{a / b:.2f}" if a is not None and b else "–")
+                cells.append(f"{a / b:.2f}" if a is not None and b else "-")
             lines.append(f"| {mine} / {peer} | " + " | ".join(cells) + " |")
     return lines
 
