@@ -370,6 +370,7 @@ class Client(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.on_bytes: Callable[[], None] | None = None
         self.lost = False
+        self.kept: bytearray | None = None  # set to a bytearray to keep what arrives
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -392,6 +393,8 @@ class Client(asyncio.Protocol):
             self.head = None
             self.opened.set_result(None)
         self.received += len(data)
+        if self.kept is not None:
+            self.kept += data
         if self.on_bytes is not None:
             self.on_bytes()
 
