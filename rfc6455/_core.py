@@ -708,7 +708,7 @@ class Connection:
         forces compression on or off for this message when an extension is
         negotiated (None: the extension's threshold decides).
         """
-        if self._state is not State.OPEN:
+        if self._state is not _OPEN:
             self._check_can_send()
         if isinstance(data, str):
             opcode = _TEXT
@@ -719,7 +719,8 @@ class Connection:
         ext = self._extension
         if ext is None and final and not self._out_opcode and self._fragment_size is None:
             # Fast path, same frames as below: a whole message in one frame, no extension.
-            self._out_compressed = False
+            # (_out_compressed matters only for the later parts of a message sent in
+            # parts; the first part of the next message sets it again.)
             if not self._client and len(payload) < 126 and type(payload) is bytes:
                 self._out.append(_pack_short_header(0x80 | opcode, len(payload)) + payload)
             else:
