@@ -5,7 +5,7 @@ Usage: ``python benchmarks/servers.py [--quick] [--repeat 3] [--only NAME,...]``
 Every server runs in a child process of its own (``--serve KIND``), so its CPU
 time is read from ``/proc/PID/stat`` (utime + stime) before and after each
 workload and its memory from ``/proc/PID/status`` (VmRSS). The load generator is
-this process: raw asyncio protocols (uvloop) that write hand-made masked frames
+this process: raw asyncio protocols (uvloop if installed) that write hand-made masked frames
 and count the bytes that come back, the same cheap client for every server.
 Compression is off everywhere (no extension is offered).
 
@@ -271,8 +271,10 @@ BROADCAST = [
 ]
 
 CLI_BROADCAST = """
-import runpy, sys, uvloop
-uvloop.install()  # asyncio.run() in the CLI then runs on uvloop
+import runpy, sys
+if sys.argv[1] == "uvloop":
+    import uvloop
+    uvloop.install()  # asyncio.run() in the CLI then runs on uvloop
 sys.argv = ["rfc6455", "broadcast", "--port", "0", "--no-compression", "--ping-interval",
             "none", "--log-level", "info", "--max-queue", "16"]  # info: the port is logged
 runpy.run_module("rfc6455", run_name="__main__")
@@ -288,7 +290,7 @@ class Server:
         if spec.pure:
             env["RFC6455_NO_EXTENSIONS"] = "1"
         if spec.kind == "rfc6455-cli":
-            cmd = [sys.executable, "-c", CLI_BROADCAST]
+            cmd = [sys.executable, "-c", CLI_BROADCAST, "uvloop" if spec.uvloop else "asyncio"]
         else:
             cmd = [sys.executable, os.path.abspath(__file__), "--serve", spec.kind]
             if spec.uvloop:
@@ -460,7 +462,7 @@ class Sizes:
     rounds: int
 
 
-FULL = Sizes(pingpong=10000, small=100000, medium=20000, large=1500, idle=2000,
+FULL = Sizes(pingpong=20000, small=50000, medium=20000, large=1000, idle=2000,
              clients=1000, rounds=20)
 QUICK = Sizes(pingpong=500, small=5000, medium=1000, large=40, idle=100, clients=100,
               rounds=3)
@@ -597,6 +599,12 @@ def main() -> None:
     if args.serve:
         _run(SERVE[args.serve](), args.uvloop)
         return
+    try:
+        import uvloop  # the load generator: the cheaper the client, the truer the wall clock
+
+        uvloop.install()
+    except ImportError:
+        pass
     sizes = QUICK if args.quick else FULL
     repeat = max(1, min(args.repeat, 10))
     only = set(args.only.split(",")) if args.only else None
