@@ -38,7 +38,7 @@ class ServerConnection(Connection):
     ``extensions`` the extension factories it may negotiate.
     """
 
-    __slots__ = ("_handshake", "request")
+    __slots__ = ("_handshake", "request", "subprotocol")
 
     def __init__(
         self,
@@ -58,10 +58,8 @@ class ServerConnection(Connection):
             subprotocols=subprotocols, extensions=extensions)
         #: The WebSocket request once received.
         self.request: Request | None = None
-
-    @property
-    def subprotocol(self) -> str | None:
-        return None if self._handshake is None else self._handshake.subprotocol
+        #: The subprotocol chosen by :meth:`accept`, if any.
+        self.subprotocol: str | None = None
 
     def _receive_handshake_data(self, data: bytes) -> None:
         assert self._handshake is not None
@@ -110,6 +108,10 @@ class ServerConnection(Connection):
             else subprotocol
         assert chosen is None or isinstance(chosen, str)
         self._write(handshake.accept(chosen, extra_headers))
+        self.subprotocol = handshake.subprotocol
+        # The HTTP parser is done for good: drop it (and its buffers) so that an
+        # open connection holds no handshake state (idle memory, GitHub issue #7).
+        self._handshake = None
         self._open(handshake.extension, handshake.trailing_data())
 
     def reject(self, status: int = 403, headers: Iterable[tuple[str, str]] = (),
@@ -134,7 +136,7 @@ class ClientConnection(Connection):
     and write it once the transport is connected.
     """
 
-    __slots__ = ("_handshake", "response", "subprotocol")
+    __slots__ = ("_handshake", "_request_headers", "response", "subprotocol")
 
     def __init__(
         self,
@@ -167,6 +169,7 @@ class ClientConnection(Connection):
             extensions=extensions, extra_headers=extra_headers,
             max_header_bytes=limits.max_header_bytes)
         self._write(self._handshake.request_bytes)
+        self._request_headers = self._handshake.request_headers
         #: The 101 response headers once accepted.
         self.response: Headers | None = None
         self.subprotocol: str | None = None
@@ -174,8 +177,7 @@ class ClientConnection(Connection):
     @property
     def request_headers(self) -> Headers:
         """The headers of the opening request this client sent."""
-        assert self._handshake is not None
-        return self._handshake.request_headers
+        return self._request_headers
 
     def _receive_handshake_data(self, data: bytes) -> None:
         assert self._handshake is not None
@@ -203,6 +205,8 @@ class ClientConnection(Connection):
         if isinstance(event, Accepted):
             self.response = event.headers
             self.subprotocol = event.subprotocol
+            # No HTTP parsing from here on: drop the parser and its buffers.
+            self._handshake = None
             self._open(handshake.extension, handshake.trailing_data())
             return event
         if isinstance(event, Rejected):
