@@ -79,8 +79,8 @@ async def main():
             if trace and top:
                 stats = tracemalloc.take_snapshot().compare_to(snapshot, "traceback")
                 for stat in stats[:top]:
-                    frames = " <- ".join(f"{f.filename.rsplit('/', 2)[-1]}:{f.lineno}"
-                                         for f in stat.traceback[:depth])
+                    frames = " <- ".join(f"{f.filename.rsplit('/', 1)[-1]}:{f.lineno}"
+                                         for f in reversed(stat.traceback[-5:]))
                     print(f"  {stat.size_diff / count:8.0f} B/conn  {frames}", file=sys.stderr)
             print(tracemalloc.get_traced_memory()[0] if trace else 0, flush=True)
 

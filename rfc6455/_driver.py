@@ -336,8 +336,10 @@ class Driver(Generic[W]):
         self.ping_interval = options.ping_interval
         self.ping_timeout = options.ping_timeout
         self.idle_timeout = options.idle_timeout
-        # Received pieces (Text/Binary events, ``final`` marks a message's last).
-        self._pieces: deque[Text | Binary] = deque()
+        # Received pieces (Text/Binary events, ``final`` marks a message's last),
+        # created with the first one: an empty deque is ~600 bytes that an idle
+        # connection need not hold (GitHub issue #7).
+        self._pieces: deque[Text | Binary] | None = None
         self._complete = 0  # messages whose last piece is queued
         #: A message was handed to a waiting reader: parse nothing until it returns.
         self.hold = False
@@ -380,6 +382,8 @@ class Driver(Generic[W]):
             if cls is Text or cls is Binary:
                 if self.discard:
                     continue
+                if pieces is None:
+                    pieces = self._pieces = deque()
                 pieces.append(event)  # type: ignore[arg-type]
                 if event.final:  # type: ignore[union-attr]
                     self._complete += 1
@@ -403,7 +407,7 @@ class Driver(Generic[W]):
             self.sent_code = sent_code
         self.discard = True
         self.hold = False
-        self._pieces.clear()
+        self._pieces = None
         self._complete = 0
 
     @property
@@ -427,6 +431,7 @@ class Driver(Generic[W]):
     def take_message(self) -> Data:
         """Pop one whole queued message (check :attr:`has_message` first)."""
         pieces = self._pieces
+        assert pieces is not None
         first = pieces.popleft()
         if first.final:
             self._complete -= 1
@@ -442,7 +447,9 @@ class Driver(Generic[W]):
 
     def take_piece(self) -> Text | Binary:
         """Pop one queued piece (check :attr:`has_piece` first)."""
-        piece = self._pieces.popleft()
+        pieces = self._pieces
+        assert pieces is not None
+        piece = pieces.popleft()
         if piece.final:
             self._complete -= 1
         return piece
