@@ -56,6 +56,20 @@ async def _run_worker(index: int, argv: list[str], stopping: asyncio.Event,
             await asyncio.sleep(_FLAP_SECONDS)
 
 
+async def _wait_listening(host: str, port: int, timeout: float = 30.0) -> None:
+    """Return once a worker accepts connections, so the start line tells the truth."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        try:
+            _, writer = await asyncio.open_connection(host, port)
+        except OSError:
+            await asyncio.sleep(0.05)
+            continue
+        writer.close()
+        return
+
+
 async def supervise(argv: Sequence[str], *, workers: int, host: str, port: int,
                     redis: str | None, close_timeout: float | None) -> int:
     """Run ``workers`` copies of the server command ``argv`` on one port until signalled."""
@@ -76,6 +90,7 @@ async def supervise(argv: Sequence[str], *, workers: int, host: str, port: int,
     procs: dict[int, asyncio.subprocess.Process] = {}
     tasks = [asyncio.create_task(_run_worker(i, worker_argv, stopping, procs))
              for i in range(workers)]
+    await _wait_listening(host, port)
     shown = f"[{host}]" if ":" in host else host
     logger.info("broadcast server: %d workers listening on ws://%s:%d/ws (%s)", workers, shown,
                 port, f"Redis {redis}" if redis else "embedded relay")
