@@ -1,8 +1,9 @@
 """atheris harness: the opening handshake parsers, server and client (§4).
 
 Byte 0 selects the role, whether permessage-deflate is configured, EOF at the
-end, and one cut point (byte 1); the rest is the request (server) or response
-(client). In a response, ``@ACCEPT@`` stands for the right Sec-WebSocket-Accept.
+end, an origin policy / a demanding deflate offer, and one cut point (byte 1);
+the rest is the request (server) or response (client). In a response,
+``@ACCEPT@`` stands for the right Sec-WebSocket-Accept.
 """
 
 from __future__ import annotations
@@ -37,9 +38,13 @@ def TestOneInput(data: bytes) -> None:
     pieces = [p for p in (body[:cut], body[cut:]) if p]
     deflate = bool(config & 2)
     eof = bool(config & 4)
+    strict = bool(config & 8)  # an explicit origin policy; a demanding deflate offer
     if config & 1:
+        factory = ClientPerMessageDeflate(
+            server_no_context_takeover=True, server_max_window_bits=10,
+            client_max_window_bits=12) if strict else ClientPerMessageDeflate()
         client = ClientConnection("ws://example.com/chat", subprotocols=["chat", "v2"],
-                                  extensions=[ClientPerMessageDeflate()] if deflate else [])
+                                  extensions=[factory] if deflate else [])
         client.data_to_send()
         key = client.request_headers.get("sec-websocket-key")
         assert key is not None
@@ -48,6 +53,7 @@ def TestOneInput(data: bytes) -> None:
         drive(client, pieces, eof=eof, limits=Limits(), streaming=False)
         return
     server = ServerConnection(subprotocols=["chat"], limits=Limits(max_header_bytes=2048),
+                              origins=["https://ok.example", "null"] if strict else None,
                               extensions=[ServerPerMessageDeflate()] if deflate else [])
     events: list[object] = []
     for piece in pieces:

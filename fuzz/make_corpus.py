@@ -75,6 +75,11 @@ def _handshake_seeds() -> list[bytes]:
             extensions="permessage-deflate; server_max_window_bits=10; "
                        "client_no_context_takeover, permessage-deflate"),
         bytes([0, 3]) + b"GET /health HTTP/1.1\r\nHost: example.com\r\n\r\n",
+        bytes([8, 30]) + client_request()[:-2] + b"Origin: https://ok.example\r\n\r\n",
+        bytes([0, 30]) + client_request()[:-2] + b"Origin: http://example.com\r\n\r\n",
+        bytes([11, 60]) + response + b"Sec-WebSocket-Extensions: permessage-deflate; "
+        b"server_no_context_takeover; server_max_window_bits=9; "
+        b"client_max_window_bits=12\r\n\r\n",
         bytes([4, 0]) + b"HEAD / HTTP/1.0\r\n\r\n",
         bytes([1, 20]) + response + b"\r\n",
         bytes([3, 50]) + response + f"Sec-WebSocket-Extensions: {DEFLATE_ANSWER}\r\n\r\n".encode(),
