@@ -158,8 +158,23 @@ class _Common:
     def engine_limits(self) -> Limits:
         if self.limits is not None:
             return self.limits
-        return Limits(max_header_bytes=self.max_header_bytes, max_message_size=self.max_size,
-                      max_fragments=self.max_fragments)
+        limits: Limits = self._once("_engine_limits", lambda: Limits(
+            max_header_bytes=self.max_header_bytes, max_message_size=self.max_size,
+            max_fragments=self.max_fragments))
+        return limits
+
+    def _once(self, key: str, make: Callable[[], Any]) -> Any:
+        """A value made once per options object and shared by all its connections.
+
+        Options are frozen and immutable values (Limits, the stateless extension
+        factories) need no copy per connection (idle memory, GitHub issue #7).
+        The instance ``__dict__`` is written directly: frozen forbids setattr only.
+        """
+        try:
+            return self.__dict__[key]
+        except KeyError:
+            value = self.__dict__[key] = make()
+            return value
 
     @property
     def low_water(self) -> int:
@@ -181,7 +196,8 @@ class ServerOptions(_Common):
     def new_engine(self) -> ServerConnection:
         extensions = self.extensions
         if extensions is None:
-            extensions = _deflate("server", self.compression, self.compression_options)
+            extensions = self._once("_extensions", lambda: tuple(
+                _deflate("server", self.compression, self.compression_options)))
         return ServerConnection(origins=self.origins, subprotocols=self.subprotocols,
                                 extensions=extensions, limits=self.engine_limits(),
                                 streaming=True)
@@ -201,7 +217,8 @@ class ClientOptions(_Common):
     def new_engine(self, uri: str) -> ClientConnection:
         extensions = self.extensions
         if extensions is None:
-            extensions = _deflate("client", self.compression, self.compression_options)
+            extensions = self._once("_extensions", lambda: tuple(
+                _deflate("client", self.compression, self.compression_options)))
         return ClientConnection(uri, origin=self.origin, subprotocols=self.subprotocols,
                                 extensions=extensions, extra_headers=self.extra_headers,
                                 limits=self.engine_limits(), streaming=True)

@@ -18,6 +18,17 @@ __all__ = [
 
 HeaderPairs = Iterable[tuple[str, str]] | Iterable[tuple[bytes, bytes]]
 
+# Names and values that nearly every opening handshake carries, shared by every
+# Headers instead of one copy per connection: a server keeps each connection's
+# request headers for its whole life (idle memory, GitHub issue #7).
+_SHARED = {s: s for s in (
+    "host", "upgrade", "connection", "origin", "user-agent", "sec-websocket-key",
+    "sec-websocket-version", "sec-websocket-extensions", "sec-websocket-protocol",
+    "sec-websocket-accept", "accept-encoding", "accept-language", "cache-control",
+    "pragma", "cookie", "authorization", "x-forwarded-for", "x-real-ip", "websocket",
+    "Upgrade", "upgrade", "13", "keep-alive, Upgrade", "no-cache", "permessage-deflate",
+    "permessage-deflate; client_max_window_bits", "gzip, deflate, br")}
+
 
 class Headers:
     """An ordered, immutable multi-map of HTTP headers with case-insensitive names."""
@@ -31,7 +42,8 @@ class Headers:
                 name = name.decode("latin-1")
             if isinstance(value, bytes):
                 value = value.decode("latin-1")
-            pairs.append((name.lower(), value))
+            name = name.lower()
+            pairs.append((_SHARED.get(name, name), _SHARED.get(value, value)))
         self._items: tuple[tuple[str, str], ...] = tuple(pairs)
 
     def get(self, name: str, default: str | None = None) -> str | None:
