@@ -23,6 +23,7 @@ from .._driver import (
     WANT_NOTHING,
     WANT_PIECE,
     ConcurrencyError,
+    ConnectionClosedOK,
     Data,
     Driver,
     _Common,
@@ -359,18 +360,19 @@ class Connection(asyncio.Protocol):
             if piece.final:
                 return
 
-    def __aiter__(self) -> AsyncIterator[Data]:
-        return self._iterate()
+    # The connection is its own async iterator rather than handing out an async
+    # generator: an idle ``async for`` then holds no generator object nor an entry
+    # in the loop's set of async generators (idle memory, GitHub issue #7).
+    def __aiter__(self) -> Connection:
+        return self
 
-    async def _iterate(self) -> AsyncIterator[Data]:
-        """Messages until a normal close; an abnormal one raises ConnectionClosedError."""
-        from .._driver import ConnectionClosedOK
-
+    async def __anext__(self) -> Data:
+        """The next message; iteration ends at a normal close (1000/1001, §7.4.1)
+        and an abnormal one raises ConnectionClosedError."""
         try:
-            while True:
-                yield await self.recv()
+            return await self.recv()
         except ConnectionClosedOK:
-            return
+            raise StopAsyncIteration from None
 
     async def recv_json(self) -> Any:
         return json.loads(await self.recv())
