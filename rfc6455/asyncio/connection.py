@@ -320,7 +320,16 @@ class Connection(asyncio.Protocol):
             self._after_pull()
             if driver.closed is not None:
                 continue
-            await self._wait_for(WANT_MESSAGE)
+            # _wait_for() inlined: an idle reader then holds one coroutine frame
+            # less (about 200 bytes per idle connection, GitHub issue #7).
+            waiter: asyncio.Future[None] = self._loop.create_future()
+            self._recv_waiter = waiter
+            self._recv_want = WANT_MESSAGE
+            try:
+                await waiter
+            finally:
+                if self._recv_waiter is waiter:
+                    self._recv_waiter = None
 
     async def _wait_for(self, want: int) -> None:
         waiter: asyncio.Future[None] = self._loop.create_future()
