@@ -102,8 +102,8 @@ TARGETS: tuple[Target, ...] = (
              announce=("stderr", r"listening on wss?://[^ ]*:(\d+)/"),
              exclude=("12.*", "13.*"),
              exclude_reason="the CLI sends messages under 128 bytes uncompressed (its "
-             "default threshold, which it has no option to change) and kosoku ERRORs on "
-             "those; 12.* and 13.* run against the same adapters above")
+             "default --compression-threshold) and kosoku 0.1.0 ERRORs on those although "
+             "RFC 7692 §6 allows them; 12.* and 13.* run against the same adapters above")
       for backend in ("asyncio", "sync")),
     Target("standin", "server", _module("tests.conformance.standin", "server"),
            "engine driven directly, a thread per connection (tests/conformance/standin.py)",
