@@ -82,9 +82,7 @@ def _share_key(extension: Any) -> tuple[Any, ...] | None:
         return None
     if getattr(extension, "name", None) == "permessage-deflate" and \
             getattr(extension, "send_reset", False) is True:
-        return (type(extension), extension.send_bits,
-                *(getattr(extension, a, None) for a in ("_compress_level", "_mem_level",
-                                                          "_threshold")))
+        return (type(extension), *extension.output_settings)
     return _OWN
 
 

@@ -167,6 +167,15 @@ class PerMessageDeflate:
             recv_reset=self.recv_reset, compress_level=self._compress_level,
             mem_level=self._mem_level, threshold=self._threshold)
 
+    @property
+    def output_settings(self) -> tuple[int, int, int, int]:
+        """What decides the bytes a message compresses to from a fresh state.
+
+        Two connections with ``send_reset`` and equal settings send any message
+        as the same frame (RFC 7692 §7.1.1.1), so a broadcast can share it.
+        """
+        return (self.send_bits, self._compress_level, self._mem_level, self._threshold)
+
     def __repr__(self) -> str:
         return (f"PerMessageDeflate(send_bits={self.send_bits}, recv_bits={self.recv_bits}, "
                 f"send_reset={self.send_reset}, recv_reset={self.recv_reset})")
