@@ -564,3 +564,51 @@ def keepalive_close(verdict: int) -> tuple[int, str]:
         # The peer stopped answering pings: an internal error from our side (§7.4.1).
         return CloseCode.INTERNAL_ERROR, "keepalive ping timeout"
     return CloseCode.GOING_AWAY, "idle timeout"
+
+
+# ------------------------------------------------- what both connections show
+
+
+class ConnectionView:
+    """Read-only state both adapters' connections expose, read from the engine.
+
+    A connection class sets ``engine`` and ``_driver`` in its own slots.
+    """
+
+    __slots__ = ()
+    engine: ServerConnection | ClientConnection
+    _driver: Driver[Any]
+
+    @property
+    def close_code(self) -> int | None:
+        """The close code once the connection is closed (§7.1.5), else None."""
+        return None if self.engine.state is not State.CLOSED else self.engine.close_code
+
+    @property
+    def close_reason(self) -> str | None:
+        return None if self.engine.state is not State.CLOSED else self.engine.close_reason
+
+    @property
+    def state(self) -> State:
+        return self.engine.state
+
+    @property
+    def latency(self) -> float:
+        """Round-trip time of the last answered ping, in seconds (0 before any)."""
+        return self._driver.latency
+
+    @property
+    def subprotocol(self) -> str | None:
+        return self.engine.subprotocol
+
+    @property
+    def request_headers(self) -> Headers | None:
+        engine = self.engine
+        if isinstance(engine, ServerConnection):
+            return None if engine.request is None else engine.request.headers
+        return engine.request_headers
+
+    @property
+    def response_headers(self) -> Headers | None:
+        engine = self.engine
+        return engine.response if isinstance(engine, ClientConnection) else None

@@ -24,6 +24,7 @@ from .._driver import (
     WANT_PIECE,
     ConcurrencyError,
     ConnectionClosedOK,
+    ConnectionView,
     Data,
     Driver,
     _Common,
@@ -31,7 +32,6 @@ from .._driver import (
 )
 from ..connection import ClientConnection, ServerConnection
 from ..errors import CloseCode, LocalProtocolError
-from ..headers import Headers
 
 __all__ = ["Connection"]
 
@@ -39,7 +39,7 @@ __all__ = ["Connection"]
 _FIRST_HOLD = 0.05
 
 
-class Connection(asyncio.Protocol):
+class Connection(ConnectionView, asyncio.Protocol):
     """A WebSocket connection: receive with ``recv()`` or ``async for``, send with ``send()``."""
 
     __slots__ = (
@@ -85,48 +85,12 @@ class Connection(asyncio.Protocol):
     # ------------------------------------------------------------ properties
 
     @property
-    def close_code(self) -> int | None:
-        """The close code once the connection is closed (§7.1.5), else None."""
-        if self.engine.state is not State.CLOSED:
-            return None
-        return self.engine.close_code
-
-    @property
-    def close_reason(self) -> str | None:
-        return None if self.engine.state is not State.CLOSED else self.engine.close_reason
-
-    @property
-    def state(self) -> State:
-        return self.engine.state
-
-    @property
-    def latency(self) -> float:
-        """Round-trip time of the last answered ping, in seconds (0 before any)."""
-        return self._driver.latency
-
-    @property
-    def subprotocol(self) -> str | None:
-        return self.engine.subprotocol
-
-    @property
     def remote_address(self) -> Any:
         return None if self.transport is None else self.transport.get_extra_info("peername")
 
     @property
     def local_address(self) -> Any:
         return None if self.transport is None else self.transport.get_extra_info("sockname")
-
-    @property
-    def request_headers(self) -> Headers | None:
-        engine = self.engine
-        if isinstance(engine, ServerConnection):
-            return None if engine.request is None else engine.request.headers
-        return engine.request_headers
-
-    @property
-    def response_headers(self) -> Headers | None:
-        engine = self.engine
-        return engine.response if isinstance(engine, ClientConnection) else None
 
     # ------------------------------------------------------ protocol callbacks
 

@@ -30,6 +30,7 @@ from .._driver import (
     WANT_PIECE,
     ConcurrencyError,
     ConnectionClosedOK,
+    ConnectionView,
     Data,
     Driver,
     _Common,
@@ -37,7 +38,6 @@ from .._driver import (
 )
 from ..connection import ClientConnection, ServerConnection
 from ..errors import CloseCode, LocalProtocolError
-from ..headers import Headers
 
 __all__ = ["Connection"]
 
@@ -58,7 +58,7 @@ class _Ping:
         self.latency: float | None = None
 
 
-class Connection:
+class Connection(ConnectionView):
     """A WebSocket connection: ``recv()`` / iteration to receive, ``send()`` (thread-safe)."""
 
     __slots__ = (
@@ -119,43 +119,11 @@ class Connection:
     # ------------------------------------------------------------ properties
 
     @property
-    def close_code(self) -> int | None:
-        return None if self.engine.state is not State.CLOSED else self.engine.close_code
-
-    @property
-    def close_reason(self) -> str | None:
-        return None if self.engine.state is not State.CLOSED else self.engine.close_reason
-
-    @property
-    def state(self) -> State:
-        return self.engine.state
-
-    @property
-    def latency(self) -> float:
-        return self._driver.latency
-
-    @property
-    def subprotocol(self) -> str | None:
-        return self.engine.subprotocol
-
-    @property
     def remote_address(self) -> Any:
         try:
             return self.sock.getpeername()
         except OSError:
             return None
-
-    @property
-    def request_headers(self) -> Headers | None:
-        engine = self.engine
-        if isinstance(engine, ServerConnection):
-            return None if engine.request is None else engine.request.headers
-        return engine.request_headers
-
-    @property
-    def response_headers(self) -> Headers | None:
-        engine = self.engine
-        return engine.response if isinstance(engine, ClientConnection) else None
 
     # ------------------------------------------------- engine driving (locked)
 
