@@ -14,6 +14,7 @@ import contextlib
 import os
 import socket
 import struct
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -441,3 +442,44 @@ def open_server_with(extension: Scrambler, **kwargs: object) -> ServerConnection
     drain(server)
     assert server.extension is extension
     return server
+
+
+class AcceptLoop:
+    """A blocking loopback server for interop tests: one connection at a time.
+
+    Subclasses implement ``_serve(sock)``; exceptions raised there are kept and
+    re-raised by :meth:`stop` instead of dying silently in the thread.
+    """
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self.listener.getsockname()[1]
+        self.errors: list[BaseException] = []
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def _run(self) -> None:
+        while True:
+            try:
+                sock, _ = self.listener.accept()
+            except OSError:
+                return
+            with sock:
+                try:
+                    self._serve(sock)
+                except BaseException as exc:  # reported by stop(), not lost in the thread
+                    self.errors.append(exc)
+
+    def _serve(self, sock: socket.socket) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        # close() alone does not wake a thread blocked in accept(); shutdown() does.
+        with contextlib.suppress(OSError):
+            self.listener.shutdown(socket.SHUT_RDWR)
+        self.listener.close()
+        self.thread.join(5)
+        assert not self.thread.is_alive()
+        assert not self.errors, self.errors

@@ -48,6 +48,8 @@ from rfc6455.extensions import (
     ServerPerMessageDeflate,
 )
 
+from .helpers import AcceptLoop
+
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(60)]
 
 LIMITS = Limits(max_message_size=4 << 20)
@@ -222,32 +224,17 @@ def test_rfc7692_our_client_their_server(
 # ---------------------------------------------------------------- their client, our server
 
 
-class OurServer:
+class OurServer(AcceptLoop):
     """Our engine behind a blocking accept loop (one connection at a time), echoing."""
 
     def __init__(self, factory: ServerPerMessageDeflate) -> None:
+        super().__init__()
         self.factory = factory
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
         self.extensions: list[PerMessageDeflate | None] = []
         self.closed: list[ConnectionClosed] = []
         self.sent: list[int] = []  # bytes written / read per connection
         self.received: list[int] = []
-        self.errors: list[BaseException] = []
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        while True:
-            try:
-                sock, _ = self.listener.accept()
-            except OSError:
-                return
-            with sock:
-                try:
-                    self._serve(sock)
-                except BaseException as exc:  # reported by stop(), not lost in the thread
-                    self.errors.append(exc)
+        self.start()
 
     def _serve(self, sock: socket.socket) -> None:
         sock.settimeout(10)
@@ -273,13 +260,6 @@ class OurServer:
                 assert isinstance(event, (Text, Binary))
                 conn.send(event.data)
 
-    def stop(self) -> None:
-        with contextlib.suppress(OSError):
-            self.listener.shutdown(socket.SHUT_RDWR)
-        self.listener.close()
-        self.thread.join(5)
-        assert not self.thread.is_alive()
-        assert not self.errors, self.errors
 
 
 SERVER_CASES = [

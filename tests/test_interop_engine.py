@@ -8,7 +8,6 @@ and §7 (close with a code and a reason), in both directions.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import socket
 import threading
@@ -34,7 +33,7 @@ from rfc6455 import (
     Text,
 )
 
-from .helpers import flush, socket_pump
+from .helpers import AcceptLoop, flush, socket_pump
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(60)]
 
@@ -160,28 +159,13 @@ def test_7_their_server_closes_with_code_and_reason(their_server: Server) -> Non
 # ---------------------------------------------------------------- their client, our server
 
 
-class OurServer:
+class OurServer(AcceptLoop):
     """One-connection-at-a-time server: our engine behind a blocking accept loop."""
 
     def __init__(self) -> None:
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
+        super().__init__()
         self.closed: list[ConnectionClosed] = []
-        self.errors: list[BaseException] = []
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        while True:
-            try:
-                sock, _ = self.listener.accept()
-            except OSError:
-                return
-            with sock:
-                try:
-                    self._serve(sock)
-                except BaseException as exc:  # reported by the test, not lost in the thread
-                    self.errors.append(exc)
+        self.start()
 
     def _serve(self, sock: socket.socket) -> None:
         sock.settimeout(10)
@@ -216,14 +200,6 @@ class OurServer:
             else:
                 conn.receive_eof()
 
-    def stop(self) -> None:
-        # close() alone does not wake a thread blocked in accept(); shutdown() does.
-        with contextlib.suppress(OSError):
-            self.listener.shutdown(socket.SHUT_RDWR)
-        self.listener.close()
-        self.thread.join(5)
-        assert not self.thread.is_alive()
-        assert not self.errors, self.errors
 
 
 @pytest.fixture
