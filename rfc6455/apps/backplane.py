@@ -25,7 +25,7 @@ import asyncio
 import contextlib
 import logging
 import struct
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 __all__ = ["Backplane", "RedisBackplane", "Relay", "RelayBackplane", "decode", "encode"]
@@ -83,6 +83,8 @@ class _QueuedBackplane:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._queue: asyncio.Queue[bytes] | None = None
         self._connected = False
+        self._attempt = 0
+        self._where = ""
 
     def publish(self, message: str | bytes) -> None:
         loop = self._loop
@@ -129,9 +131,29 @@ class _QueuedBackplane:
             while not queue.empty():
                 queue.get_nowait()
 
+    def _connected_now(self) -> None:
+        """Called by a session once the broker answers: publishing may resume."""
+        self._connected = True
+        if self._attempt:
+            logger.info("backplane: reconnected to %s", self._where)
+        self._attempt = 0
 
-async def _backoff(attempt: int) -> None:
-    await asyncio.sleep(min(5.0, 0.1 * 2 ** min(attempt, 6)))
+    async def _reconnecting(self, session: Callable[[asyncio.Queue[bytes]], Awaitable[None]],
+                            errors: tuple[type[BaseException], ...], where: str) -> None:
+        """Run ``session`` again and again: a broker outage is counted and logged, never fatal."""
+        queue = self._start()
+        self._attempt = 0
+        self._where = where
+        while True:
+            try:
+                await session(queue)
+            except errors as exc:
+                self._drop_queue()
+                logger.warning("backplane: %s unreachable (%s); retrying", where, exc)
+                self._attempt += 1
+            finally:
+                self._connected = False
+            await asyncio.sleep(min(5.0, 0.1 * 2 ** min(self._attempt, 6)))
 
 
 class RedisBackplane(_QueuedBackplane):
@@ -145,48 +167,39 @@ class RedisBackplane(_QueuedBackplane):
 
     async def run(self, deliver: Deliver) -> None:
         try:
-            import redis.asyncio as aioredis
             from redis.exceptions import RedisError
         except ImportError as exc:  # pragma: no cover - depends on the environment
             raise RuntimeError("--redis needs the 'redis' package: pip install redis") from exc
-        queue = self._start()
-        attempt = 0
-        while True:
-            client: Any = aioredis.Redis.from_url(self.url, socket_connect_timeout=2,
-                                                  health_check_interval=5)
-            pubsub = client.pubsub(ignore_subscribe_messages=True)
-            publisher: asyncio.Task[None] | None = None
-            try:
-                await pubsub.subscribe(self.channel)
-                self._connected = True
-                if attempt:
-                    logger.info("backplane: reconnected to %s", self.url)
-                attempt = 0
-                publisher = asyncio.create_task(self._publish_loop(client, queue))
-                while True:
-                    message = await pubsub.get_message(timeout=1.0)
-                    if publisher.done():
-                        publisher.result()  # re-raises the publisher's connection error
-                    if message is None or message.get("type") != "message":
-                        continue
-                    self._deliver(deliver, message["data"])
-            except (RedisError, OSError) as exc:
-                self._connected = False
-                self._drop_queue()
-                logger.warning("backplane: Redis at %s unreachable (%s); retrying", self.url,
-                               exc)
-                attempt += 1
-            finally:
-                self._connected = False
-                if publisher is not None:
-                    publisher.cancel()
-                    with contextlib.suppress(BaseException):
-                        await publisher
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()
-                with contextlib.suppress(Exception):
-                    await client.aclose()
-            await _backoff(attempt)
+        await self._reconnecting(lambda queue: self._session(deliver, queue),
+                                 (RedisError, OSError), f"Redis at {self.url}")
+
+    async def _session(self, deliver: Deliver, queue: asyncio.Queue[bytes]) -> None:
+        import redis.asyncio as aioredis
+
+        client: Any = aioredis.Redis.from_url(self.url, socket_connect_timeout=2,
+                                              health_check_interval=5)
+        pubsub = client.pubsub(ignore_subscribe_messages=True)
+        publisher: asyncio.Task[None] | None = None
+        try:
+            await pubsub.subscribe(self.channel)
+            self._connected_now()
+            publisher = asyncio.create_task(self._publish_loop(client, queue))
+            while True:
+                message = await pubsub.get_message(timeout=1.0)
+                if publisher.done():
+                    publisher.result()  # re-raises the publisher's connection error
+                if message is None or message.get("type") != "message":
+                    continue
+                self._deliver(deliver, message["data"])
+        finally:
+            if publisher is not None:
+                publisher.cancel()
+                with contextlib.suppress(BaseException):
+                    await publisher
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()
+            with contextlib.suppress(Exception):
+                await client.aclose()
 
     async def _publish_loop(self, client: Any, queue: asyncio.Queue[bytes]) -> None:
         while True:
@@ -216,40 +229,31 @@ class RelayBackplane(_QueuedBackplane):
         self.path = path
 
     async def run(self, deliver: Deliver) -> None:
-        queue = self._start()
-        attempt = 0
-        while True:
-            writer: asyncio.StreamWriter | None = None
-            sender: asyncio.Task[None] | None = None
-            try:
-                reader, writer = await asyncio.open_unix_connection(self.path)
-                self._connected = True
-                attempt = 0
-                sender = asyncio.create_task(self._send_loop(writer, queue))
-                while True:
-                    (size,) = _LENGTH.unpack(await reader.readexactly(_LENGTH.size))
-                    data = await reader.readexactly(size)
-                    try:
-                        message = decode(data)
-                    except ValueError:
-                        self._lost(1, "garbled relay message")
-                        continue
-                    self.received += 1
-                    deliver(message)
-            except (OSError, asyncio.IncompleteReadError) as exc:
-                self._connected = False
-                self._drop_queue()
-                logger.warning("backplane: relay %s unreachable (%s); retrying", self.path, exc)
-                attempt += 1
-            finally:
-                self._connected = False
-                if sender is not None:
-                    sender.cancel()
-                    with contextlib.suppress(BaseException):
-                        await sender
-                if writer is not None:
-                    writer.close()
-            await _backoff(attempt)
+        await self._reconnecting(lambda queue: self._session(deliver, queue),
+                                 (OSError, asyncio.IncompleteReadError), f"relay {self.path}")
+
+    async def _session(self, deliver: Deliver, queue: asyncio.Queue[bytes]) -> None:
+        reader, writer = await asyncio.open_unix_connection(self.path)
+        sender: asyncio.Task[None] | None = None
+        try:
+            self._connected_now()
+            sender = asyncio.create_task(self._send_loop(writer, queue))
+            while True:
+                (size,) = _LENGTH.unpack(await reader.readexactly(_LENGTH.size))
+                data = await reader.readexactly(size)
+                try:
+                    message = decode(data)
+                except ValueError:
+                    self._lost(1, "garbled relay message")
+                    continue
+                self.received += 1
+                deliver(message)
+        finally:
+            if sender is not None:
+                sender.cancel()
+                with contextlib.suppress(BaseException):
+                    await sender
+            writer.close()
 
     async def _send_loop(self, writer: asyncio.StreamWriter, queue: asyncio.Queue[bytes]) -> None:
         while True:
