@@ -30,12 +30,13 @@ from __future__ import annotations
 
 import codecs
 import struct
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import Enum
 from typing import Final
 
-from ._mask import _LOW, _REPEAT, ACCELERATED, mask
+from ._mask import _LOW, _REPEAT, ACCELERATED, mask, mask_join
 from .errors import CloseCode, LocalProtocolError, RemoteProtocolError
 from .events import Binary, ConnectionClosed, Event, Ping, Pong, Text
 from .extensions.base import Extension
@@ -152,6 +153,8 @@ class Connection:
         "_frame_left",
         "_frame_offset",
         "_limits",
+        "_more",
+        "_more_size",
         "_msg_compressed",
         "_msg_fragments",
         "_msg_opcode",
@@ -191,9 +194,13 @@ class Connection:
         self._fragment_size = fragment_size
         self._state = State.CONNECTING
         self._extension: Extension | None = None
-        # Receive side: one buffer and an offset into it (compacted, never re-scanned).
-        self._buf: bytes | bytearray = b""
+        # Receive side: the chunk being parsed and an offset into it (never re-scanned),
+        # then the chunks received behind it, kept as they came (no copy, no growing
+        # buffer) until the parser reaches them.
+        self._buf = b""
         self._pos = 0
+        self._more: deque[bytes] | None = None
+        self._more_size = 0  # bytes in _more
         self._frame_left = _NO_FRAME  # payload bytes of the current data frame still to read
         self._frame_fin = False
         self._frame_key: bytes | None = None
@@ -224,6 +231,20 @@ class Connection:
         return self._state
 
     @property
+    def streaming(self) -> bool:
+        """Whether messages are delivered in pieces as frames arrive (else whole).
+
+        May be switched at any time; it applies from the next event. A message
+        already partly delivered in pieces then ends with one final piece holding
+        the rest.
+        """
+        return self._streaming
+
+    @streaming.setter
+    def streaming(self, value: bool) -> None:
+        self._streaming = value
+
+    @property
     def extension(self) -> Extension | None:
         """The negotiated extension, if any."""
         return self._extension
@@ -245,7 +266,15 @@ class Connection:
             # behind its request, before the application accepts it (fuzz/ memory bounds).
             handshake = getattr(self, "_handshake", None)
             return int(getattr(handshake, "buffered_bytes", 0))
-        return len(self._buf) - self._pos
+        size = len(self._buf) - self._pos + self._more_size
+        left = self._frame_left
+        if left != _NO_FRAME and not self._streaming and left <= self._fast_limit \
+                and self._msg_opcode == _BINARY:
+            # The rest of a frame being gathered whole is part of a message, bounded
+            # by the limits like a message's collected parts: only bytes behind it
+            # count, or a reader pausing at a threshold would wait forever.
+            return max(0, size - left)
+        return size
 
     # ------------------------------------------------------------------ input
 
@@ -261,23 +290,38 @@ class Connection:
         self._feed(data)
 
     def _feed(self, data: bytes | bytearray | memoryview) -> None:
-        buf, pos = self._buf, self._pos
-        if pos >= len(buf):
+        if type(data) is not bytes:
+            data = bytes(data)  # the caller may reuse its buffer
+        if self._pos >= len(self._buf) and self._more is None:
             # Everything before was consumed: parse the new bytes where they lie.
-            self._buf = data if type(data) is bytes else bytes(data)
+            self._buf = data
             self._pos = 0
-        elif type(buf) is bytes:
-            # A partial frame remains in an immutable chunk: start a growable buffer.
-            grown = bytearray(memoryview(buf)[pos:])
-            grown += data
-            self._buf, self._pos = grown, 0
-        else:
-            assert isinstance(buf, bytearray)
-            if pos > 65536 or pos * 2 > len(buf):
-                # Compact rarely: only when the consumed prefix dominates the buffer.
-                del buf[:pos]
-                self._pos = 0
-            buf += data
+            return
+        # Queued as they are: bytes the application is not pulling yet (or the
+        # rest of a long frame) cost no copy and no buffer growth here.
+        if self._more is None:
+            self._more = deque()
+        self._more.append(data)
+        self._more_size += len(data)
+
+    def _refill(self) -> bool:
+        """The parser needs more than the current chunk: move on to the next one.
+
+        What is left of the current chunk is at most an incomplete frame header or
+        short frame (payloads are consumed as they arrive), so joining it to the
+        next chunk copies little beyond that chunk.
+        """
+        more = self._more
+        if more is None:
+            return False
+        chunk = more.popleft()
+        self._more_size -= len(chunk)
+        if not more:
+            self._more = None
+        buf, pos = self._buf, self._pos
+        self._buf = chunk if pos >= len(buf) else b"".join((memoryview(buf)[pos:], chunk))
+        self._pos = 0
+        return True
 
     def receive_eof(self) -> None:
         """The transport's read side ended."""
@@ -384,10 +428,25 @@ class Connection:
             buf = self._buf
             pos = self._pos
             end = len(buf)
-            if self._frame_left != _NO_FRAME:
+            left = self._frame_left
+            if left != _NO_FRAME:
+                if end - pos < left and not self._streaming and left <= self._fast_limit \
+                        and self._msg_opcode == _BINARY:
+                    # A whole binary message is wanted: wait for the frame's last byte,
+                    # then copy (and unmask) its payload once, from every chunk it
+                    # spans. Not text: invalid UTF-8 must fail as soon as it arrives
+                    # (§8.1, checked incrementally below as the payload comes in).
+                    event = self._whole_payload()
+                    if event is None and self._frame_left != _NO_FRAME:
+                        return None
+                    if event is not None:
+                        return event
+                    continue
                 # Inside a data frame's payload: take what has arrived.
-                take = min(self._frame_left, end - pos)
-                if take == 0 and self._frame_left:
+                take = min(left, end - pos)
+                if take == 0 and left:
+                    if self._refill():
+                        continue
                     return None
                 event = self._payload(buf, pos, pos + take)
                 if event is not None:
@@ -395,6 +454,8 @@ class Connection:
                 continue
             avail = end - pos
             if avail < 2:
+                if self._refill():
+                    continue
                 return None
             b0 = buf[pos]
             b1 = buf[pos + 1]
@@ -402,11 +463,15 @@ class Connection:
             header = 2
             if length == 126:
                 if avail < 4:
+                    if self._refill():
+                        continue
                     return None
                 (length,) = _unpack_16(buf, pos + 2)
                 header = 4
             elif length == 127:
                 if avail < 10:
+                    if self._refill():
+                        continue
                     return None
                 (length,) = _unpack_64(buf, pos + 2)
                 header = 10
@@ -417,6 +482,8 @@ class Connection:
                 if self._client:
                     raise _violation("masked frame from the server")
                 if avail < header + 4:
+                    if self._refill():
+                        continue
                     return None
                 key: bytes | None = bytes(buf[pos + header:pos + header + 4])
                 header += 4
@@ -437,8 +504,10 @@ class Connection:
                 if rsv:
                     raise _violation("reserved bits set on a control frame")
                 if avail < header + length:
+                    if self._refill():
+                        continue
                     return None
-                payload = bytes(buf[start:start + length])
+                payload = buf[start:start + length]
                 if key is not None:
                     payload = mask(payload, key)
                 self._pos = start + length
@@ -500,7 +569,7 @@ class Connection:
                     elif start == 0 and stop == end and type(buf) is bytes:
                         data = buf
                     else:
-                        data = bytes(memoryview(buf)[start:stop])
+                        data = buf[start:stop]
                     if opcode == _BINARY:
                         return Binary(data)
                     try:
@@ -533,7 +602,7 @@ class Connection:
             raise _violation(f"message in more than {limits.max_fragments} frames",
                              CloseCode.MESSAGE_TOO_BIG)
 
-    def _payload(self, buf: bytes | bytearray, start: int, stop: int) -> Event | None:
+    def _payload(self, buf: bytes, start: int, stop: int) -> Event | None:
         """Consume part of a data frame's payload; an event when there is one to give."""
         size = stop - start
         self._pos = stop
@@ -549,10 +618,55 @@ class Connection:
                 key = key[phase:] + key[:phase]
             self._frame_offset += size
             chunk = mask(memoryview(buf)[start:stop], key)
+        elif start == 0 and stop == len(buf):
+            chunk = buf  # a whole received chunk: no copy
         else:
-            chunk = bytes(memoryview(buf)[start:stop])
+            chunk = buf[start:stop]
         if not size and not final:
             return None
+        return self._deliver(chunk, final)
+
+    def _whole_payload(self) -> Event | None:
+        """The rest of the current frame's payload in one piece, once all of it arrived.
+
+        It starts in the current chunk and ends in a queued one; None (frame still
+        open) until enough bytes are queued. The chunks are joined once, unmasking
+        on the way (§5.3), and the chunk holding the frame's end becomes current.
+        """
+        left = self._frame_left
+        buf, pos = self._buf, self._pos
+        more = self._more
+        have = len(buf) - pos
+        if more is None or have + self._more_size < left:
+            return None
+        parts: list[bytes | memoryview] = [memoryview(buf)[pos:]] if have else []
+        while True:
+            last = more.popleft()
+            self._more_size -= len(last)
+            have += len(last)
+            if have >= left:
+                break
+            parts.append(last)
+        cut = len(last) - (have - left)  # bytes of the last chunk inside this frame
+        parts.append(last if cut == len(last) else memoryview(last)[:cut])
+        if not more:
+            self._more = None
+        self._buf, self._pos = last, cut
+        self._frame_left = _NO_FRAME
+        final = self._frame_fin
+        key = self._frame_key
+        if key is not None:
+            phase = self._frame_offset & 3
+            if phase:
+                key = key[phase:] + key[:phase]
+            self._frame_offset += left
+            chunk = mask_join(parts, key)
+        else:
+            chunk = b"".join(parts)
+        return self._deliver(chunk, final)
+
+    def _deliver(self, chunk: bytes, final: bool) -> Event | None:
+        """Decompress, check and collect (or stream) a piece of a message's payload."""
         limits = self._limits
         if self._msg_compressed:
             ext = self._extension
@@ -643,6 +757,8 @@ class Connection:
         self._state = State.CLOSED
         self._buf = b""
         self._pos = 0
+        self._more = None
+        self._more_size = 0
         self._msg_parts = None
         self.close_code = code
         self.close_reason = reason

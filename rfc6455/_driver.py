@@ -200,7 +200,7 @@ class ServerOptions(_Common):
                 _deflate("server", self.compression, self.compression_options)))
         return ServerConnection(origins=self.origins, subprotocols=self.subprotocols,
                                 extensions=extensions, limits=self.engine_limits(),
-                                streaming=True)
+                                streaming=False)
 
 
 @dataclass(frozen=True)
@@ -221,7 +221,7 @@ class ClientOptions(_Common):
                 _deflate("client", self.compression, self.compression_options)))
         return ClientConnection(uri, origin=self.origin, subprotocols=self.subprotocols,
                                 extensions=extensions, extra_headers=self.extra_headers,
-                                limits=self.engine_limits(), streaming=True)
+                                limits=self.engine_limits(), streaming=False)
 
 
 def split_options(cls: type[_Common], options: dict[str, Any]) -> Any:
@@ -388,6 +388,9 @@ class Driver(Generic[W]):
             return False
         self.hold = False
         conn = self.conn
+        # Pieces only for a streaming reader: a whole message is parsed in one go,
+        # its payload copied once however many reads it came in.
+        conn.streaming = want == WANT_PIECE
         pieces = self._pieces
         limit = self.max_queue
         while self._complete < limit:

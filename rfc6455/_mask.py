@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
-__all__ = ["mask", "mask_inplace", "mask_python"]
+__all__ = ["mask", "mask_inplace", "mask_join", "mask_python"]
 
 _from_bytes = int.from_bytes
 # Short payloads (control frames, 7-bit lengths): the key as an integer times
@@ -69,8 +69,25 @@ def mask_inplace_python(buffer: bytearray, key: bytes | bytearray) -> None:
         _translate_lanes(buffer, key)
 
 
+def mask_join_python(parts: list[bytes | memoryview], key: bytes | bytearray) -> bytes:
+    """``mask(b"".join(parts), key)``: a frame's payload received in several reads.
+
+    Each part is masked on its own (the key rotated to where it starts), then
+    joined: the lane tables stay in cache for read-sized parts, which is twice as
+    fast as masking the joined megabyte.
+    """
+    out = []
+    offset = 0
+    for part in parts:
+        phase = offset & 3
+        out.append(mask_python(part, key[phase:] + key[:phase] if phase else key))
+        offset += len(part)
+    return b"".join(out)
+
+
 mask: Callable[[bytes | bytearray | memoryview, bytes | bytearray], bytes] = mask_python
 mask_inplace: Callable[[bytearray, bytes | bytearray], None] = mask_inplace_python
+mask_join: Callable[[list[bytes | memoryview], bytes | bytearray], bytes] = mask_join_python
 
 if not os.environ.get("RFC6455_NO_EXTENSIONS"):
     try:
@@ -78,11 +95,15 @@ if not os.environ.get("RFC6455_NO_EXTENSIONS"):
         from ._speedups import (  # type: ignore[import-not-found, unused-ignore]
             mask_inplace as _c_mask_inplace,
         )
+        from ._speedups import (  # type: ignore[import-not-found, unused-ignore]
+            mask_join as _c_mask_join,
+        )
     except ImportError:  # pragma: no cover - depends on the build
         pass
     else:  # pragma: no cover - depends on the build
         mask = _c_mask
         mask_inplace = _c_mask_inplace
+        mask_join = _c_mask_join
 
 #: Whether the compiled accelerator is in use.
 ACCELERATED = mask is not mask_python

@@ -190,7 +190,9 @@ def _wire(opcode: int, payload: bytes, *, masked: bool, fin: bool = True, rsv: i
           form16: bool = False) -> bytes:
     first = (0x80 if fin else 0) | rsv | opcode
     mbit = 0x80 if masked else 0
-    if form16 or len(payload) >= 126:
+    if len(payload) >= 65536:
+        head = bytes([first, mbit | 127]) + len(payload).to_bytes(8, "big")
+    elif form16 or len(payload) >= 126:
         head = bytes([first, mbit | 126]) + len(payload).to_bytes(2, "big")
     else:
         head = bytes([first, mbit | len(payload)])
@@ -231,7 +233,7 @@ def test_read_frame_parses_whole_data_frames_section_5_2(
 @pytest.mark.usefixtures("configured")
 @pytest.mark.parametrize("case", [
     "ping", "close", "continuation", "not-final", "rsv1", "rsv3", "reserved-opcode",
-    "wrong-mask", "incomplete", "over-limit", "invalid-utf8", "64-bit-length", "one-byte",
+    "wrong-mask", "incomplete", "over-limit", "invalid-utf8", "64-bit-length-msb", "64-bit-incomplete", "one-byte",
 ])
 def test_read_frame_leaves_everything_else_to_the_general_path_section_5_2(case: str) -> None:
     """None means "the Python parser decides": it raises violations, handles control frames."""
@@ -248,7 +250,10 @@ def test_read_frame_leaves_everything_else_to_the_general_path_section_5_2(case:
         "incomplete": _wire(2, b"0123456789", masked=True)[:-1],
         "over-limit": _wire(2, b"0123456789", masked=True),
         "invalid-utf8": _wire(1, b"ok \xed\xa0\x80 no", masked=True),
-        "64-bit-length": bytes([0x82, 0xFF]) + (5).to_bytes(8, "big") + b"k" * 4 + b"x" * 5,
+        "64-bit-length-msb": bytes([0x82, 0xFF]) + (1 << 63 | 5).to_bytes(8, "big")
+        + b"k" * 4 + b"x" * 5,
+        "64-bit-incomplete": bytes([0x82, 0xFF]) + (70_000).to_bytes(8, "big") + b"k" * 4
+        + b"x" * 69_999,
         "one-byte": b"\x81",
     }
     limit = 9 if case == "over-limit" else 1 << 20
@@ -316,3 +321,43 @@ def test_read_frame_on_arbitrary_bytes_section_5_2(
         assert data[pos] in (0x81, 0x82)
         assert bool(data[pos + 1] & 0x80) is not client  # §5.1
         assert len(event.data) <= limit
+
+
+@needs_speedups
+@given(st.lists(st.binary(max_size=40), max_size=6), keys, st.integers(0, 3))
+def test_c_mask_join_agrees_with_python_section_5_3(
+    parts: list[bytes], key: bytes, skip: int
+) -> None:
+    # Parts as the engine passes them: bytes, and memoryviews over bytes (a frame's
+    # first and last pieces are views into the chunks they were read in).
+    assert speedups is not None
+    mixed: list[bytes | memoryview] = [
+        memoryview(b"\x00" * skip + p)[skip:] if i % 2 else p for i, p in enumerate(parts)]
+    result = speedups.mask_join(mixed, key)
+    assert type(result) is bytes
+    assert result == mask_python(b"".join(parts), key) == _mask.mask_join_python(mixed, key)
+
+
+@needs_speedups
+def test_c_mask_join_rejects_bad_arguments() -> None:
+    assert speedups is not None
+    with pytest.raises(TypeError):
+        speedups.mask_join((b"ab",), b"abcd")  # a list only
+    with pytest.raises(ValueError):
+        speedups.mask_join([b"ab"], b"abc")
+    with pytest.raises(TypeError):
+        speedups.mask_join([b"ab", 3], b"abcd")
+
+
+@needs_speedups
+@pytest.mark.usefixtures("configured")
+@pytest.mark.parametrize("masked", [True, False])
+def test_read_frame_takes_64_bit_lengths_section_5_2(masked: bool) -> None:
+    payload = os.urandom(70_000)
+    wire = b"junk" + _wire(2, payload, masked=masked) + b"next"
+    assert speedups is not None
+    found = speedups.read_frame(wire, 4, not masked, 1 << 20)
+    assert found is not None
+    assert found[0] == Binary(payload)
+    assert found[1] == len(wire) - 4
+    assert speedups.read_frame(wire, 4, not masked, 69_999) is None  # over the limit
