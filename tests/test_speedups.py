@@ -233,7 +233,8 @@ def test_read_frame_parses_whole_data_frames_section_5_2(
 @pytest.mark.usefixtures("configured")
 @pytest.mark.parametrize("case", [
     "ping", "close", "continuation", "not-final", "rsv1", "rsv3", "reserved-opcode",
-    "wrong-mask", "incomplete", "over-limit", "invalid-utf8", "64-bit-length-msb", "64-bit-incomplete", "one-byte",
+    "wrong-mask", "incomplete", "over-limit", "invalid-utf8", "64-bit-length-msb",
+    "64-bit-incomplete", "one-byte",
 ])
 def test_read_frame_leaves_everything_else_to_the_general_path_section_5_2(case: str) -> None:
     """None means "the Python parser decides": it raises violations, handles control frames."""
