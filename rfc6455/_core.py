@@ -46,6 +46,7 @@ from .frames import (
     build_close_payload,
     parse_close_payload,
     serialize_frame,
+    serialize_frame_parts,
 )
 
 __all__ = ["EOF", "Limits", "State"]
@@ -93,6 +94,9 @@ _unpack_64 = struct.Struct("!Q").unpack_from
 _TEXT: Final = 1
 _BINARY: Final = 2
 _NO_FRAME: Final = -1
+# Payloads from this size are queued apart from their frame header rather than
+# copied into one frame: data_to_send_parts() hands them on as they are.
+_UNJOINED_SIZE: Final = 65536
 _new_utf8_decoder = codecs.getincrementaldecoder("utf-8")
 _from_bytes = int.from_bytes
 _OPEN: Final = State.OPEN
@@ -803,6 +807,22 @@ class Connection:
             return EOF
         return b""
 
+    def data_to_send_parts(self) -> list[bytes] | _EOFType:
+        """:meth:`data_to_send` as a list of buffers, for ``writelines`` or ``sendmsg``.
+
+        The bytes are the same, in the same order; a large payload is its own
+        item, handed on without being copied into its frame. An empty list when
+        there is nothing to send.
+        """
+        out = self._out
+        if out:
+            self._out = []
+            return out
+        if self._eof_pending and not self._eof_sent:
+            self._eof_sent = True
+            return EOF
+        return []
+
     # ---------------------------------------------------------------- sending
 
     def _check_can_send(self) -> None:
@@ -839,6 +859,8 @@ class Connection:
             # parts; the first part of the next message sets it again.)
             if not self._client and len(payload) < 126 and type(payload) is bytes:
                 self._out.append(_pack_short_header(0x80 | opcode, len(payload)) + payload)
+            elif len(payload) >= _UNJOINED_SIZE and type(payload) is bytes:
+                self._out += serialize_frame_parts(opcode, payload, masked=self._client)
             else:
                 self._out.append(serialize_frame(opcode, payload, masked=self._client))
             return
@@ -859,8 +881,12 @@ class Connection:
         size = self._fragment_size
         masked = self._client
         if size is None or len(payload) <= size:
-            self._out.append(serialize_frame(frame_opcode, payload, fin=final, rsv=rsv,
-                                             masked=masked))
+            if len(payload) >= _UNJOINED_SIZE and type(payload) is bytes:
+                self._out += serialize_frame_parts(frame_opcode, payload, fin=final, rsv=rsv,
+                                                   masked=masked)
+            else:
+                self._out.append(serialize_frame(frame_opcode, payload, fin=final, rsv=rsv,
+                                                 masked=masked))
             return
         view = memoryview(payload)
         last = len(payload) - size

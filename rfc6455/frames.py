@@ -73,19 +73,42 @@ def serialize_frame(
     ``masked`` frames (client role, §5.3) get a fresh key from the operating
     system's CSPRNG, as §10.3 requires keys the peer cannot predict.
     """
-    size = len(payload)
-    first = (FIN if fin else 0) | rsv | opcode
-    mask_bit = MASK_BIT if masked else 0
-    if size < 126:
-        header = _pack_short(first, mask_bit | size)
-    elif size < 65536:
-        header = _pack_medium(first, mask_bit | 126, size)
-    else:
-        header = _pack_long(first, mask_bit | 127, size)
+    header = _header(opcode, len(payload), fin, rsv, masked)
     if masked:
         key = _new_key()
         return b"".join((header, key, mask(payload, key)))
     return header + payload if type(payload) is bytes else b"".join((header, payload))
+
+
+def serialize_frame_parts(
+    opcode: int,
+    payload: bytes,
+    *,
+    fin: bool = True,
+    rsv: int = 0,
+    masked: bool = False,
+) -> tuple[bytes, bytes]:
+    """One frame as (header, payload on the wire): :func:`serialize_frame` unjoined.
+
+    For large payloads written with ``writelines``/``sendmsg``: an unmasked
+    payload goes out as the very object given, never copied into a frame.
+    """
+    header = _header(opcode, len(payload), fin, rsv, masked)
+    if masked:
+        key = _new_key()
+        return header + key, mask(payload, key)
+    return header, payload
+
+
+def _header(opcode: int, size: int, fin: bool, rsv: int, masked: bool) -> bytes:
+    """The frame header before any masking key, minimal length encoding (§5.2)."""
+    first = (FIN if fin else 0) | rsv | opcode
+    mask_bit = MASK_BIT if masked else 0
+    if size < 126:
+        return _pack_short(first, mask_bit | size)
+    if size < 65536:
+        return _pack_medium(first, mask_bit | 126, size)
+    return _pack_long(first, mask_bit | 127, size)
 
 
 # §7.4.1 and the IANA registry: codes an endpoint may put on the wire.

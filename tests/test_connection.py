@@ -8,6 +8,7 @@ import tracemalloc
 import pytest
 
 from rfc6455 import (
+    EOF,
     Binary,
     ClientConnection,
     Limits,
@@ -32,6 +33,7 @@ from .helpers import (
     feed,
     open_client,
     open_server,
+    parse_frames,
     sframe,
     written_frames,
 )
@@ -288,3 +290,45 @@ def test_streaming_fragmented_message_marks_only_the_end_final() -> None:
 def test_state_is_open_after_handshake() -> None:
     pair = Pair()
     assert pair.client.state is State.OPEN and pair.server.state is State.OPEN
+
+
+# ------------------------------------------------------------- data_to_send_parts
+
+@pytest.mark.parametrize("size", [0, 125, 65535, 65536, 300_000])
+@pytest.mark.parametrize("role", ["server", "client"])
+def test_data_to_send_parts_are_the_same_bytes_section_5_2(size: int, role: str) -> None:
+    # The list form carries exactly what data_to_send() would have returned.
+    payload = os.urandom(size)
+    joined = open_server() if role == "server" else open_client()
+    listed = open_server() if role == "server" else open_client()
+    for conn in (joined, listed):
+        conn.send(payload)
+        conn.send("text")
+        conn.ping(b"p")
+    a = joined.data_to_send()
+    parts = listed.data_to_send_parts()
+    assert isinstance(a, bytes) and isinstance(parts, list)
+    assert [(f.opcode, f.payload) for f in parse_frames(a)] == \
+        [(f.opcode, f.payload) for f in parse_frames(b"".join(parts))]
+    assert listed.data_to_send_parts() == []
+
+
+def test_a_large_unmasked_payload_is_handed_on_uncopied() -> None:
+    payload = os.urandom(300_000)
+    server = open_server()
+    server.send(payload)
+    parts = server.data_to_send_parts()
+    assert isinstance(parts, list) and len(parts) == 2
+    assert parts[1] is payload  # no copy into a frame
+    assert parse_frames(b"".join(parts))[0].payload == payload
+
+
+def test_data_to_send_parts_reports_eof_section_7_1_1() -> None:
+    server = open_server()
+    server.close()
+    parts = server.data_to_send_parts()
+    assert isinstance(parts, list) and parse_frames(b"".join(parts))[0].opcode == Opcode.CLOSE
+    server.receive_data(cframe(0x8, b"\x03\xe8"))
+    list(server.events())
+    assert server.data_to_send_parts() is EOF
+    assert server.data_to_send_parts() == []

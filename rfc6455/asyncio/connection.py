@@ -14,7 +14,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from time import monotonic as _now
 from typing import Any
 
-from .._core import EOF, State
+from .._core import State
 from .._driver import (
     IDLE_TIMEOUT,
     PING,
@@ -213,8 +213,8 @@ class Connection(ConnectionView, asyncio.Protocol):
         if transport is None:
             return
         while True:
-            data = engine.data_to_send()
-            if data is EOF:
+            parts = engine.data_to_send_parts()
+            if type(parts) is not list:  # EOF
                 if self._lost:
                     break
                 if self._eof_received or not transport.can_write_eof():
@@ -222,10 +222,14 @@ class Connection(ConnectionView, asyncio.Protocol):
                 else:
                     transport.write_eof()
                 continue
-            if not data:
+            if not parts:
                 break
             if not self._lost and not transport.is_closing():
-                transport.write(data)  # type: ignore[arg-type]
+                # A large payload is its own part: writelines passes it on uncopied.
+                if len(parts) == 1:
+                    transport.write(parts[0])
+                else:
+                    transport.writelines(parts)
         if self._close_timer is None and not self._lost and engine.close_expected():
             timeout = self._options.close_timeout
             if timeout is not None:

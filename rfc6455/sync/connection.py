@@ -155,15 +155,15 @@ class Connection(ConnectionView):
         engine = self.engine
         outbox = self._outbox
         while True:
-            data = engine.data_to_send()
-            if data is EOF:
+            parts = engine.data_to_send_parts()
+            if type(parts) is not list:  # EOF
                 outbox.append(_EOF_MARK)
                 continue
-            if not data:
+            if not parts:
                 break
-            assert isinstance(data, bytes)
-            outbox.append(data)
-            self._outbox_bytes += len(data)
+            # A large payload is its own part: sent as it is, never copied into a frame.
+            outbox.extend(parts)
+            self._outbox_bytes += sum(map(len, parts))
         if self._close_deadline is None and engine.close_expected():
             timeout = self._options.close_timeout
             self._close_deadline = time.monotonic() + (1e9 if timeout is None else timeout)
