@@ -37,6 +37,10 @@ __all__ = ["Connection"]
 
 #: How long parsing waits for the application's first recv() after the handshake.
 _FIRST_HOLD = 0.05
+#: Sends made while more input waits are written together at the end of the loop
+#: iteration, up to this many bytes (then at once): one write per batch of
+#: pipelined messages instead of one system call each.
+_COALESCE_LIMIT = 65536
 
 
 class Connection(ConnectionView, asyncio.Protocol):
@@ -44,6 +48,7 @@ class Connection(ConnectionView, asyncio.Protocol):
 
     __slots__ = (
         "_close_timer",
+        "_coalesced",
         "_drain_waiters",
         "_driver",
         "_eof_received",
@@ -81,6 +86,9 @@ class Connection(ConnectionView, asyncio.Protocol):
         self._resume_scheduled = False
         self._eof_received = False
         self._lost = False
+        # 0: output is written as it is produced; else 1 + the bytes sent since a
+        # write was scheduled for the end of this loop iteration.
+        self._coalesced = 0
 
     # ------------------------------------------------------------ properties
 
@@ -175,7 +183,8 @@ class Connection(ConnectionView, asyncio.Protocol):
                 if not waiter.done():
                     waiter.set_result(latency)
             driver.acked.clear()
-        self._flush()
+        if not self._coalesced:
+            self._flush()
         transport = self.transport
         if transport is not None and not self._lost:
             if driver.queue_full and driver.closed is None:
@@ -185,9 +194,11 @@ class Connection(ConnectionView, asyncio.Protocol):
             elif self._reading_paused:
                 self._reading_paused = False
                 transport.resume_reading()
-        if driver.hold and not self._resume_scheduled:
-            # A message went to a waiting reader: let it run first, then resume
-            # parsing so that pings and closes are answered even if it stays busy.
+        if driver.hold and not self._resume_scheduled and self.engine.buffered_bytes:
+            # A message went to a waiting reader and more input waits: let the
+            # reader run first, then resume parsing so that pings and closes are
+            # answered even if it stays busy. (With nothing buffered, the next
+            # data_received comes back here.)
             self._resume_scheduled = True
             self._loop.call_soon(self._resume)
 
@@ -357,12 +368,31 @@ class Connection(ConnectionView, asyncio.Protocol):
     # --------------------------------------------------------------- sending
 
     def _send_now(self, data: Data | bytearray | memoryview, final: bool) -> None:
+        engine = self.engine
         try:
-            self.engine.send(data, final=final)
+            engine.send(data, final=final)
         except LocalProtocolError:
-            if self.engine.state is not State.OPEN:
+            if engine.state is not State.OPEN:
                 raise self._driver.closed_error() from None
             raise
+        coalesced = self._coalesced
+        if coalesced:
+            coalesced += len(data)
+            if coalesced < _COALESCE_LIMIT:
+                self._coalesced = coalesced
+                return
+            self._coalesced = 1  # the scheduled write finds less (or nothing) to do
+        elif engine.buffered_bytes:
+            # More input is already here, so more sends are likely before the loop
+            # polls again (pipelined messages): write them all at the end of this
+            # iteration. A lone send (request/response) is written at once.
+            self._coalesced = 1 + len(data)
+            self._loop.call_soon(self._write_coalesced)
+            return
+        self._flush()
+
+    def _write_coalesced(self) -> None:
+        self._coalesced = 0
         self._flush()
 
     async def send(self, message: Data | bytearray | memoryview | Iterable[Data]

@@ -722,3 +722,37 @@ def test_send_during_closing_reports_our_close_code() -> None:
             assert info.value.code == 1001
 
     run(main())
+
+
+@pytest.mark.parametrize("uvloop_loop", [False, True])
+def test_pipelined_messages_echo_in_order_through_write_coalescing(uvloop_loop: bool) -> None:
+    """Sends made while more input waits are written together at the end of the loop
+    iteration (and at once past 64 KiB): order and content must not change, and a
+    lone reply still goes out without waiting for more input."""
+    sizes = [1, 40, 200, 70_000, 3, 65536, 10, 150_000] * 25
+
+    async def main() -> None:
+        async with serve(echo, "127.0.0.1", 0, max_size=2**21, compression=None) as srv:
+            reader, writer = await asyncio.open_connection("127.0.0.1", srv.port)
+            key = "dGhlIHNhbXBsZSBub25jZQ=="
+            writer.write(f"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                         f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                         f"Sec-WebSocket-Version: 13\r\n\r\n".encode())
+            await reader.readuntil(b"\r\n\r\n")
+            payloads = [os.urandom(n) for n in sizes]
+            # Every message in one write: the server sees them pipelined.
+            writer.write(b"".join(frame(0x2, p) for p in payloads))
+            expected = b"".join(frame(0x2, p, masked=False) for p in payloads)
+            got = await reader.readexactly(len(expected))
+            assert got == expected
+            # A lone message after the burst is answered on its own.
+            writer.write(frame(TEXT, b"alone"))
+            assert await reader.readexactly(7) == frame(TEXT, b"alone", masked=False)
+            writer.close()
+
+    if uvloop_loop:
+        import uvloop
+
+        run(main(), loop_factory=uvloop.new_event_loop)
+    else:
+        run(main())
