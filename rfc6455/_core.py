@@ -34,7 +34,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import Enum
-from typing import Final
+from typing import Any, Final
 
 from ._mask import _LOW, _REPEAT, ACCELERATED, mask, mask_join
 from .errors import CloseCode, LocalProtocolError, RemoteProtocolError
@@ -90,6 +90,7 @@ class Limits:
 
 _unpack_16 = struct.Struct("!H").unpack_from
 _pack_short_header = struct.Struct("!BB").pack
+_pack_medium_header = struct.Struct("!BBH").pack
 _unpack_64 = struct.Struct("!Q").unpack_from
 _TEXT: Final = 1
 _BINARY: Final = 2
@@ -97,6 +98,9 @@ _NO_FRAME: Final = -1
 # Payloads from this size are queued apart from their frame header rather than
 # copied into one frame: data_to_send_parts() hands them on as they are.
 _UNJOINED_SIZE: Final = 65536
+# A masked payload shorter than this is sliced out of the buffer before being
+# unmasked: a copy of a few KiB costs less than a memoryview and its slice.
+_SLICED_MASK_MAX: Final = 4096
 _new_utf8_decoder = codecs.getincrementaldecoder("utf-8")
 _from_bytes = int.from_bytes
 _OPEN: Final = State.OPEN
@@ -541,20 +545,30 @@ class Connection:
                         if limits.max_frame_size is not None or (
                                 limits.max_fragments is not None and limits.max_fragments < 1):
                             self._check_frame_limits(length)  # the only checks that apply
+                            self._msg_fragments = 0
+                        # _end_message(), less what is already clean at a message's
+                        # start (opcode, size, the UTF-8 decoder this path never feeds).
+                        self._msg_compressed = False
                         self._pos = stop = start + length
-                        view = memoryview(buf)[start:stop]
-                        data = bytes(view) if key is None else mask(view, key)
+                        if key is None:
+                            data = buf[start:stop]
+                        elif length < _SLICED_MASK_MAX:
+                            # Sliced out, then unmasked (§5.3): cheaper than a view when short.
+                            data = mask(buf[start:stop], key)
+                        else:
+                            data = mask(memoryview(buf)[start:stop], key)  # one copy
                         try:
                             data = ext.decode(data, True, limits.max_message_size)
                         except RemoteProtocolError as exc:
                             raise _Fail(exc) from None
-                        # _end_message(), less what is already clean at a message's
-                        # start (opcode, size, the UTF-8 decoder this path never feeds).
-                        self._msg_compressed = False
-                        self._msg_fragments = 0
                         if opcode == _BINARY:
                             return Binary(data)
-                        return Text(_decode_text(data))
+                        try:
+                            return Text(data.decode("utf-8"))
+                        except UnicodeDecodeError:
+                            # §8.1: invalid UTF-8 in a text message fails the connection.
+                            raise _violation("invalid UTF-8 in a text message",
+                                             CloseCode.INVALID_FRAME_PAYLOAD_DATA) from None
                 elif fin and avail >= header + length:
                     # Fast path: a whole single-frame message already in the buffer.
                     # Same checks, order and wording as _check_frame_limits, so that
@@ -702,13 +716,24 @@ class Connection:
             if final:
                 self._end_message()
             if self._streaming:
+                if self._msg_parts is not None:
+                    text = self._take_parts(text)  # gathered before streaming was switched on
                 return Text(text, final) if text or final else None
             return self._collect(text, final)
         if final:
             self._end_message()
         if self._streaming:
+            if self._msg_parts is not None:
+                chunk = self._take_parts(chunk)
             return Binary(chunk, final) if chunk or final else None
         return self._collect(chunk, final)
+
+    def _take_parts(self, piece: Any) -> Any:
+        """The parts collected so far followed by ``piece``, as one piece (str or bytes)."""
+        parts = self._msg_parts
+        self._msg_parts = None
+        assert parts is not None
+        return ("" if isinstance(piece, str) else b"").join((*parts, piece))
 
     def _collect(self, piece: str | bytes, final: bool) -> Event | None:
         parts = self._msg_parts
@@ -876,12 +901,20 @@ class Connection:
             self._out_compressed = bool(rsv)
         if self._out_compressed:
             assert ext is not None
-            payload = ext.encode(bytes(payload), final)
+            payload = ext.encode(payload if type(payload) is bytes else bytes(payload), final)
         self._out_opcode = 0 if final else opcode
         size = self._fragment_size
         masked = self._client
         if size is None or len(payload) <= size:
-            if len(payload) >= _UNJOINED_SIZE and type(payload) is bytes:
+            if not masked and len(payload) < 65536 and type(payload) is bytes:
+                # serialize_frame's header (§5.2, minimal length encoding) built
+                # here: two calls less per message, e.g. for each compressed one.
+                first = 0x80 | rsv | frame_opcode if final else rsv | frame_opcode
+                if len(payload) < 126:
+                    self._out.append(_pack_short_header(first, len(payload)) + payload)
+                else:
+                    self._out.append(_pack_medium_header(first, 126, len(payload)) + payload)
+            elif len(payload) >= _UNJOINED_SIZE and type(payload) is bytes:
                 self._out += serialize_frame_parts(frame_opcode, payload, fin=final, rsv=rsv,
                                                    masked=masked)
             else:

@@ -196,6 +196,29 @@ def test_5_4_streaming_and_assembled_modes_agree(specs: list[FrameSpec], role: s
     assert [m for m in _messages(streamed) if not _is_partial(m)] == _messages(assembled)
 
 
+@SETTINGS
+@given(specs=st.lists(frame_specs(), max_size=10), points=st.lists(st.integers(0, 10**6),
+                                                                     max_size=10),
+       switches=st.lists(st.booleans(), min_size=1, max_size=30),
+       role=st.sampled_from(["server", "client"]))
+def test_5_4_switching_streaming_between_reads_gives_the_same_messages(
+        specs: list[FrameSpec], points: list[int], switches: list[bool], role: str) -> None:
+    # The adapters switch streaming on only while recv_streaming() waits: whatever the
+    # switches and the cuts, the messages are those of the assembled mode.
+    data = encode(specs, to_server=role == "server")
+    assembled, _ = run(new_engine(role), [data])
+    conn = new_engine(role)
+    evs: list[Event] = []
+    for i, piece in enumerate(cut(data, points)):
+        conn.streaming = switches[i % len(switches)]
+        conn.receive_data(piece)
+        evs.extend(conn.events())
+    conn.receive_eof()
+    evs.extend(conn.events())
+    assert [m for m in _messages(evs) if not _is_partial(m)] == \
+        [m for m in _messages(assembled) if not _is_partial(m)]
+
+
 # ---------------------------------------------------------------- serialize -> parse
 
 

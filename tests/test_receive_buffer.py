@@ -118,3 +118,20 @@ def test_streaming_switched_off_mid_message_ends_with_one_final_piece() -> None:
     server.streaming = False
     server.receive_data(cframe(CONT, b, fin=False) + cframe(CONT, c))
     assert server.next_event() == Binary(b + c, True)
+
+
+@pytest.mark.parametrize("opcode", [TEXT, BINARY])
+def test_streaming_switched_on_after_parts_were_gathered_loses_nothing_section_5_4(
+        opcode: int) -> None:
+    # Frames of a fragmented message gathered without streaming, then streaming on:
+    # the next piece starts with what was gathered.
+    server = open_server()
+    server.receive_data(cframe(opcode, b"ab", fin=False) + cframe(CONT, b"cd", fin=False))
+    assert server.next_event() is None
+    server.streaming = True
+    server.receive_data(cframe(CONT, b"ef", fin=False) + cframe(CONT, b"gh"))
+    pieces = list(server.events())
+    data = [p.data for p in pieces]  # type: ignore[attr-defined]
+    joined = "".join(data) if opcode == TEXT else b"".join(data)
+    assert joined == ("abcdefgh" if opcode == TEXT else b"abcdefgh")
+    assert pieces[-1].final and not any(p.final for p in pieces[:-1])  # type: ignore[attr-defined]
