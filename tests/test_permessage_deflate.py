@@ -759,6 +759,34 @@ def test_decode_never_returns_more_than_max_length() -> None:
     assert info.value.code == CloseCode.MESSAGE_TOO_BIG
 
 
+@pytest.mark.parametrize("size", [300, 20_000])
+def test_tail_joined_or_fed_apart_same_result_and_bound_rfc7692_7_2_2(size: int) -> None:
+    """§7.2.2: the tail is appended to a short last piece and fed apart after a long one.
+
+    Either way (``size`` of random bytes compresses to about ``size`` bytes, below or
+    above the join threshold) the message inflates the same, the bound is exact
+    (1009 from one byte over), corrupt data fails with 1007, and a final block
+    followed by our tail is accepted.
+    """
+    data = random.Random(size).randbytes(size)
+    payload = deflate_ref(data)
+    assert (len(payload) < 4096) == (size < 4096)
+    assert PerMessageDeflate().decode(payload, True, size) == data
+    assert PerMessageDeflate().decode(payload, True, None) == data
+    with pytest.raises(RemoteProtocolError) as info:
+        PerMessageDeflate().decode(payload, True, size - 1)
+    assert info.value.code == CloseCode.MESSAGE_TOO_BIG
+    with pytest.raises(RemoteProtocolError) as info:
+        PerMessageDeflate().decode(payload[:-40] + b"\xff" * 40, True, None)
+    assert info.value.code == CloseCode.INVALID_FRAME_PAYLOAD_DATA
+    c = zlib.compressobj(1, zlib.DEFLATED, -15)
+    ended = c.compress(data) + c.flush(zlib.Z_FINISH)
+    assert PerMessageDeflate().decode(ended, True, size) == data
+    with pytest.raises(RemoteProtocolError) as info:
+        PerMessageDeflate().decode(ended + b"\x00", True, size)
+    assert info.value.code == CloseCode.INVALID_FRAME_PAYLOAD_DATA
+
+
 def test_message_limit_applies_to_inflated_size_1009_rfc7692_7_2_2() -> None:
     limits = Limits(max_message_size=10_000)
     p = pair(limits=limits)
