@@ -82,6 +82,21 @@ def serve_rfc6455() -> Callable[[], Any]:
     return main
 
 
+def serve_rfc6455_listener() -> Callable[[], Any]:
+    from rfc6455.asyncio import Connection, Listener, serve_listener
+
+    class Echo(Listener):
+        def on_message(self, ws: Connection, message: str | bytes) -> None:
+            ws.send_nowait(message)
+
+    async def main() -> None:
+        server = await serve_listener(Echo, "127.0.0.1", 0, compression=None, max_size=2**21,
+                                      ping_interval=None)
+        await _forever(server.port)
+
+    return main
+
+
 def serve_websockets() -> Callable[[], Any]:
     from websockets.asyncio.server import serve
 
@@ -240,7 +255,8 @@ def serve_websockets_broadcast() -> Callable[[], Any]:
 
 
 SERVE: dict[str, Callable[[], Callable[[], Any]]] = {
-    "rfc6455": serve_rfc6455, "websockets": serve_websockets, "aiohttp": serve_aiohttp,
+    "rfc6455": serve_rfc6455, "rfc6455-listener": serve_rfc6455_listener,
+    "websockets": serve_websockets, "aiohttp": serve_aiohttp,
     "picows": serve_picows, "raw": serve_raw, "bare-broadcast": serve_bare_broadcast,
     "websockets-broadcast": serve_websockets_broadcast,
 }
@@ -256,6 +272,7 @@ class Spec:
 
 ECHO = [
     Spec("rfc6455", "rfc6455"),
+    Spec("rfc6455 listener", "rfc6455-listener"),
     Spec("rfc6455 (asyncio loop)", "rfc6455", uvloop=False),
     Spec("rfc6455 pure", "rfc6455", pure=True),
     Spec("websockets", "websockets"),
@@ -635,7 +652,7 @@ def main() -> None:
           f"{repeat} run(s), medians; {'quick' if args.quick else 'full'} sizes "
           f"(accelerator built: {accel}); {time.monotonic() - started:.0f} s")
     echo_rows = medians("echo", ECHO_COLUMNS)
-    ours = ["rfc6455", "rfc6455 (asyncio loop)", "rfc6455 pure"]
+    ours = ["rfc6455", "rfc6455 listener", "rfc6455 (asyncio loop)", "rfc6455 pure"]
     if echo_rows:
         print("\n".join(["", *table("echo server", ECHO_COLUMNS, echo_rows), "",
                          *ratios(ECHO_COLUMNS, echo_rows, ours)]))

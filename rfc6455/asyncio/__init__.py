@@ -23,6 +23,7 @@ from .._driver import (
 )
 from .client import connect
 from .connection import Connection
+from .listener import Listener, serve_listener
 from .server import Server, serve
 
 __all__ = [
@@ -32,7 +33,9 @@ __all__ = [
     "ConnectionClosedError",
     "ConnectionClosedOK",
     "InvalidStatus",
+    "Listener",
     "Server",
     "connect",
     "serve",
+    "serve_listener",
 ]

@@ -67,6 +67,10 @@ class Connection(ConnectionView, asyncio.Protocol):
         "transport",
     )
 
+    #: Stop reading while the transport's write buffer is over its limit: for
+    #: callbacks that send without waiting (a coroutine waits in send() instead).
+    _reads_follow_writes = False
+
     def __init__(self, engine: ServerConnection | ClientConnection, options: _Common,
                  logger: logging.Logger) -> None:
         self._loop = asyncio.get_running_loop()
@@ -187,7 +191,8 @@ class Connection(ConnectionView, asyncio.Protocol):
             self._flush()
         transport = self.transport
         if transport is not None and not self._lost:
-            if driver.queue_full and driver.closed is None:
+            if (driver.queue_full or (self._writing_paused and self._reads_follow_writes)) \
+                    and driver.closed is None:
                 if not self._reading_paused:
                     self._reading_paused = True
                     transport.pause_reading()

@@ -123,6 +123,9 @@ class _ServerProtocol(Connection):
             self._open_timer = None
         self._server._opened(self)
         self._flush()
+        self._start_application()
+
+    def _start_application(self) -> None:
         self._handler_task = self._loop.create_task(self._run_handler())
         self._hold_for_first_recv()  # bytes that came after the request, then resume reading
 
@@ -146,8 +149,10 @@ class _ServerProtocol(Connection):
 class Server:
     """A running WebSocket server (see :func:`serve`)."""
 
-    def __init__(self, handler: Handler, options: ServerOptions, logger: logging.Logger) -> None:
+    def __init__(self, handler: Handler, options: ServerOptions, logger: logging.Logger,
+                 protocol: Callable[[Server], _ServerProtocol] | None = None) -> None:
         self.handler = handler
+        self._protocol = _ServerProtocol if protocol is None else protocol
         self.options = options
         self.logger = logger
         self._connections: set[_ServerProtocol] = set()
@@ -203,10 +208,10 @@ class Server:
                     ssl: Any, reuse_port: bool | None, sock: Any) -> None:
         loop = asyncio.get_running_loop()
         if path is not None:
-            self.server = await loop.create_unix_server(lambda: _ServerProtocol(self), path,
+            self.server = await loop.create_unix_server(lambda: self._protocol(self), path,
                                                         ssl=ssl, sock=sock)
         else:
-            self.server = await loop.create_server(lambda: _ServerProtocol(self), host, port,
+            self.server = await loop.create_server(lambda: self._protocol(self), host, port,
                                                    ssl=ssl, reuse_port=reuse_port, sock=sock)
         interval = self._tick_interval()
         if interval is not None:
@@ -287,8 +292,12 @@ class serve:
                  sock: Any = None, logger: logging.Logger | None = None,
                  **options: Any) -> None:
         self._server = Server(handler, split_options(ServerOptions, options),
-                              logger or server_logger)
+                              logger or server_logger, self._protocol())
         self._args = (host, port, path, ssl, reuse_port, sock)
+
+    @staticmethod
+    def _protocol() -> Callable[[Server], _ServerProtocol] | None:
+        return None  # the coroutine handler's protocol
 
     async def _start(self) -> Server:
         await self._server.start(*self._args)

@@ -1,7 +1,8 @@
 """Echo peers for the conformance runner, each run as its own process.
 
 * ``asyncio-server`` / ``sync-server`` -- our adapters' servers
-  (:func:`rfc6455.asyncio.serve`, :func:`rfc6455.sync.serve`) echoing every message.
+  (:func:`rfc6455.asyncio.serve`, :func:`rfc6455.sync.serve`) echoing every message;
+  ``listener-server`` -- the same through :func:`rfc6455.asyncio.serve_listener`.
 * ``asyncio-client URL AGENT`` / ``sync-client URL AGENT`` -- our adapters'
   clients (:func:`rfc6455.asyncio.connect`, :func:`rfc6455.sync.connect`)
   driving kosoku's fuzzing server: count the cases, echo each one, then ask
@@ -62,6 +63,18 @@ async def _asyncio_server() -> None:
                 await ws.send(message)
 
     async with serve(echo, "127.0.0.1", 0, **SERVER_OPTIONS) as server:
+        print(f"PORT {server.port}", flush=True)
+        await server.serve_forever()
+
+
+async def _listener_server() -> None:
+    from rfc6455.asyncio import Listener, serve_listener
+
+    class Echo(Listener):
+        def on_message(self, ws: Any, message: str | bytes) -> None:
+            ws.send_nowait(message)
+
+    async with serve_listener(Echo, "127.0.0.1", 0, **SERVER_OPTIONS) as server:
         print(f"PORT {server.port}", flush=True)
         await server.serve_forever()
 
@@ -144,8 +157,8 @@ async def _websockets_server() -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m tests.conformance.peers")
-    parser.add_argument("peer", choices=["asyncio-server", "sync-server", "asyncio-client",
-                                         "sync-client", "websockets-server"])
+    parser.add_argument("peer", choices=["asyncio-server", "listener-server", "sync-server",
+                                         "asyncio-client", "sync-client", "websockets-server"])
     parser.add_argument("url", nargs="?", help="the fuzzing server (clients)")
     parser.add_argument("agent", nargs="?", help="the agent name to report as (clients)")
     parser.add_argument("--parallel", type=int, default=1, help="cases run at once (clients)")
@@ -154,6 +167,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         parser.error("a client needs the fuzzing server's URL and an agent name")
     if args.peer == "asyncio-server":
         asyncio.run(_asyncio_server())
+    elif args.peer == "listener-server":
+        asyncio.run(_listener_server())
     elif args.peer == "sync-server":
         _sync_server()
     elif args.peer == "asyncio-client":

@@ -92,6 +92,8 @@ _MAX_SIZE = 16 * 1024 * 1024 + 1024
 TARGETS: tuple[Target, ...] = (
     Target("asyncio", "server", _module("tests.conformance.peers", "asyncio-server"),
            "`rfc6455.asyncio.serve` echo handler"),
+    Target("listener", "server", _module("tests.conformance.peers", "listener-server"),
+           "`rfc6455.asyncio.serve_listener` echo callback"),
     Target("sync", "server", _module("tests.conformance.peers", "sync-server"),
            "`rfc6455.sync.serve` echo handler"),
     *(Target(f"cli-{backend}", "server",

@@ -36,7 +36,7 @@ QUICK = [
     *(f"13.{sub}.1" for sub in range(1, 8)),
 ]
 
-TARGETS = [t for t in runner.TARGETS if FULL or t.name in ("asyncio", "sync")]
+TARGETS = [t for t in runner.TARGETS if FULL or t.name in ("asyncio", "listener", "sync")]
 
 
 @pytest.mark.parametrize("target", TARGETS, ids=lambda t: t.label.replace(" ", "-"))

@@ -1,0 +1,128 @@
+"""Callbacks instead of a coroutine per connection: ``serve_listener(factory, host, port)``.
+
+A :class:`Listener` is told about each message as the engine delivers it, from
+the event loop's read callback, with no task and no waiter in between: the
+cheapest way through the adapter for small request/response traffic (an echo
+round trip costs about the same CPU as a bare TCP echo), and an idle
+connection holds no coroutine frame.
+
+Everything else is the coroutine server's: the same engine, handshake checks,
+limits, keepalive, admission, shutdown. The pull policy is the same too: one
+message is parsed and handed over at a time, so a reply sent from
+:meth:`Listener.on_message` goes out before the close that a following bad
+frame causes. Replies are sent with :meth:`Connection.send_nowait`; reading
+stops while the transport's write buffer is above ``write_limit``, so a peer
+that sends without reading cannot make the server buffer without bound.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from time import monotonic as _now
+from typing import Any
+
+from .._core import State
+from .._driver import WANT_MESSAGE, Data
+from ..errors import CloseCode
+from .connection import Connection
+from .server import Server, _ServerProtocol, serve
+
+__all__ = ["Listener", "serve_listener"]
+
+
+class Listener:
+    """Subclass and override what you need; one instance per connection."""
+
+    def on_open(self, ws: Connection) -> None:
+        """The opening handshake succeeded (``ws.request_headers`` is set)."""
+
+    def on_message(self, ws: Connection, message: Data) -> None:
+        """A whole message: ``str`` for text, ``bytes`` for binary."""
+
+    def on_close(self, ws: Connection, code: int | None, reason: str) -> None:
+        """The connection closed (``code`` as in ``ws.close_code``); called once."""
+
+
+class _ListenerProtocol(_ServerProtocol):
+    __slots__ = ("_dispatching", "_listener")
+
+    _reads_follow_writes = True
+
+    def __init__(self, server: Server) -> None:
+        super().__init__(server)
+        self._listener: Listener | None = None
+        self._dispatching = False
+
+    def _start_application(self) -> None:
+        factory: Callable[[], Listener] = self._server.handler  # type: ignore[assignment]
+        try:
+            listener = factory()
+            listener.on_open(self)
+        except Exception:
+            self.logger.exception("listener failed in on_open")
+            # §7.4.1: 1011, the server met a condition it could not handle.
+            self._start_close(CloseCode.INTERNAL_ERROR, "")
+            return
+        self._listener = listener
+        self._progress()  # frames that came right behind the request; reading resumes
+
+    def _progress(self) -> None:
+        if self.engine.state is State.CONNECTING:
+            self._handshake()
+            return
+        if self._dispatching:
+            return  # a callback sent or closed: the loop below goes on from here
+        self._dispatching = True
+        try:
+            self._dispatch()
+        finally:
+            self._dispatching = False
+        self._after_pull()
+
+    def _dispatch(self) -> None:
+        driver = self._driver
+        listener = self._listener
+        now = _now()
+        while driver.pull(WANT_MESSAGE, now):
+            message = driver.take_message()
+            if listener is None:
+                continue  # on_open failed: the connection is closing
+            try:
+                listener.on_message(self, message)
+            except Exception:
+                self.logger.exception("listener failed in on_message")
+                if self.engine.state is State.OPEN:
+                    self._start_close(CloseCode.INTERNAL_ERROR, "")
+        closed = driver.closed
+        if closed is not None and listener is not None:
+            self._listener = None  # on_close once
+            try:
+                listener.on_close(self, closed.code, closed.reason)
+            except Exception:
+                self.logger.exception("listener failed in on_close")
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        self._after_pull()  # stop reading too
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        self._after_pull()  # read again (unless the queue is full)
+
+
+class serve_listener(serve):
+    """Start a server whose connections call a :class:`Listener` (awaitable, and an
+    async context manager, like :func:`serve`).
+
+    ``factory()`` makes one listener per connection once its handshake
+    succeeded; every keyword option of :func:`serve` applies. An exception in a
+    callback is logged and closes that connection with 1011.
+    """
+
+    def __init__(self, factory: Callable[[], Listener], host: str | None = None,
+                 port: int | None = None, **kwargs: Any) -> None:
+        super().__init__(factory, host, port, **kwargs)  # type: ignore[arg-type]
+
+    @staticmethod
+    def _protocol() -> Callable[[Server], _ServerProtocol]:
+        return _ListenerProtocol

@@ -1,0 +1,162 @@
+"""serve_listener(): callbacks instead of a coroutine per connection, over real
+loopback sockets, against websockets' client and raw frames."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from typing import Any
+
+import pytest
+from websockets.asyncio.client import connect as ws_connect
+
+from rfc6455.asyncio import Connection, Listener, connect, serve_listener
+from tests.helpers import BINARY, CLOSE, TEXT, frame
+
+from .test_asyncio import run, url
+
+
+class Echo(Listener):
+    def __init__(self) -> None:
+        self.events: list[Any] = []
+
+    def on_open(self, ws: Connection) -> None:
+        self.events.append(("open", ws.request_headers is not None))
+
+    def on_message(self, ws: Connection, message: str | bytes) -> None:
+        self.events.append(("message", message))
+        ws.send_nowait(message)
+
+    def on_close(self, ws: Connection, code: int | None, reason: str) -> None:
+        self.events.append(("close", code, reason))
+
+
+@pytest.mark.parametrize("compression", [None, "deflate"])
+def test_listener_echo_with_websockets_client_section_5_6(compression: str | None) -> None:
+    made: list[Echo] = []
+
+    def factory() -> Echo:
+        made.append(Echo())
+        return made[-1]
+
+    async def main() -> None:
+        async with serve_listener(factory, "127.0.0.1", 0, max_size=2**21,
+                                  compression=compression) as srv:
+            async with ws_connect(url(srv), max_size=2**21,
+                                  compression="deflate" if compression else None) as ws:
+                for size in (0, 125, 126, 65536, 1 << 20):
+                    text, binary = "é" * (size // 2), os.urandom(size)
+                    await ws.send(text)
+                    assert await ws.recv() == text
+                    await ws.send(binary)
+                    assert await ws.recv() == binary
+            for _ in range(100):
+                if made and made[0].events[-1][0] == "close":
+                    break
+                await asyncio.sleep(0.01)
+
+    run(main())
+    assert len(made) == 1
+    events = made[0].events
+    assert events[0] == ("open", True)
+    assert [e[0] for e in events[1:-1]] == ["message"] * 10
+    assert events[-1] == ("close", 1000, "")
+
+
+def test_listener_pipelined_messages_in_order_section_5_4() -> None:
+    async def main() -> None:
+        async with serve_listener(Echo, "127.0.0.1", 0, compression=None) as srv:
+            reader, writer = await asyncio.open_connection("127.0.0.1", srv.port)
+            writer.write(b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                         b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                         b"Sec-WebSocket-Version: 13\r\n\r\n")
+            await reader.readuntil(b"\r\n\r\n")
+            payloads = [os.urandom(n % 300) for n in range(2000)]
+            writer.write(b"".join(frame(BINARY, p) for p in payloads))
+            expected = b"".join(frame(BINARY, p, masked=False) for p in payloads)
+            assert await reader.readexactly(len(expected)) == expected
+            writer.close()
+
+    run(main())
+
+
+def test_listener_reply_goes_out_before_the_close_a_bad_frame_causes_section_8_1() -> None:
+    # The pull policy: one message at a time, so the echo precedes the 1007.
+    async def main() -> None:
+        async with serve_listener(Echo, "127.0.0.1", 0, compression=None) as srv:
+            reader, writer = await asyncio.open_connection("127.0.0.1", srv.port)
+            writer.write(b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                         b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                         b"Sec-WebSocket-Version: 13\r\n\r\n")
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(frame(TEXT, b"good") + frame(TEXT, b"\xff"))
+            data = await asyncio.wait_for(reader.read(), 5)
+            assert data.startswith(frame(TEXT, b"good", masked=False))
+            rest = data[len(frame(TEXT, b"good", masked=False)):]
+            assert rest[0] == 0x80 | CLOSE and rest[2:4] == (1007).to_bytes(2, "big")
+            writer.close()
+
+    run(main())
+
+
+def test_listener_exception_closes_1011_and_server_keeps_serving(
+        caplog: pytest.LogCaptureFixture) -> None:
+    class Fails(Echo):
+        def on_message(self, ws: Connection, message: str | bytes) -> None:
+            if message == "boom":
+                raise RuntimeError("boom")
+            super().on_message(ws, message)
+
+    async def main() -> None:
+        async with serve_listener(Fails, "127.0.0.1", 0) as srv:
+            async with connect(url(srv)) as ws:
+                await ws.send("boom")
+                with pytest.raises(Exception) as info:
+                    await ws.recv()
+                assert ws.close_code == 1011, info.value
+            async with ws_connect(url(srv)) as other:  # the server still serves others
+                await other.send("fine")
+                assert await other.recv() == "fine"
+
+    with caplog.at_level(logging.ERROR, logger="rfc6455.server"):
+        run(main())
+    assert any("on_message" in r.message and r.exc_info for r in caplog.records)
+
+
+def test_listener_stops_reading_while_the_peer_does_not_read() -> None:
+    """A peer that sends but never reads: the server's write buffer stays bounded
+    (reading pauses at write_limit), and the connection still works afterwards."""
+    sizes: list[int] = []
+    conns: list[Connection] = []
+
+    class Track(Echo):
+        def on_open(self, ws: Connection) -> None:
+            conns.append(ws)
+
+        def on_message(self, ws: Connection, message: str | bytes) -> None:
+            ws.send_nowait(message)
+            sizes.append(ws.pending_bytes)
+
+    async def main() -> None:
+        async with serve_listener(Track, "127.0.0.1", 0, compression=None,
+                                  write_limit=65536, max_size=2**21) as srv:
+            _, writer = await asyncio.open_connection("127.0.0.1", srv.port, limit=2**22)
+            transport = writer.transport
+            transport.pause_reading()  # a peer that does not read
+            writer.write(b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                         b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                         b"Sec-WebSocket-Version: 13\r\n\r\n")
+            message = frame(BINARY, b"x" * 100_000)
+            for _ in range(200):  # 20 MB offered; the kernel buffers take only part of it
+                writer.write(message)
+                await asyncio.sleep(0)
+            await asyncio.sleep(0.5)
+            assert conns, "no connection"
+            # Reading paused once the buffer passed the limit, so it never grew by
+            # more than the messages already read: far below the 20 MB offered.
+            assert max(sizes) < 4 * 2**20
+            transport.resume_reading()
+            writer.close()
+
+    run(main())
