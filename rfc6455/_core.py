@@ -116,6 +116,21 @@ if ACCELERATED:  # pragma: no cover - depends on the build
         _read_frame = _speedups.read_frame
 
 
+def _text_event_python(data: bytes) -> Text | None:
+    """``Text`` of UTF-8 bytes; None when they are not valid UTF-8 (the caller fails, §8.1)."""
+    try:
+        return Text(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        return None
+
+
+# The C accelerator's version builds the event directly (no dataclass __init__):
+# used for inflated messages (RFC 7692), which _read_frame never sees.
+_text_event: Callable[[bytes], Text | None] = _text_event_python
+if _read_frame is not None and hasattr(_speedups, "text_event"):  # pragma: no cover - build
+    _text_event = _speedups.text_event
+
+
 def _decode_text(payload: bytes | bytearray) -> str:
     """UTF-8 text of a message, or the connection fails (the fast path's error branch)."""
     try:
@@ -537,18 +552,18 @@ class Connection:
                     ext = self._extension
                     if ext is None or rsv & ~ext.rsv_bits or not ext.begin_incoming(rsv):
                         raise _violation("reserved bits set without a negotiated extension")
-                    self._msg_compressed = True
                     if fin and avail >= header + length:
                         # A whole compressed single-frame message: what the general
                         # path below does for it (same checks, same events), in one go.
                         limits = self._limits
                         if limits.max_frame_size is not None or (
                                 limits.max_fragments is not None and limits.max_fragments < 1):
+                            self._msg_compressed = True  # no size check before inflating
                             self._check_frame_limits(length)  # the only checks that apply
+                            # _end_message(), less what is already clean at a message's
+                            # start (opcode, size, the UTF-8 decoder this path never feeds).
+                            self._msg_compressed = False
                             self._msg_fragments = 0
-                        # _end_message(), less what is already clean at a message's
-                        # start (opcode, size, the UTF-8 decoder this path never feeds).
-                        self._msg_compressed = False
                         self._pos = stop = start + length
                         if key is None:
                             data = buf[start:stop]
@@ -563,12 +578,13 @@ class Connection:
                             raise _Fail(exc) from None
                         if opcode == _BINARY:
                             return Binary(data)
-                        try:
-                            return Text(data.decode("utf-8"))
-                        except UnicodeDecodeError:
+                        event = _text_event(data)
+                        if event is None:
                             # §8.1: invalid UTF-8 in a text message fails the connection.
                             raise _violation("invalid UTF-8 in a text message",
-                                             CloseCode.INVALID_FRAME_PAYLOAD_DATA) from None
+                                             CloseCode.INVALID_FRAME_PAYLOAD_DATA)
+                        return event
+                    self._msg_compressed = True
                 elif fin and avail >= header + length:
                     # Fast path: a whole single-frame message already in the buffer.
                     # Same checks, order and wording as _check_frame_limits, so that

@@ -362,3 +362,37 @@ def test_read_frame_takes_64_bit_lengths_section_5_2(masked: bool) -> None:
     assert found[0] == Binary(payload)
     assert found[1] == len(wire) - 4
     assert speedups.read_frame(wire, 4, not masked, 69_999) is None  # over the limit
+
+
+# ------------------------------------------------------------- text_event (§8.1)
+
+utf8_or_not = st.one_of(st.text(max_size=300).map(lambda s: s.encode()),
+                        st.binary(max_size=300),
+                        st.sampled_from([b"\xed\xa0\x80", b"\xc0\xaf", b"ok\xf4\x90\x80\x80",
+                                         b"\xe2\x82", "é€😀".encode()]))
+
+
+@needs_speedups
+@pytest.mark.usefixtures("configured")
+@given(utf8_or_not)
+def test_text_event_matches_python_section_8_1(data: bytes) -> None:
+    """Same event as the pure-Python helper; None for invalid UTF-8 (surrogates, overlong, cut)."""
+    from rfc6455._core import _text_event_python
+
+    assert speedups is not None
+    expected = _text_event_python(data)
+    got = speedups.text_event(data)
+    assert got == expected
+    if expected is None:
+        with pytest.raises(UnicodeDecodeError):
+            data.decode("utf-8")
+    else:
+        assert type(got) is Text and got.final is True and got.data == data.decode("utf-8")
+
+
+@needs_speedups
+@pytest.mark.usefixtures("configured")
+def test_text_event_takes_bytes_only() -> None:
+    assert speedups is not None
+    with pytest.raises(TypeError):
+        speedups.text_event(bytearray(b"abc"))  # type: ignore[arg-type]
