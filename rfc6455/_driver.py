@@ -368,9 +368,11 @@ class Driver(Generic[W]):
         #: The engine's final event, once pulled.
         self.closed: ClosedEvent | None = None
         # Pings in flight, oldest first: payload -> (send time, waiter or None).
-        self._pings: dict[bytes, tuple[float, W | None]] = {}
+        # Created with the first ping, dropped once all are answered: an idle
+        # connection holds no empty dict nor list (issue #7).
+        self._pings: dict[bytes, tuple[float, W | None]] | None = None
         #: Waiters whose ping was answered, with the latency; the adapter wakes them.
-        self.acked: list[tuple[W, float]] = []
+        self.acked: list[tuple[W, float]] | None = None
         self.latency = 0.0
         self.last_received = now
         self.next_ping = None if self.ping_interval is None else now + self.ping_interval
@@ -499,34 +501,41 @@ class Driver(Generic[W]):
 
     def new_ping(self, now: float, waiter: W | None, payload: bytes | None = None) -> bytes:
         """Record a ping about to be sent; return its payload (random unless given)."""
+        pings = self._pings
+        if pings is None:
+            pings = self._pings = {}
         if payload is None:
             payload = os.urandom(4)
-            while payload in self._pings:
+            while payload in pings:
                 payload = os.urandom(4)
-        elif payload in self._pings:
+        elif payload in pings:
             raise ConcurrencyError("a ping with this payload is already in flight")
-        self._pings[payload] = (now, waiter)
+        pings[payload] = (now, waiter)
         return payload
 
     def _pong(self, payload: bytes, now: float) -> None:
         pings = self._pings
-        if payload not in pings:
+        if pings is None or payload not in pings:
             return  # unsolicited (§5.5.3): a heartbeat, nothing to acknowledge
         # A pong acknowledges its ping and every earlier one (§5.5.3).
         for key in list(pings):
             sent, waiter = pings.pop(key)
             latency = now - sent
             if waiter is not None:
+                if self.acked is None:
+                    self.acked = []
                 self.acked.append((waiter, latency))
             if key == payload:
                 self.latency = latency
                 break
+        if not pings:
+            self._pings = None
 
     def abandon_pings(self) -> list[W]:
         """The connection ended: every waiter of an unanswered ping."""
-        waiters = [w for _, w in self._pings.values() if w is not None]
-        self._pings.clear()
-        return waiters
+        pings = self._pings
+        self._pings = None
+        return [] if pings is None else [w for _, w in pings.values() if w is not None]
 
     def keepalive(self, now: float) -> int:
         """What keepalive requires at ``now``: KEEP, PING, PING_TIMEOUT or IDLE_TIMEOUT."""

@@ -33,18 +33,21 @@ _SHARED = {s: s for s in (
 class Headers:
     """An ordered, immutable multi-map of HTTP headers with case-insensitive names."""
 
-    __slots__ = ("_items",)
+    # One flat tuple (name, value, name, value...): a connection keeps its request's
+    # headers for its lifetime, and pairs of tuples cost 56 bytes each (issue #7).
+    __slots__ = ("_flat",)
 
     def __init__(self, items: HeaderPairs = ()) -> None:
-        pairs: list[tuple[str, str]] = []
+        flat: list[str] = []
         for name, value in items:
             if isinstance(name, bytes):
                 name = name.decode("latin-1")
             if isinstance(value, bytes):
                 value = value.decode("latin-1")
             name = name.lower()
-            pairs.append((_SHARED.get(name, name), _SHARED.get(value, value)))
-        self._items: tuple[tuple[str, str], ...] = tuple(pairs)
+            flat.append(_SHARED.get(name, name))
+            flat.append(_SHARED.get(value, value))
+        self._flat: tuple[str, ...] = tuple(flat)
 
     def get(self, name: str, default: str | None = None) -> str | None:
         """The value of ``name``; several lines are joined with ``", "`` (RFC 7230 §3.2.2)."""
@@ -53,28 +56,30 @@ class Headers:
 
     def get_all(self, name: str) -> list[str]:
         name = name.lower()
-        return [value for key, value in self._items if key == name]
+        flat = self._flat
+        return [flat[i + 1] for i in range(0, len(flat), 2) if flat[i] == name]
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and any(key == name.lower() for key, _ in self._items)
+        return isinstance(name, str) and name.lower() in self._flat[::2]
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
-        return iter(self._items)
+        flat = self._flat
+        return zip(flat[::2], flat[1::2], strict=True)
 
     def __len__(self) -> int:
-        return len(self._items)
+        return len(self._flat) // 2
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Headers) and other._items == self._items
+        return isinstance(other, Headers) and other._flat == self._flat
 
     def __hash__(self) -> int:
-        return hash(self._items)
+        return hash(self._flat)
 
     def __repr__(self) -> str:
-        return f"Headers({list(self._items)!r})"
+        return f"Headers({list(self)!r})"
 
     def raw(self) -> list[tuple[bytes, bytes]]:
-        return [(k.encode("latin-1"), v.encode("latin-1")) for k, v in self._items]
+        return [(k.encode("latin-1"), v.encode("latin-1")) for k, v in self]
 
 
 # RFC 7230 §3.2.6

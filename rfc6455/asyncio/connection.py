@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Coroutine, Iterable
 from time import monotonic as _now
 from typing import Any
 
@@ -182,11 +182,12 @@ class Connection(ConnectionView, asyncio.Protocol):
 
     def _after_pull(self) -> None:
         driver = self._driver
-        if driver.acked:
-            for waiter, latency in driver.acked:
+        acked = driver.acked
+        if acked:
+            driver.acked = None
+            for waiter, latency in acked:
                 if not waiter.done():
                     waiter.set_result(latency)
-            driver.acked.clear()
         if not self._coalesced:
             self._flush()
         transport = self.transport
@@ -281,12 +282,27 @@ class Connection(ConnectionView, asyncio.Protocol):
 
     # ------------------------------------------------------------- receiving
 
-    async def recv(self) -> Data:
-        """The next message: ``str`` for text, ``bytes`` for binary.
+    def recv(self) -> Coroutine[Any, Any, Data]:
+        """The next message: ``str`` for text, ``bytes`` for binary (await it).
 
         Raises :class:`ConnectionClosedOK` / :class:`ConnectionClosedError` once
         the connection is closed and every queued message was received.
         """
+        return self._recv(False)
+
+    # The connection is its own async iterator rather than handing out an async
+    # generator: an idle ``async for`` then holds no generator object nor an entry
+    # in the loop's set of async generators; and __anext__ returns _recv's coroutine
+    # itself, so an idle reader is one coroutine frame (idle memory, GitHub issue #7).
+    def __aiter__(self) -> Connection:
+        return self
+
+    def __anext__(self) -> Coroutine[Any, Any, Data]:
+        """The next message; iteration ends at a normal close (1000/1001, §7.4.1)
+        and an abnormal one raises ConnectionClosedError."""
+        return self._recv(True)
+
+    async def _recv(self, iterating: bool) -> Data:
         if self._recv_waiter is not None:
             raise ConcurrencyError("recv() is already running")
         driver = self._driver
@@ -297,7 +313,10 @@ class Connection(ConnectionView, asyncio.Protocol):
                     self._after_pull()
                 return message
             if driver.closed is not None:
-                raise driver.closed_error()
+                error = driver.closed_error()
+                if iterating and isinstance(error, ConnectionClosedOK):
+                    raise StopAsyncIteration
+                raise error
             if driver.pull(WANT_MESSAGE, _now()):
                 self._after_pull()
                 continue
@@ -352,20 +371,6 @@ class Connection(ConnectionView, asyncio.Protocol):
             yield piece.data
             if piece.final:
                 return
-
-    # The connection is its own async iterator rather than handing out an async
-    # generator: an idle ``async for`` then holds no generator object nor an entry
-    # in the loop's set of async generators (idle memory, GitHub issue #7).
-    def __aiter__(self) -> Connection:
-        return self
-
-    async def __anext__(self) -> Data:
-        """The next message; iteration ends at a normal close (1000/1001, §7.4.1)
-        and an abnormal one raises ConnectionClosedError."""
-        try:
-            return await self.recv()
-        except ConnectionClosedOK:
-            raise StopAsyncIteration from None
 
     async def recv_json(self) -> Any:
         return json.loads(await self.recv())

@@ -143,11 +143,12 @@ class Connection(ConnectionView):
 
     def _after_pull(self) -> None:
         driver = self._driver
-        if driver.acked:
-            for waiter, latency in driver.acked:
+        acked = driver.acked
+        if acked:
+            driver.acked = None
+            for waiter, latency in acked:
                 waiter.latency = latency
                 waiter.event.set()
-            driver.acked.clear()
         self._collect()
 
     def _collect(self) -> None:
