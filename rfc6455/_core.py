@@ -403,8 +403,7 @@ class Connection:
                                     if stop <= len(buf) and self._client:
                                         self._pos = stop
                                         if b0 == 0x82:
-                                            return Binary(buf[pos + 2:stop] if type(buf) is bytes
-                                                          else bytes(buf[pos + 2:stop]))
+                                            return Binary(buf[pos + 2:stop])
                                         try:
                                             return Text(str(buf[pos + 2:stop], "utf-8"))
                                         except UnicodeDecodeError:
@@ -508,7 +507,7 @@ class Connection:
                     if self._refill():
                         continue
                     return None
-                key: bytes | None = bytes(buf[pos + header:pos + header + 4])
+                key: bytes | None = buf[pos + header:pos + header + 4]
                 header += 4
             else:
                 if not self._client:
@@ -538,13 +537,13 @@ class Connection:
                 if event is not None:
                     return event
                 continue
-            if opcode == Opcode.CONTINUATION:
+            if opcode == 0:  # Opcode.CONTINUATION (plain ints: IntEnum compares slowly)
                 if not self._msg_opcode:
                     raise _violation("continuation frame without a message in progress")
                 if rsv:
                     # RFC 7692 §6.1: RSV1 only on a message's first frame; others unknown.
                     raise _violation("reserved bits set on a continuation frame")
-            elif opcode == Opcode.TEXT or opcode == Opcode.BINARY:
+            elif opcode == _TEXT or opcode == _BINARY:
                 if self._msg_opcode:
                     raise _violation("new message while a fragmented message is in progress")
                 if rsv:
