@@ -377,6 +377,8 @@ class Connection:
                         if found is not None:
                             self._pos = found[1]
                             return found[0]
+                        if pos >= len(buf) and self._more is None and not self._eof_received:
+                            return None  # nothing buffered: _read would find nothing
                     elif len(buf) - pos >= 2:
                         b0 = buf[pos]
                         if b0 == 0x81 or b0 == 0x82:
@@ -543,7 +545,7 @@ class Connection:
                 if rsv:
                     # RFC 7692 §6.1: RSV1 only on a message's first frame; others unknown.
                     raise _violation("reserved bits set on a continuation frame")
-            elif opcode == _TEXT or opcode == _BINARY:
+            elif opcode in (_TEXT, _BINARY):
                 if self._msg_opcode:
                     raise _violation("new message while a fragmented message is in progress")
                 if rsv:
@@ -846,6 +848,11 @@ class Connection:
             self._eof_sent = True
             return EOF
         return b""
+
+    @property
+    def has_data_to_send(self) -> bool:
+        """Whether :meth:`data_to_send` would return bytes or :data:`EOF` now."""
+        return bool(self._out) or (self._eof_pending and not self._eof_sent)
 
     def data_to_send_parts(self) -> list[bytes] | _EOFType:
         """:meth:`data_to_send` as a list of buffers, for ``writelines`` or ``sendmsg``.

@@ -329,6 +329,7 @@ class Driver(Generic[W]):
         "_complete",
         "_pieces",
         "_pings",
+        "_streaming",
         "acked",
         "closed",
         "conn",
@@ -358,6 +359,7 @@ class Driver(Generic[W]):
         # connection need not hold (GitHub issue #7).
         self._pieces: deque[Text | Binary] | None = None
         self._complete = 0  # messages whose last piece is queued
+        self._streaming = False  # what the engine was last told (new_engine: False)
         #: A message was handed to a waiting reader: parse nothing until it returns.
         self.hold = False
         #: We are closing: drop received data instead of queueing it, so the peer's
@@ -392,7 +394,9 @@ class Driver(Generic[W]):
         conn = self.conn
         # Pieces only for a streaming reader: a whole message is parsed in one go,
         # its payload copied once however many reads it came in.
-        conn.streaming = want == WANT_PIECE
+        streaming = want == WANT_PIECE
+        if streaming is not self._streaming:
+            conn.streaming = self._streaming = streaming
         pieces = self._pieces
         limit = self.max_queue
         while self._complete < limit:

@@ -332,3 +332,19 @@ def test_data_to_send_parts_reports_eof_section_7_1_1() -> None:
     list(server.events())
     assert server.data_to_send_parts() is EOF
     assert server.data_to_send_parts() == []
+
+
+def test_has_data_to_send_tracks_output_and_eof_section_7_1_1() -> None:
+    server = open_server()
+    assert not server.has_data_to_send
+    server.send("x")
+    assert server.has_data_to_send
+    server.data_to_send()
+    assert not server.has_data_to_send
+    server.receive_data(cframe(0x8, b"\x03\xe8"))  # the client's close
+    list(server.events())
+    assert server.has_data_to_send  # the reply close
+    server.data_to_send_parts()
+    assert server.has_data_to_send  # then EOF: the server closes TCP first
+    assert server.data_to_send_parts() is EOF
+    assert not server.has_data_to_send

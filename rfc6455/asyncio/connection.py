@@ -35,6 +35,7 @@ from ..errors import CloseCode, LocalProtocolError
 
 __all__ = ["Connection"]
 
+_OPEN = State.OPEN
 #: How long parsing waits for the application's first recv() after the handshake.
 _FIRST_HOLD = 0.05
 #: Sends made while more input waits are written together at the end of the loop
@@ -188,7 +189,7 @@ class Connection(ConnectionView, asyncio.Protocol):
             for waiter, latency in acked:
                 if not waiter.done():
                     waiter.set_result(latency)
-        if not self._coalesced:
+        if not self._coalesced and self.engine.has_data_to_send:
             self._flush()
         transport = self.transport
         if transport is not None and not self._lost:
@@ -247,6 +248,8 @@ class Connection(ConnectionView, asyncio.Protocol):
                     transport.write(parts[0])
                 else:
                     transport.writelines(parts)
+            if engine.state is _OPEN:
+                return  # an open connection queues nothing more, and no EOF or timer
         if self._close_timer is None and not self._lost and engine.close_expected():
             timeout = self._options.close_timeout
             if timeout is not None:
