@@ -24,8 +24,9 @@ Servers: rfc6455 (uvloop; default loop; pure Python with
 ``RFC6455_NO_EXTENSIONS=1``), websockets 17 (asyncio server), aiohttp, picows,
 and a raw TCP echo (asyncio Protocol, the physical bound: it writes back the
 bytes it reads, no WebSocket at all). Broadcast: ``python -m rfc6455 broadcast
---no-compression``, a websockets server with ``websockets.broadcast``, and a bare
-asyncio loop that writes one prebuilt frame to every transport. Echo servers run
+--no-compression``, a websockets server with ``websockets.broadcast``, a picows
+listener that sends to every transport, and a bare asyncio loop that writes one
+prebuilt frame to every transport. Echo servers run
 under uvloop unless the name says otherwise; broadcast servers under uvloop.
 
 Bounded: loopback only, fixed message counts, a 60 s timeout on each workload.
@@ -254,11 +255,37 @@ def serve_websockets_broadcast() -> Callable[[], Any]:
     return main
 
 
+def serve_picows_broadcast() -> Callable[[], Any]:
+    from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_create_server
+
+    members: set[WSTransport] = set()
+
+    class Fanout(WSListener):  # type: ignore[misc]
+        def on_ws_connected(self, transport: WSTransport) -> None:
+            members.add(transport)
+
+        def on_ws_disconnected(self, transport: WSTransport) -> None:
+            members.discard(transport)
+
+        def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+            if frame.msg_type == WSMsgType.BINARY:
+                payload = frame.get_payload_as_bytes()
+                for member in members:
+                    member.send(WSMsgType.BINARY, payload)
+
+    async def main() -> None:
+        server = await ws_create_server(lambda request: Fanout(), "127.0.0.1", 0)
+        await _forever(server.sockets[0].getsockname()[1])
+
+    return main
+
+
 SERVE: dict[str, Callable[[], Callable[[], Any]]] = {
     "rfc6455": serve_rfc6455, "rfc6455-listener": serve_rfc6455_listener,
     "websockets": serve_websockets, "aiohttp": serve_aiohttp,
     "picows": serve_picows, "raw": serve_raw, "bare-broadcast": serve_bare_broadcast,
     "websockets-broadcast": serve_websockets_broadcast,
+    "picows-broadcast": serve_picows_broadcast,
 }
 
 
@@ -284,6 +311,7 @@ BROADCAST = [
     Spec("rfc6455", "rfc6455-cli"),
     Spec("rfc6455 pure", "rfc6455-cli", pure=True),
     Spec("websockets", "websockets-broadcast"),
+    Spec("picows", "picows-broadcast"),
     Spec("bare send loop", "bare-broadcast"),
 ]
 

@@ -39,11 +39,16 @@ def member_label(remote: object) -> str:
 class AsyncMember:
     """A hub member over one asyncio connection (used from the event loop's thread)."""
 
-    __slots__ = ("close_slow", "label", "write_frame", "write_message", "ws")
+    __slots__ = ("close_slow", "label", "pending", "write_frame", "write_message", "ws")
 
     def __init__(self, ws: AsyncConnection) -> None:
         self.ws = ws
         self.label = member_label(ws.remote_address)
+        transport = ws.transport
+        #: Bytes queued for the client: the transport's own counter, bound once.
+        self.pending: Callable[[], int] = (
+            (lambda: ws.pending_bytes) if transport is None
+            else transport.get_write_buffer_size)
         # The adapter's non-blocking fan-out API, bound once: the hub calls these
         # for every message and every member.
         self.write_frame = ws.queue_frame
@@ -51,9 +56,6 @@ class AsyncMember:
         # Queues the close frame behind what is buffered; the close timeout then
         # makes the adapter drop the connection (§7.1.1).
         self.close_slow = ws.start_close
-
-    def pending(self) -> int:
-        return self.ws.pending_bytes
 
 
 async def broadcast_async(hub: Hub, ws: AsyncConnection,
