@@ -1,4 +1,5 @@
-"""Adapter benchmarks over loopback: rfc6455's asyncio echo and broadcast servers.
+"""Adapter benchmarks over loopback: rfc6455's asyncio echo (``serve`` and
+``serve_listener``) and broadcast servers.
 
 Smoke versions of ``benchmarks/servers.py`` (which compares with the peers):
 the server runs in a child process, the same raw-socket client drives it. Run
@@ -34,10 +35,12 @@ def loop() -> Iterator[asyncio.AbstractEventLoop]:
     loop.close()
 
 
-@pytest.fixture(scope="module", params=["accelerated", "pure"])
+@pytest.fixture(scope="module", params=["accelerated", "pure", "listener"])
 def echo_server(request: pytest.FixtureRequest) -> Iterator[Server]:
     # The default event loop: uvloop is an optional extra (bench), absent in CI.
-    server = Server(Spec("rfc6455", "rfc6455", uvloop=False, pure=request.param == "pure"))
+    # "listener": serve_listener's callbacks instead of serve's coroutine.
+    kind = "rfc6455-listener" if request.param == "listener" else "rfc6455"
+    server = Server(Spec("rfc6455", kind, uvloop=False, pure=request.param == "pure"))
     yield server
     server.stop()
 
