@@ -959,10 +959,10 @@ class Connection:
         to every connection. Server role only (client frames need fresh masks),
         and not in the middle of a message sent in parts.
         """
-        if self._client:
-            raise LocalProtocolError("clients must mask each frame; use send()")
-        self._check_can_send()
-        if self._out_opcode:
+        if self._state is not _OPEN or self._client or self._out_opcode:
+            if self._client:
+                raise LocalProtocolError("clients must mask each frame; use send()")
+            self._check_can_send()
             raise LocalProtocolError("a message sent in parts is in progress")
         self._out.append(frame)
 

@@ -458,10 +458,12 @@ class Connection(ConnectionView, asyncio.Protocol):
     def queue_frame(self, frame: bytes) -> bool:
         """Write a message serialized once by :func:`rfc6455.frames.serialize_frame`
         without waiting (server role); False if the connection is not open."""
-        if self.engine.state is not State.OPEN:
+        engine = self.engine
+        if engine.state is not _OPEN:
             return False
-        self.engine.send_frame_bytes(frame)
-        self._flush()
+        engine.send_frame_bytes(frame)
+        if not self._coalesced:
+            self._flush()
         return True
 
     def send_nowait(self, message: Data) -> bool:
