@@ -21,7 +21,7 @@ from rfc6455.asyncio import (
     connect,
     serve,
 )
-from tests.helpers import CLOSE, PING, TEXT, frame
+from tests.helpers import CLOSE, PING, TEXT, client_request, frame
 from tests.sync.raw import RawClient, frames_after_handshake
 
 SIZES = [0, 125, 126, 65535, 65536, 1024 * 1024]
@@ -47,6 +47,17 @@ async def echo(ws: Connection) -> None:
 
 def url(server: Any, path: str = "/") -> str:
     return f"ws://127.0.0.1:{server.port}{path}"
+
+
+async def open_raw(port: int, *, read_head: bool = True) -> tuple[asyncio.StreamReader,
+                                                                  asyncio.StreamWriter]:
+    """A raw TCP peer that sent an opening request (§4.1) and, by default, read the 101."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(client_request())
+    if read_head:
+        head = await reader.readuntil(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 101 "), head
+    return reader, writer
 
 
 # ------------------------------------------------------------------ messages
@@ -733,12 +744,7 @@ def test_pipelined_messages_echo_in_order_through_write_coalescing(uvloop_loop: 
 
     async def main() -> None:
         async with serve(echo, "127.0.0.1", 0, max_size=2**21, compression=None) as srv:
-            reader, writer = await asyncio.open_connection("127.0.0.1", srv.port)
-            key = "dGhlIHNhbXBsZSBub25jZQ=="
-            writer.write(f"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
-                         f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-                         f"Sec-WebSocket-Version: 13\r\n\r\n".encode())
-            await reader.readuntil(b"\r\n\r\n")
+            reader, writer = await open_raw(srv.port)
             payloads = [os.urandom(n) for n in sizes]
             # Every message in one write: the server sees them pipelined.
             writer.write(b"".join(frame(0x2, p) for p in payloads))

@@ -14,7 +14,7 @@ from websockets.asyncio.client import connect as ws_connect
 from rfc6455.asyncio import Connection, Listener, connect, serve_listener
 from tests.helpers import BINARY, CLOSE, TEXT, frame
 
-from .test_asyncio import run, url
+from .test_asyncio import open_raw, run, url
 
 
 class Echo(Listener):
@@ -67,11 +67,7 @@ def test_listener_echo_with_websockets_client_section_5_6(compression: str | Non
 def test_listener_pipelined_messages_in_order_section_5_4() -> None:
     async def main() -> None:
         async with serve_listener(Echo, "127.0.0.1", 0, compression=None) as srv:
-            reader, writer = await asyncio.open_connection("127.0.0.1", srv.port)
-            writer.write(b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
-                         b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                         b"Sec-WebSocket-Version: 13\r\n\r\n")
-            await reader.readuntil(b"\r\n\r\n")
+            reader, writer = await open_raw(srv.port)
             payloads = [os.urandom(n % 300) for n in range(2000)]
             writer.write(b"".join(frame(BINARY, p) for p in payloads))
             expected = b"".join(frame(BINARY, p, masked=False) for p in payloads)
@@ -85,11 +81,7 @@ def test_listener_reply_goes_out_before_the_close_a_bad_frame_causes_section_8_1
     # The pull policy: one message at a time, so the echo precedes the 1007.
     async def main() -> None:
         async with serve_listener(Echo, "127.0.0.1", 0, compression=None) as srv:
-            reader, writer = await asyncio.open_connection("127.0.0.1", srv.port)
-            writer.write(b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
-                         b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                         b"Sec-WebSocket-Version: 13\r\n\r\n")
-            await reader.readuntil(b"\r\n\r\n")
+            reader, writer = await open_raw(srv.port)
             writer.write(frame(TEXT, b"good") + frame(TEXT, b"\xff"))
             data = await asyncio.wait_for(reader.read(), 5)
             assert data.startswith(frame(TEXT, b"good", masked=False))
@@ -141,12 +133,9 @@ def test_listener_stops_reading_while_the_peer_does_not_read() -> None:
     async def main() -> None:
         async with serve_listener(Track, "127.0.0.1", 0, compression=None,
                                   write_limit=65536, max_size=2**21) as srv:
-            _, writer = await asyncio.open_connection("127.0.0.1", srv.port, limit=2**22)
+            _, writer = await open_raw(srv.port, read_head=False)
             transport = writer.transport
             transport.pause_reading()  # a peer that does not read
-            writer.write(b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
-                         b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                         b"Sec-WebSocket-Version: 13\r\n\r\n")
             message = frame(BINARY, b"x" * 100_000)
             for _ in range(200):  # 20 MB offered; the kernel buffers take only part of it
                 writer.write(message)
