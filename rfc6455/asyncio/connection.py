@@ -426,7 +426,8 @@ class Connection(ConnectionView, asyncio.Protocol):
             raise TypeError("use send_json() for a dict")
         else:
             await self._send_parts(message)
-        await self.drain()
+        if self._writing_paused or self._lost:
+            await self.drain()  # (not awaited otherwise: a coroutine less per message)
 
     async def _send_parts(self, parts: Iterable[Data] | AsyncIterable[Data]) -> None:
         if self._parts_lock is None:
