@@ -291,13 +291,19 @@ class Connection:
             return int(getattr(handshake, "buffered_bytes", 0))
         size = len(self._buf) - self._pos + self._more_size
         left = self._frame_left
-        if left != _NO_FRAME and not self._streaming and left <= self._fast_limit \
-                and self._msg_opcode == _BINARY:
+        if left != _NO_FRAME and self._gathers_whole(left):
             # The rest of a frame being gathered whole is part of a message, bounded
             # by the limits like a message's collected parts: only bytes behind it
             # count, or a reader pausing at a threshold would wait forever.
             return max(0, size - left)
         return size
+
+    def _gathers_whole(self, left: int) -> bool:
+        """Whether the frame in progress (``left`` payload bytes to come) is gathered
+        whole rather than consumed as it arrives: a binary message wanted whole,
+        within the limits. Not text: invalid UTF-8 must fail as soon as it arrives
+        (§8.1), so text is checked incrementally as the payload comes in."""
+        return not self._streaming and left <= self._fast_limit and self._msg_opcode == _BINARY
 
     # ------------------------------------------------------------------ input
 
@@ -454,12 +460,9 @@ class Connection:
             end = len(buf)
             left = self._frame_left
             if left != _NO_FRAME:
-                if end - pos < left and not self._streaming and left <= self._fast_limit \
-                        and self._msg_opcode == _BINARY:
-                    # A whole binary message is wanted: wait for the frame's last byte,
-                    # then copy (and unmask) its payload once, from every chunk it
-                    # spans. Not text: invalid UTF-8 must fail as soon as it arrives
-                    # (§8.1, checked incrementally below as the payload comes in).
+                if end - pos < left and self._gathers_whole(left):
+                    # Wait for the frame's last byte, then copy (and unmask) its
+                    # payload once, from every chunk it spans.
                     event = self._whole_payload()
                     if event is None and self._frame_left != _NO_FRAME:
                         return None
