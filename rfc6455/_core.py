@@ -34,7 +34,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Final
+from typing import Final, TypeVar
 
 from ._mask import _LOW, _REPEAT, ACCELERATED, mask, mask_join
 from .errors import CloseCode, LocalProtocolError, RemoteProtocolError
@@ -95,6 +95,7 @@ _unpack_64 = struct.Struct("!Q").unpack_from
 _TEXT: Final = 1
 _BINARY: Final = 2
 _NO_FRAME: Final = -1
+_Piece = TypeVar("_Piece", str, bytes)
 # Payloads from this size are queued apart from their frame header rather than
 # copied into one frame: data_to_send_parts() hands them on as they are.
 _UNJOINED_SIZE: Final = 65536
@@ -604,10 +605,8 @@ class Connection:
                     self._pos = stop = start + length
                     if key is not None:
                         data = mask(memoryview(buf)[start:stop], key)
-                    elif start == 0 and stop == end and type(buf) is bytes:
-                        data = buf
                     else:
-                        data = buf[start:stop]
+                        data = buf[start:stop]  # the chunk itself when it is the whole frame
                     if opcode == _BINARY:
                         return Binary(data)
                     try:
@@ -656,10 +655,8 @@ class Connection:
                 key = key[phase:] + key[:phase]
             self._frame_offset += size
             chunk = mask(memoryview(buf)[start:stop], key)
-        elif start == 0 and stop == len(buf):
-            chunk = buf  # a whole received chunk: no copy
         else:
-            chunk = buf[start:stop]
+            chunk = buf[start:stop]  # a whole received chunk is returned as it is, no copy
         if not size and not final:
             return None
         return self._deliver(chunk, final)
@@ -748,12 +745,13 @@ class Connection:
             return Binary(chunk, final) if chunk or final else None
         return self._collect(chunk, final)
 
-    def _take_parts(self, piece: Any) -> Any:
+    def _take_parts(self, piece: _Piece) -> _Piece:
         """The parts collected so far followed by ``piece``, as one piece (str or bytes)."""
-        parts = self._msg_parts
+        parts: list[_Piece] | None = self._msg_parts  # type: ignore[assignment]
         self._msg_parts = None
         assert parts is not None
-        return ("" if isinstance(piece, str) else b"").join((*parts, piece))
+        parts.append(piece)
+        return piece[:0].join(parts)
 
     def _collect(self, piece: str | bytes, final: bool) -> Event | None:
         parts = self._msg_parts
@@ -909,10 +907,8 @@ class Connection:
             # parts; the first part of the next message sets it again.)
             if not self._client and len(payload) < 126 and type(payload) is bytes:
                 self._out.append(_pack_short_header(0x80 | opcode, len(payload)) + payload)
-            elif len(payload) >= _UNJOINED_SIZE and type(payload) is bytes:
-                self._out += serialize_frame_parts(opcode, payload, masked=self._client)
             else:
-                self._out.append(serialize_frame(opcode, payload, masked=self._client))
+                self._queue_frame(opcode, payload, True, 0)
             return
         rsv = 0
         if self._out_opcode:
@@ -929,31 +925,35 @@ class Connection:
             payload = ext.encode(payload if type(payload) is bytes else bytes(payload), final)
         self._out_opcode = 0 if final else opcode
         size = self._fragment_size
-        masked = self._client
         if size is None or len(payload) <= size:
-            if not masked and len(payload) < 65536 and type(payload) is bytes:
-                # serialize_frame's header (§5.2, minimal length encoding) built
-                # here: two calls less per message, e.g. for each compressed one.
-                first = 0x80 | rsv | frame_opcode if final else rsv | frame_opcode
-                if len(payload) < 126:
-                    self._out.append(_pack_short_header(first, len(payload)) + payload)
-                else:
-                    self._out.append(_pack_medium_header(first, 126, len(payload)) + payload)
-            elif len(payload) >= _UNJOINED_SIZE and type(payload) is bytes:
-                self._out += serialize_frame_parts(frame_opcode, payload, fin=final, rsv=rsv,
-                                                   masked=masked)
-            else:
-                self._out.append(serialize_frame(frame_opcode, payload, fin=final, rsv=rsv,
-                                                 masked=masked))
+            self._queue_frame(frame_opcode, payload, final, rsv)
             return
         view = memoryview(payload)
         last = len(payload) - size
         for offset in range(0, len(payload), size):
             self._out.append(serialize_frame(
                 frame_opcode, view[offset:offset + size], fin=final and offset >= last,
-                rsv=rsv, masked=masked))
+                rsv=rsv, masked=self._client))
             frame_opcode = Opcode.CONTINUATION
             rsv = 0
+
+    def _queue_frame(self, opcode: int, payload: bytes | bytearray | memoryview, fin: bool,
+                     rsv: int) -> None:
+        """Queue one frame (§5.2, minimal length encoding; masked by a client, §5.3)."""
+        if type(payload) is bytes:
+            size = len(payload)
+            if size >= _UNJOINED_SIZE:
+                # Header and payload apart: data_to_send_parts() hands the payload on.
+                self._out += serialize_frame_parts(opcode, payload, fin=fin, rsv=rsv,
+                                                   masked=self._client)
+                return
+            if not self._client:
+                # serialize_frame's header built here: two calls less per message.
+                first = (0x80 if fin else 0) | rsv | opcode
+                self._out.append((_pack_short_header(first, size) if size < 126
+                                  else _pack_medium_header(first, 126, size)) + payload)
+                return
+        self._out.append(serialize_frame(opcode, payload, fin=fin, rsv=rsv, masked=self._client))
 
     def send_frame_bytes(self, frame: bytes) -> None:
         """Queue a whole message already serialized by :func:`rfc6455.frames.serialize_frame`.

@@ -123,6 +123,4 @@ class serve_listener(serve):
                  port: int | None = None, **kwargs: Any) -> None:
         super().__init__(factory, host, port, **kwargs)  # type: ignore[arg-type]
 
-    @staticmethod
-    def _protocol() -> Callable[[Server], _ServerProtocol]:
-        return _ListenerProtocol
+    _protocol = _ListenerProtocol

@@ -155,9 +155,9 @@ class Server:
     """A running WebSocket server (see :func:`serve`)."""
 
     def __init__(self, handler: Handler, options: ServerOptions, logger: logging.Logger,
-                 protocol: Callable[[Server], _ServerProtocol] | None = None) -> None:
+                 protocol: Callable[[Server], _ServerProtocol] = _ServerProtocol) -> None:
         self.handler = handler
-        self._protocol = _ServerProtocol if protocol is None else protocol
+        self._protocol = protocol
         self.options = options
         self.logger = logger
         self._connections: set[_ServerProtocol] = set()
@@ -297,12 +297,11 @@ class serve:
                  sock: Any = None, logger: logging.Logger | None = None,
                  **options: Any) -> None:
         self._server = Server(handler, split_options(ServerOptions, options),
-                              logger or server_logger, self._protocol())
+                              logger or server_logger, self._protocol)
         self._args = (host, port, path, ssl, reuse_port, sock)
 
-    @staticmethod
-    def _protocol() -> Callable[[Server], _ServerProtocol] | None:
-        return None  # the coroutine handler's protocol
+    #: What runs each connection: a coroutine handler here, callbacks in serve_listener.
+    _protocol: Callable[[Server], _ServerProtocol] = _ServerProtocol
 
     async def _start(self) -> Server:
         await self._server.start(*self._args)

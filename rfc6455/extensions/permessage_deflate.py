@@ -258,14 +258,13 @@ class PerMessageDeflate:
             # §7.2.1: Z_SYNC_FLUSH ends the piece on a byte boundary, so it can go
             # out in a frame at once; the tail stays (it is not the message's end).
             return deflater.compress(data) + deflater.flush(_SYNC_FLUSH)
-        if not self.send_reset:
-            out = deflater.compress(data) + deflater.flush(_SYNC_FLUSH)
-        elif not self._drop_compressor:
-            # §7.1.1: forget the history; Z_FULL_FLUSH ends with the same empty
-            # stored block (00 00 ff ff) as Z_SYNC_FLUSH, and keeps the memory.
-            out = deflater.compress(data) + deflater.flush(_FULL_FLUSH)
-        else:
-            out = deflater.compress(data) + deflater.flush(_SYNC_FLUSH)
+        reset = self.send_reset
+        # §7.1.1 with a kept compressor: Z_FULL_FLUSH forgets the history and ends
+        # with the same empty stored block (00 00 ff ff) as Z_SYNC_FLUSH.
+        keep_and_forget = reset and not self._drop_compressor
+        out = deflater.compress(data) + deflater.flush(
+            _FULL_FLUSH if keep_and_forget else _SYNC_FLUSH)
+        if reset and self._drop_compressor:
             self._compressor = None  # §7.1.1: a fresh compressor next message
         if out.endswith(_TAIL):
             out = out[:-4]  # §7.2.1
