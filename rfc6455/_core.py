@@ -285,19 +285,22 @@ class Connection:
     @property
     def buffered_bytes(self) -> int:
         """Received bytes not parsed yet: pause reading the transport when this grows."""
+        # (Read on every message by the adapters: the common answer, 0, comes first.)
+        size = len(self._buf) - self._pos + self._more_size
+        if size:
+            left = self._frame_left
+            if left != _NO_FRAME and self._gathers_whole(left):
+                # The rest of a frame being gathered whole is part of a message,
+                # bounded by the limits like a message's collected parts: only bytes
+                # behind it count, or a reader pausing at a threshold would wait forever.
+                return max(0, size - left)
+            return size
         if self._state is State.CONNECTING:
             # They wait in the handshake's HTTP parser: a client may send frames right
             # behind its request, before the application accepts it (fuzz/ memory bounds).
             handshake = getattr(self, "_handshake", None)
             return int(getattr(handshake, "buffered_bytes", 0))
-        size = len(self._buf) - self._pos + self._more_size
-        left = self._frame_left
-        if left != _NO_FRAME and self._gathers_whole(left):
-            # The rest of a frame being gathered whole is part of a message, bounded
-            # by the limits like a message's collected parts: only bytes behind it
-            # count, or a reader pausing at a threshold would wait forever.
-            return max(0, size - left)
-        return size
+        return 0
 
     def _gathers_whole(self, left: int) -> bool:
         """Whether the frame in progress (``left`` payload bytes to come) is gathered

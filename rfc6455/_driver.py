@@ -419,13 +419,43 @@ class Driver(Generic[W]):
                 if want == WANT_PIECE:
                     self.hold = True
                     return True
-            elif cls is Pong:
-                self._pong(event.payload, now)  # type: ignore[union-attr]
-            elif cls is ClosedEvent:
-                self.closed = event  # type: ignore[assignment]
+            elif self._control(cls, event, now):
                 break
-            # Ping: the engine already queued the pong (§5.5.2).
         return want == WANT_NOTHING
+
+    def _control(self, cls: type, event: object, now: float) -> bool:
+        """Note an event other than a message's piece; True for the final one."""
+        if cls is Pong:
+            self._pong(event.payload, now)  # type: ignore[attr-defined]
+        elif cls is ClosedEvent:
+            self.closed = event  # type: ignore[assignment]
+            return True
+        # Ping: the engine already queued the pong (§5.5.2).
+        return False
+
+    def pull_message(self, now: float) -> Data | None:
+        """``pull(WANT_MESSAGE)`` then :meth:`take_message`, or None: for a consumer
+        that takes every message as it comes (the listener adapter).
+
+        A message with nothing queued before it skips the queue altogether;
+        anything else goes the general way.
+        """
+        if not (self._complete or self._pieces or self._streaming or self.discard):
+            self.hold = False  # as pull() does: the consumer is back
+            conn = self.conn
+            while True:
+                event = conn.next_event()
+                if event is None:
+                    return None
+                self.last_received = now
+                cls = type(event)
+                if cls is Text or cls is Binary:
+                    # Not streaming, and no piece of a message was queued before
+                    # (_pieces): the engine hands over whole messages only.
+                    return event.data  # type: ignore[union-attr]
+                if self._control(cls, event, now):
+                    return None
+        return self.take_message() if self.pull(WANT_MESSAGE, now) else None
 
     def start_discarding(self, sent_code: int | None = None) -> None:
         """The application closes: forget queued messages, parse everything from now on."""

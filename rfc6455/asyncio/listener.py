@@ -22,7 +22,7 @@ from time import monotonic as _now
 from typing import Any
 
 from .._core import State
-from .._driver import WANT_MESSAGE, Data
+from .._driver import Data
 from ..errors import CloseCode
 from .connection import Connection
 from .server import Server, _ServerProtocol, serve
@@ -73,18 +73,24 @@ class _ListenerProtocol(_ServerProtocol):
         if self._dispatching:
             return  # a callback sent or closed: the loop below goes on from here
         self._dispatching = True
+        writing = not self._coalesced
+        if writing:
+            # Replies sent from the callbacks go out in one write once this input is
+            # handled (or at once past the coalescing limit), behind nothing else.
+            self._coalesced = 1
         try:
             self._dispatch()
         finally:
             self._dispatching = False
-        self._after_pull()
+            if writing:
+                self._coalesced = 0
+        self._after_pull()  # writes them
 
     def _dispatch(self) -> None:
         driver = self._driver
         listener = self._listener
         now = _now()
-        while driver.pull(WANT_MESSAGE, now):
-            message = driver.take_message()
+        while (message := driver.pull_message(now)) is not None:
             if listener is None:
                 continue  # on_open failed: the connection is closing
             try:

@@ -12,7 +12,7 @@ import pytest
 from websockets.asyncio.client import connect as ws_connect
 
 from rfc6455.asyncio import Connection, Listener, connect, serve_listener
-from tests.helpers import BINARY, CLOSE, TEXT, frame
+from tests.helpers import BINARY, CLOSE, CONT, PING, PONG, TEXT, frame
 
 from .test_asyncio import open_raw, run, url
 
@@ -72,6 +72,27 @@ def test_listener_pipelined_messages_in_order_section_5_4() -> None:
             writer.write(b"".join(frame(BINARY, p) for p in payloads))
             expected = b"".join(frame(BINARY, p, masked=False) for p in payloads)
             assert await reader.readexactly(len(expected)) == expected
+            writer.close()
+
+    run(main())
+
+
+def test_listener_fragments_and_control_frames_between_whole_messages_section_5_4() -> None:
+    # Whole single-frame messages skip the driver's queue; a fragmented message
+    # with a ping between its fragments (§5.5: control frames may be injected)
+    # goes the general way; the order on the wire is the engine's.
+    async def main() -> None:
+        async with serve_listener(Echo, "127.0.0.1", 0, compression=None) as srv:
+            reader, writer = await open_raw(srv.port)
+            writer.write(frame(BINARY, b"one") + frame(TEXT, b"a", fin=False)
+                         + frame(PING, b"p") + frame(CONT, b"b", fin=False)
+                         + frame(CONT, b"c") + frame(BINARY, b"two")
+                         + frame(CLOSE, (1000).to_bytes(2, "big")))
+            expected = b"".join((
+                frame(BINARY, b"one", masked=False), frame(PONG, b"p", masked=False),
+                frame(TEXT, b"abc", masked=False), frame(BINARY, b"two", masked=False),
+                frame(CLOSE, (1000).to_bytes(2, "big"), masked=False)))
+            assert await asyncio.wait_for(reader.read(), 5) == expected
             writer.close()
 
     run(main())
