@@ -972,6 +972,19 @@ class Connection:
             raise LocalProtocolError("a message sent in parts is in progress")
         self._out.append(frame)
 
+    @property
+    def frame_bytes_direct(self) -> bool:
+        """Whether a frame for :meth:`send_frame_bytes` may skip the queue now.
+
+        True when the connection is open, this is a server, no message sent in
+        parts is in progress and nothing waits in :meth:`data_to_send`: the
+        caller may then write the frame to the transport itself, with the same
+        result on the wire as ``send_frame_bytes(frame)`` and ``data_to_send()``.
+        (A fan-out to many connections then touches no queue per connection.)
+        """
+        return self._state is _OPEN and not self._out and not self._out_opcode \
+            and not self._client
+
     def ping(self, payload: bytes = b"") -> None:
         """Send a ping (§5.5.2); the payload is at most 125 bytes."""
         self._send_control(Opcode.PING, payload)

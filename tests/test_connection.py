@@ -226,6 +226,29 @@ def test_5_4_send_frame_bytes_refused_inside_a_message_in_parts() -> None:
         server.send_frame_bytes(serialize_frame(Opcode.TEXT, b"x"))
 
 
+def test_frame_bytes_direct_only_when_nothing_would_go_out_before_the_frame() -> None:
+    # The fan-out shortcut: writing the frame itself must give the same bytes on
+    # the wire as send_frame_bytes() + data_to_send(), so it is refused whenever
+    # something is queued, a message in parts is open, or the connection is not open.
+    server = open_server()
+    assert server.frame_bytes_direct
+    server.ping(b"p")
+    assert not server.frame_bytes_direct  # the ping must go first
+    drain(server)
+    assert server.frame_bytes_direct
+    server.send(b"a", final=False)
+    drain(server)
+    assert not server.frame_bytes_direct  # §5.4: no other data frame inside a message
+    server.send(b"b")
+    drain(server)
+    assert server.frame_bytes_direct
+    server.close()
+    drain(server)
+    assert not server.frame_bytes_direct  # §5.5.1: nothing after our close
+    assert not open_client().frame_bytes_direct  # §5.3: a client masks every frame
+    assert not ServerConnection().frame_bytes_direct  # still in the opening handshake
+
+
 # ---------------------------------------------------------------- streaming mode
 
 

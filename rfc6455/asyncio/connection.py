@@ -460,6 +460,11 @@ class Connection(ConnectionView, asyncio.Protocol):
         """Write a message serialized once by :func:`rfc6455.frames.serialize_frame`
         without waiting (server role); False if the connection is not open."""
         engine = self.engine
+        transport = self.transport
+        if engine.frame_bytes_direct and not self._coalesced and transport is not None \
+                and not self._lost and not transport.is_closing():
+            transport.write(frame)  # nothing queued before it: what _flush would write
+            return True
         if engine.state is not _OPEN:
             return False
         engine.send_frame_bytes(frame)
