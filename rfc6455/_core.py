@@ -387,8 +387,6 @@ class Connection:
                         if found is not None:
                             self._pos = found[1]
                             return found[0]
-                        if pos >= len(buf) and self._more is None and not self._eof_received:
-                            return None  # nothing buffered: _read would find nothing
                     elif len(buf) - pos >= 2:
                         b0 = buf[pos]
                         if b0 == 0x81 or b0 == 0x82:
@@ -420,6 +418,8 @@ class Connection:
                                             return Text(str(buf[pos + 2:stop], "utf-8"))
                                         except UnicodeDecodeError:
                                             return Text(_decode_text(buf[pos + 2:stop]))
+                    if pos >= len(buf) and self._more is None and not self._eof_received:
+                        return None  # nothing buffered: _read would find nothing
                 event = self._read()
             except _Fail as failure:
                 self._fail(failure.error)
