@@ -2,8 +2,11 @@
 
     python benchmarks/compare.py [--repeat 5] [--only small,large] [--json out.json]
 
-Each implementation runs in its own subprocess (``--in-process``: all in this
-one, except pure-Python rfc6455), rfc6455 twice: with the C accelerator and
+Each implementation runs each workload family (small, large, deflate, unmask)
+in a fresh subprocess, the implementations taking turns family by family, so
+no state (allocator, caches, CPU vector state) carries over from one family to
+the next and a load spike hits every implementation alike (``--in-process``:
+all in this one, except pure-Python rfc6455). rfc6455 runs twice: with the C accelerator and
 with ``RFC6455_NO_EXTENSIONS=1``, over the byte streams of
 ``engine_workloads.py``. Peers are driven at the same level as our engine:
 
@@ -554,24 +557,26 @@ def main() -> None:
     if args.worker:
         print(json.dumps(worker(args.worker, args.repeat, only)))
         return
-    all_results: dict[str, dict[str, Any]] = {}
-    for impl in args.impls.split(","):
-        env = dict(os.environ)
-        env.pop("RFC6455_NO_EXTENSIONS", None)
-        if impl == "rfc6455-pure":
-            env["RFC6455_NO_EXTENSIONS"] = "1"
-        print(f"running {impl} ...", file=sys.stderr)
-        if args.in_process and impl != "rfc6455-pure":
-            all_results[impl] = worker(impl, args.repeat, only)
-            continue
-        proc = subprocess.run(
-            [sys.executable, __file__, "--worker", impl, "--repeat", str(args.repeat),
-             "--only", args.only], env=env, capture_output=True, text=True, check=False)
-        if proc.returncode:
-            all_results[impl] = {}
-            print(f"{impl} failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
-            continue
-        all_results[impl] = json.loads(proc.stdout.strip().splitlines()[-1])
+    impls = args.impls.split(",")
+    all_results: dict[str, dict[str, Any]] = {impl: {} for impl in impls}
+    families = [kind for kind in ("small", "large", "deflate", "unmask") if kind in only]
+    for kind in families:
+        for impl in impls:
+            env = dict(os.environ)
+            env.pop("RFC6455_NO_EXTENSIONS", None)
+            if impl == "rfc6455-pure":
+                env["RFC6455_NO_EXTENSIONS"] = "1"
+            print(f"running {impl} {kind} ...", file=sys.stderr)
+            if args.in_process and impl != "rfc6455-pure":
+                all_results[impl].update(worker(impl, args.repeat, {kind}))
+                continue
+            proc = subprocess.run(
+                [sys.executable, __file__, "--worker", impl, "--repeat", str(args.repeat),
+                 "--only", kind], env=env, capture_output=True, text=True, check=False)
+            if proc.returncode:
+                print(f"{impl} {kind} failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
+                continue
+            all_results[impl].update(json.loads(proc.stdout.strip().splitlines()[-1]))
     print(f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, best of {args.repeat}")
     print_table(all_results)
     if args.json:

@@ -412,7 +412,7 @@ def deflate_round_trip(messages: list[bytes | str], send_bits: int, reset: bool,
       streaming=st.booleans(), small=st.booleans(), data=st.data())
 def accelerator_agrees(role: str, deflate: bool, streaming: bool, small: bool,
                        data: st.DataObject) -> None:
-    """The C fast path (_speedups.read_frame) gives the same events, close and replies
+    """The C fast path (_speedups.next_frame) gives the same events, close and replies
     as pure Python for any frames (_core.next_event: "no behaviour of its own")."""
     _count("accelerator_agrees")
     from rfc6455 import _core

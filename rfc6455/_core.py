@@ -107,14 +107,15 @@ _from_bytes = int.from_bytes
 _OPEN: Final = State.OPEN
 _CLOSING: Final = State.CLOSING
 
-# The C accelerator's version of _read's fast path (same frames, same events).
-_read_frame: Callable[[bytes | bytearray, int, bool, int], tuple[Event, int] | None] | None = None
+# The C accelerator's version of next_event's fast path (same frames, same
+# events): _speedups.next_frame(connection), set up at the end of this module
+# once the Connection class exists.
+_read_frame: Callable[[Connection], Event | None] | None = None
 if ACCELERATED:  # pragma: no cover - depends on the build
     from . import _speedups
 
     if hasattr(_speedups, "read_frame"):  # an older build may have masking only
         _speedups.configure(Text, Binary)
-        _read_frame = _speedups.read_frame
 
 
 def _text_event_python(data: bytes) -> Text | None:
@@ -128,7 +129,7 @@ def _text_event_python(data: bytes) -> Text | None:
 # The C accelerator's version builds the event directly (no dataclass __init__):
 # used for inflated messages (RFC 7692), which _read_frame never sees.
 _text_event: Callable[[bytes], Text | None] = _text_event_python
-if _read_frame is not None and hasattr(_speedups, "text_event"):  # pragma: no cover - build
+if ACCELERATED and hasattr(_speedups, "text_event"):  # pragma: no cover - build
     _text_event = _speedups.text_event
 
 
@@ -380,14 +381,13 @@ class Connection:
                     # text/binary frame (FIN, no RSV bits), masked as §5.1 requires of
                     # the peer, within the limits. Anything else, errors included, is
                     # left to _read. Here rather than in _read: a call less per message.
+                    if _read_frame is not None:
+                        event = _read_frame(self)  # moves self._pos past the frame
+                        if event is not None:
+                            return event
                     buf = self._buf
                     pos = self._pos
-                    if _read_frame is not None:
-                        found = _read_frame(buf, pos, self._client, self._fast_limit)
-                        if found is not None:
-                            self._pos = found[1]
-                            return found[0]
-                    elif len(buf) - pos >= 2:
+                    if _read_frame is None and len(buf) - pos >= 2:
                         b0 = buf[pos]
                         if b0 == 0x81 or b0 == 0x82:
                             b1 = buf[pos + 1]
@@ -1015,3 +1015,8 @@ class Connection:
         self._out.append(serialize_frame(Opcode.CLOSE, payload, masked=self._client))
         self._close_sent = True
         self._state = State.CLOSING
+
+
+if ACCELERATED and hasattr(_speedups, "next_frame") \
+        and _speedups.configure_engine(Connection):  # pragma: no cover - depends on the build
+    _read_frame = _speedups.next_frame

@@ -4,6 +4,8 @@
  * mask_inplace(buffer, key) -> None  XOR a writable buffer (bytearray, memoryview) in place
  * read_frame(buf, pos, client, limit) -> (event, stop) | None
  *     the parser's fast path for one whole small data frame (see below)
+ * next_frame(connection) -> event | None
+ *     the same on an engine's own buffer, moving its position (configure_engine)
  * text_event(data) -> Text | None    a Text event from UTF-8 bytes, None if invalid
  *
  * Masking is a XOR with the 4-byte key repeated, so it is its own inverse. The
@@ -452,51 +454,19 @@ PyDoc_STRVAR(read_frame_doc,
 "handle what is there. ``client`` is the role parsing; ``limit`` the largest\n"
 "payload allowed.");
 
+/* The whole frame at buf[pos:] as an event (a new reference) with *stop set to
+ * the end of the frame; Py_None (a new reference) when the Python parser must
+ * handle what is there; NULL with an exception set on failure. */
 static PyObject *
-speedups_read_frame(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+parse_frame(const uint8_t *buf, Py_ssize_t size, Py_ssize_t pos, int client,
+            long long limit, Py_ssize_t *stop)
 {
-    const uint8_t *buf, *payload_start;
-    Py_ssize_t size, pos, length, header, stop;
-    long long limit;
-    int overflow, client, masked;
+    const uint8_t *payload_start;
+    Py_ssize_t length, header;
+    int masked;
     uint8_t b0, b1;
-    PyObject *payload, *event, *result;
+    PyObject *payload;
 
-    (void)module;
-    if (nargs != 4) {
-        PyErr_SetString(PyExc_TypeError, "read_frame() takes exactly 4 arguments");
-        return NULL;
-    }
-    if (text_event.type == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "read_frame() before configure()");
-        return NULL;
-    }
-    if (PyBytes_CheckExact(args[0])) {
-        buf = (const uint8_t *)PyBytes_AS_STRING(args[0]);
-        size = PyBytes_GET_SIZE(args[0]);
-    }
-    else if (PyByteArray_CheckExact(args[0])) {
-        buf = (const uint8_t *)PyByteArray_AS_STRING(args[0]);
-        size = PyByteArray_GET_SIZE(args[0]);
-    }
-    else {
-        Py_RETURN_NONE;
-    }
-    pos = PyLong_AsSsize_t(args[1]);
-    if (pos == -1 && PyErr_Occurred()) {
-        return NULL;
-    }
-    client = PyObject_IsTrue(args[2]);
-    if (client < 0) {
-        return NULL;
-    }
-    limit = PyLong_AsLongLongAndOverflow(args[3], &overflow);
-    if (limit == -1 && PyErr_Occurred()) {
-        return NULL;
-    }
-    if (overflow > 0) {
-        limit = LLONG_MAX;
-    }
     if (pos < 0 || size - pos < 2) {
         Py_RETURN_NONE;
     }
@@ -542,7 +512,7 @@ speedups_read_frame(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             || length > size - pos - header) {
         Py_RETURN_NONE;
     }
-    stop = pos + header + length;
+    *stop = pos + header + length;
     payload_start = buf + pos + header;
     if (b0 == 0x82) {
         payload = PyBytes_FromStringAndSize(masked ? NULL : (const char *)payload_start,
@@ -554,39 +524,102 @@ speedups_read_frame(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             xor_key((uint8_t *)PyBytes_AS_STRING(payload), payload_start, (size_t)length,
                     buf + pos + header - 4);
         }
-        event = new_event(&binary_event, payload);
+        return new_event(&binary_event, payload);
+    }
+    uint8_t stack[STACK_PAYLOAD];
+    uint8_t *text = stack;
+    if (masked) {
+        if (length > STACK_PAYLOAD) {
+            text = PyMem_Malloc((size_t)length);
+            if (text == NULL) {
+                return PyErr_NoMemory();
+            }
+        }
+        xor_key(text, payload_start, (size_t)length, buf + pos + header - 4);
+        payload = PyUnicode_DecodeUTF8((const char *)text, length, NULL);
+        if (text != stack) {
+            PyMem_Free(text);
+        }
     }
     else {
-        uint8_t stack[STACK_PAYLOAD];
-        uint8_t *text = stack;
-        if (masked) {
-            if (length > STACK_PAYLOAD) {
-                text = PyMem_Malloc((size_t)length);
-                if (text == NULL) {
-                    return PyErr_NoMemory();
-                }
-            }
-            xor_key(text, payload_start, (size_t)length, buf + pos + header - 4);
-            payload = PyUnicode_DecodeUTF8((const char *)text, length, NULL);
-            if (text != stack) {
-                PyMem_Free(text);
-            }
-        }
-        else {
-            payload = PyUnicode_DecodeUTF8((const char *)payload_start, length, NULL);
-        }
-        if (payload == NULL) {
-            if (!PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
-                return NULL;
-            }
-            /* §8.1: the general path fails the connection with 1007. */
-            PyErr_Clear();
-            Py_RETURN_NONE;
-        }
-        event = new_event(&text_event, payload);
+        payload = PyUnicode_DecodeUTF8((const char *)payload_start, length, NULL);
     }
-    if (event == NULL) {
+    if (payload == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
+            return NULL;
+        }
+        /* §8.1: the general path fails the connection with 1007. */
+        PyErr_Clear();
+        Py_RETURN_NONE;
+    }
+    return new_event(&text_event, payload);
+}
+
+/* bytes or bytearray (exactly): its buffer and size; 0 for anything else. */
+static int
+byte_buffer(PyObject *obj, const uint8_t **buf, Py_ssize_t *size)
+{
+    if (PyBytes_CheckExact(obj)) {
+        *buf = (const uint8_t *)PyBytes_AS_STRING(obj);
+        *size = PyBytes_GET_SIZE(obj);
+        return 1;
+    }
+    if (PyByteArray_CheckExact(obj)) {
+        *buf = (const uint8_t *)PyByteArray_AS_STRING(obj);
+        *size = PyByteArray_GET_SIZE(obj);
+        return 1;
+    }
+    return 0;
+}
+
+/* A limit as a C integer: anything past LLONG_MAX is no limit at all. */
+static int
+as_limit(PyObject *obj, long long *limit)
+{
+    int overflow;
+
+    *limit = PyLong_AsLongLongAndOverflow(obj, &overflow);
+    if (*limit == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    if (overflow > 0) {
+        *limit = LLONG_MAX;
+    }
+    return 0;
+}
+
+static PyObject *
+speedups_read_frame(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    const uint8_t *buf;
+    Py_ssize_t size, pos, stop = 0;
+    long long limit;
+    int client;
+    PyObject *event, *result;
+
+    (void)module;
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "read_frame() takes exactly 4 arguments");
         return NULL;
+    }
+    if (text_event.type == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "read_frame() before configure()");
+        return NULL;
+    }
+    if (!byte_buffer(args[0], &buf, &size)) {
+        Py_RETURN_NONE;
+    }
+    pos = PyLong_AsSsize_t(args[1]);
+    if (pos == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    client = PyObject_IsTrue(args[2]);
+    if (client < 0 || as_limit(args[3], &limit) < 0) {
+        return NULL;
+    }
+    event = parse_frame(buf, size, pos, client, limit, &stop);
+    if (event == NULL || event == Py_None) {
+        return event;
     }
     result = PyTuple_New(2);
     if (result == NULL) {
@@ -600,6 +633,99 @@ speedups_read_frame(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     return result;
+}
+
+/* ------------------------------------------------------------------ next_frame
+ *
+ * read_frame() on an engine's own buffer, reading its slots directly and moving
+ * its read position: what _core.Connection.next_event would otherwise do in
+ * Python around read_frame() (load four attributes, unpack a tuple, store the
+ * position) costs as much as the parsing itself for a 16-byte frame.
+ */
+
+typedef struct {
+    PyTypeObject *type;
+    Py_ssize_t buf, pos, client, limit;  /* slot offsets */
+} EngineSlots;
+
+static EngineSlots engine_slots = {NULL, -1, -1, -1, -1};
+
+PyDoc_STRVAR(configure_engine_doc,
+"configure_engine(connection_type, /)\n--\n\n"
+"Set the engine class whose slots ``_buf``, ``_pos``, ``_client`` and ``_fast_limit``\n"
+"next_frame() reads. Returns False (and next_frame() must not be used) when the\n"
+"class does not have those slots.");
+
+static PyObject *
+speedups_configure_engine(PyObject *module, PyObject *type)
+{
+    PyTypeObject *cls;
+
+    (void)module;
+    if (!PyType_Check(type)) {
+        PyErr_SetString(PyExc_TypeError, "configure_engine() needs a class");
+        return NULL;
+    }
+    cls = (PyTypeObject *)type;
+    engine_slots.buf = member_offset(cls, "_buf");
+    engine_slots.pos = member_offset(cls, "_pos");
+    engine_slots.client = member_offset(cls, "_client");
+    engine_slots.limit = member_offset(cls, "_fast_limit");
+    if (engine_slots.buf < 0 || engine_slots.pos < 0 || engine_slots.client < 0
+            || engine_slots.limit < 0) {
+        Py_CLEAR(engine_slots.type);
+        Py_RETURN_FALSE;
+    }
+    Py_INCREF(type);
+    Py_XSETREF(engine_slots.type, cls);
+    Py_RETURN_TRUE;
+}
+
+PyDoc_STRVAR(next_frame_doc,
+"next_frame(connection, /)\n--\n\n"
+"read_frame(connection._buf, connection._pos, connection._client,\n"
+"connection._fast_limit) for an instance of the configured engine class: the\n"
+"event, with ``connection._pos`` moved past the frame; None (position unchanged)\n"
+"when the Python parser must handle what is there.");
+
+static PyObject *
+speedups_next_frame(PyObject *module, PyObject *conn)
+{
+    const uint8_t *buf;
+    Py_ssize_t size, pos, stop = 0;
+    long long limit;
+    PyObject *bufobj, *posobj, *clientobj, *limitobj, *event, *newpos, **slot;
+
+    (void)module;
+    if (engine_slots.type == NULL || text_event.type == NULL
+            || !PyObject_TypeCheck(conn, engine_slots.type)) {
+        PyErr_SetString(PyExc_TypeError, "next_frame() needs a configured engine");
+        return NULL;
+    }
+    bufobj = *(PyObject **)((char *)conn + engine_slots.buf);
+    posobj = *(PyObject **)((char *)conn + engine_slots.pos);
+    clientobj = *(PyObject **)((char *)conn + engine_slots.client);
+    limitobj = *(PyObject **)((char *)conn + engine_slots.limit);
+    if (bufobj == NULL || posobj == NULL || clientobj == NULL || limitobj == NULL
+            || !PyLong_CheckExact(posobj) || !byte_buffer(bufobj, &buf, &size)) {
+        Py_RETURN_NONE;  /* not set up as expected: the Python parser decides */
+    }
+    pos = PyLong_AsSsize_t(posobj);
+    if ((pos == -1 && PyErr_Occurred()) || as_limit(limitobj, &limit) < 0) {
+        return NULL;
+    }
+    event = parse_frame(buf, size, pos, clientobj == Py_True, limit, &stop);
+    if (event == NULL || event == Py_None) {
+        return event;
+    }
+    newpos = PyLong_FromSsize_t(stop);
+    if (newpos == NULL) {
+        Py_DECREF(event);
+        return NULL;
+    }
+    slot = (PyObject **)((char *)conn + engine_slots.pos);
+    Py_XSETREF(*slot, newpos);
+    return event;
 }
 
 PyDoc_STRVAR(text_event_doc,
@@ -639,6 +765,9 @@ static PyMethodDef speedups_methods[] = {
      configure_doc},
     {"read_frame", (PyCFunction)(void (*)(void))speedups_read_frame, METH_FASTCALL,
      read_frame_doc},
+    {"configure_engine", (PyCFunction)speedups_configure_engine, METH_O,
+     configure_engine_doc},
+    {"next_frame", (PyCFunction)speedups_next_frame, METH_O, next_frame_doc},
     {"text_event", (PyCFunction)speedups_text_event, METH_O, text_event_doc},
     {"mask", (PyCFunction)(void (*)(void))speedups_mask, METH_FASTCALL, mask_doc},
     {"mask_join", (PyCFunction)(void (*)(void))speedups_mask_join, METH_FASTCALL,

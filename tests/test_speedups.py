@@ -305,6 +305,51 @@ def test_read_frame_large_limit_and_bad_arguments() -> None:
 
 @needs_speedups
 @pytest.mark.usefixtures("configured")
+@pytest.mark.parametrize("server", [True, False])
+def test_next_frame_reads_the_engine_buffer_and_moves_its_position_section_5_2(
+    server: bool,
+) -> None:
+    """next_frame(conn) is read_frame(conn._buf, conn._pos, ...) with the position kept
+    in the engine; what it leaves to the Python parser leaves the position alone."""
+    assert speedups is not None
+    from rfc6455._core import Connection
+    from tests.helpers import open_client, open_server
+
+    assert speedups.configure_engine(Connection) is True
+    conn = open_server() if server else open_client()
+    stream = (_wire(1, "héllo".encode(), masked=server) + _wire(2, b"\x00" * 300, masked=server)
+              + _wire(9, b"ping", masked=server))
+    conn._buf, conn._pos = stream, 0
+    first = speedups.next_frame(conn)
+    assert first == Text("héllo")
+    middle = conn._pos
+    assert speedups.read_frame(stream, 0, not server, conn._fast_limit) == (first, middle)
+    assert speedups.next_frame(conn) == Binary(b"\x00" * 300)
+    at_ping = conn._pos
+    assert speedups.next_frame(conn) is None and conn._pos == at_ping  # a control frame
+    assert conn.next_event() is not None  # the Python parser takes it from there
+    with pytest.raises(TypeError):
+        speedups.next_frame(object())
+
+
+@needs_speedups
+def test_configure_engine_refuses_a_class_without_the_slots() -> None:
+    assert speedups is not None
+    from rfc6455._core import Connection
+
+    class Other:
+        __slots__ = ("_buf",)
+
+    try:
+        assert speedups.configure_engine(Other) is False
+        with pytest.raises(TypeError):
+            speedups.next_frame(Other())
+    finally:
+        assert speedups.configure_engine(Connection) is True
+
+
+@needs_speedups
+@pytest.mark.usefixtures("configured")
 @given(st.binary(max_size=200), st.integers(-3, 210), st.booleans(),
        st.integers(0, 2**64))
 def test_read_frame_on_arbitrary_bytes_section_5_2(
