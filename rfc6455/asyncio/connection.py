@@ -23,6 +23,7 @@ from .._driver import (
     WANT_NOTHING,
     WANT_PIECE,
     ConcurrencyError,
+    ConnectionClosed,
     ConnectionClosedOK,
     ConnectionView,
     Data,
@@ -474,9 +475,10 @@ class Connection(ConnectionView, asyncio.Protocol):
 
     def send_nowait(self, message: Data) -> bool:
         """Write a message without waiting for the buffer to drain; False if not open."""
-        if self.engine.state is not State.OPEN:
+        try:
+            self._send_now(message, True)
+        except ConnectionClosed:  # what _send_now raises when the engine is not open
             return False
-        self._send_now(message, True)
         return True
 
     def start_close(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:

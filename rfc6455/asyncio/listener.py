@@ -78,34 +78,31 @@ class _ListenerProtocol(_ServerProtocol):
             # Replies sent from the callbacks go out in one write once this input is
             # handled (or at once past the coalescing limit), behind nothing else.
             self._coalesced = 1
+        driver = self._driver
+        listener = self._listener
+        now = _now()
         try:
-            self._dispatch()
+            while (message := driver.pull_message(now)) is not None:
+                if listener is None:
+                    continue  # on_open failed: the connection is closing
+                try:
+                    listener.on_message(self, message)
+                except Exception:
+                    self.logger.exception("listener failed in on_message")
+                    if self.engine.state is State.OPEN:
+                        self._start_close(CloseCode.INTERNAL_ERROR, "")
+            closed = driver.closed
+            if closed is not None and listener is not None:
+                self._listener = None  # on_close once
+                try:
+                    listener.on_close(self, closed.code, closed.reason)
+                except Exception:
+                    self.logger.exception("listener failed in on_close")
         finally:
             self._dispatching = False
             if writing:
                 self._coalesced = 0
         self._after_pull()  # writes them
-
-    def _dispatch(self) -> None:
-        driver = self._driver
-        listener = self._listener
-        now = _now()
-        while (message := driver.pull_message(now)) is not None:
-            if listener is None:
-                continue  # on_open failed: the connection is closing
-            try:
-                listener.on_message(self, message)
-            except Exception:
-                self.logger.exception("listener failed in on_message")
-                if self.engine.state is State.OPEN:
-                    self._start_close(CloseCode.INTERNAL_ERROR, "")
-        closed = driver.closed
-        if closed is not None and listener is not None:
-            self._listener = None  # on_close once
-            try:
-                listener.on_close(self, closed.code, closed.reason)
-            except Exception:
-                self.logger.exception("listener failed in on_close")
 
     def pause_writing(self) -> None:
         super().pause_writing()
