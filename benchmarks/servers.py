@@ -3,8 +3,9 @@
 Usage: ``python benchmarks/servers.py [--quick] [--repeat 3] [--only NAME,...]``
 
 Every server runs in a child process of its own (``--serve KIND``), so its CPU
-time is read from ``/proc/PID/stat`` (utime + stime) before and after each
-workload and its memory from ``/proc/PID/status`` (VmRSS). The load generator is
+time is read from ``/proc/PID/task/*/schedstat`` (nanoseconds on a CPU, user and
+kernel; ``/proc/PID/stat``'s 10 ms ticks where schedstat is missing) before and
+after each workload and its memory from ``/proc/PID/status`` (VmRSS). The load generator is
 this process: raw asyncio protocols (uvloop if installed) that write hand-made masked frames
 and count the bytes that come back, the same cheap client for every server.
 Compression is off everywhere (no extension is offered).
@@ -20,9 +21,9 @@ Broadcast: ``--clients`` connections to a broadcast server; one of them sends a
 64-byte message; the time until the last client has the 66-byte frame back,
 median over rounds (also the server's CPU time per broadcast).
 
-Servers: rfc6455 (uvloop; default loop; pure Python with
-``RFC6455_NO_EXTENSIONS=1``), websockets 17 (asyncio server), aiohttp, picows,
-and a raw TCP echo (asyncio Protocol, the physical bound: it writes back the
+Servers: rfc6455 ``serve`` (uvloop; default loop; pure Python with
+``RFC6455_NO_EXTENSIONS=1``) and ``serve_listener`` (uvloop; pure), websockets 17
+(asyncio server), aiohttp, picows, and a raw TCP echo (asyncio Protocol, the physical bound: it writes back the
 bytes it reads, no WebSocket at all). Broadcast: ``python -m rfc6455 broadcast
 --no-compression``, a websockets server with ``websockets.broadcast``, a picows
 listener that sends to every transport, and a bare asyncio loop that writes one
@@ -302,6 +303,7 @@ ECHO = [
     Spec("rfc6455 listener", "rfc6455-listener"),
     Spec("rfc6455 (asyncio loop)", "rfc6455", uvloop=False),
     Spec("rfc6455 pure", "rfc6455", pure=True),
+    Spec("rfc6455 listener pure", "rfc6455-listener", pure=True),
     Spec("websockets", "websockets"),
     Spec("aiohttp", "aiohttp"),
     Spec("picows", "picows"),
@@ -694,7 +696,8 @@ def main() -> None:
           f"{repeat} run(s), medians; {'quick' if args.quick else 'full'} sizes "
           f"(accelerator built: {accel}); {time.monotonic() - started:.0f} s")
     echo_rows = medians("echo", ECHO_COLUMNS)
-    ours = ["rfc6455", "rfc6455 listener", "rfc6455 (asyncio loop)", "rfc6455 pure"]
+    ours = ["rfc6455", "rfc6455 listener", "rfc6455 (asyncio loop)", "rfc6455 pure",
+            "rfc6455 listener pure"]
     if echo_rows:
         print("\n".join(["", *table("echo server", ECHO_COLUMNS, echo_rows), "",
                          *ratios(ECHO_COLUMNS, echo_rows, ours)]))
