@@ -23,8 +23,8 @@ median over rounds (also the server's CPU time per broadcast).
 
 Servers: rfc6455 ``serve`` (uvloop; default loop; pure Python with
 ``RFC6455_NO_EXTENSIONS=1``) and ``serve_listener`` (uvloop; pure), websockets 17
-(asyncio server), aiohttp, picows, and a raw TCP echo (asyncio Protocol, the physical bound: it writes back the
-bytes it reads, no WebSocket at all). Broadcast: ``python -m rfc6455 broadcast
+(asyncio server), aiohttp, picows, and a raw TCP echo (asyncio Protocol, the
+physical bound: it writes back the bytes it reads, no WebSocket at all). Broadcast: ``python -m rfc6455 broadcast
 --no-compression``, a websockets server with ``websockets.broadcast``, a picows
 listener that sends to every transport, and a bare asyncio loop that writes one
 prebuilt frame to every transport. Echo servers run
