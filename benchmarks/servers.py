@@ -22,13 +22,14 @@ Broadcast: ``--clients`` connections to a broadcast server; one of them sends a
 median over rounds (also the server's CPU time per broadcast).
 
 Servers: rfc6455 ``serve`` (uvloop; default loop; pure Python with
-``RFC6455_NO_EXTENSIONS=1``) and ``serve_listener`` (uvloop; pure), websockets 17
-(asyncio server), aiohttp, picows, and a raw TCP echo (asyncio Protocol, the
-physical bound: it writes back the bytes it reads, no WebSocket at all). Broadcast: ``python -m rfc6455 broadcast
---no-compression``, a websockets server with ``websockets.broadcast``, a picows
-listener that sends to every transport, and a bare asyncio loop that writes one
-prebuilt frame to every transport. Echo servers run
-under uvloop unless the name says otherwise; broadcast servers under uvloop.
+``RFC6455_NO_EXTENSIONS=1``) and ``serve_listener`` (uvloop; pure), websockets
+17 (asyncio server), aiohttp, picows, and a raw TCP echo (asyncio Protocol, the
+physical bound: it writes back the bytes it reads, no WebSocket at all).
+Broadcast: ``python -m rfc6455 broadcast --no-compression``, a websockets server
+with ``websockets.broadcast``, a picows listener that sends to every transport,
+and a bare asyncio loop that writes one prebuilt frame to every transport. Echo
+servers run under uvloop unless the name says otherwise; broadcast servers under
+uvloop.
 
 Bounded: loopback only, fixed message counts, a 60 s timeout on each workload.
 The machine is shared and noisy: compare rows of one run; ``--repeat`` runs
