@@ -31,6 +31,11 @@ and a bare asyncio loop that writes one prebuilt frame to every transport. Echo
 servers run under uvloop unless the name says otherwise; broadcast servers under
 uvloop.
 
+``--pingpong-rounds R`` measures ping-pong alone, with the echo servers up at
+once and taking turns round by round (5,000 round trips a round): the tighter
+comparison for a row where the noise between runs is as large as the
+differences between servers.
+
 Bounded: loopback only, fixed message counts, a 60 s timeout on each workload.
 The machine is shared and noisy: compare rows of one run; ``--repeat`` runs
 everything R times (servers interleaved) and reports the median of each cell.
@@ -382,6 +387,12 @@ class Server:
                 fields = f.read().rsplit(")", 1)[1].split()
             return (int(fields[11]) + int(fields[12])) / TICK  # utime, stime (proc(5))
 
+    def user_system(self) -> tuple[float, float]:
+        """Seconds of user and of kernel time so far (10 ms ticks: for long spans)."""
+        with open(f"/proc/{self.proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return int(fields[11]) / TICK, int(fields[12]) / TICK
+
     def rss_kib(self) -> int:
         with open(f"/proc/{self.proc.pid}/status") as f:
             for line in f:
@@ -624,6 +635,40 @@ def run_spec(spec: Spec, sizes: Sizes, broadcast: bool) -> dict[str, float]:
 # ----------------------------------------------------------------------------- report
 
 
+async def interleaved_pingpong(specs: list[Spec], rounds: int, count: int) -> list[str]:
+    """Every server up at once, one connection each, ``rounds`` rounds of ``count``
+    round trips taking turns: a slow spell of the machine hits every server alike.
+    A table of server CPU µs per round trip (median and range over the rounds),
+    with the user/kernel split over all rounds."""
+    servers = [Server(spec) for spec in specs]
+    try:
+        clients = []
+        for server, spec in zip(servers, specs, strict=True):
+            clients.append(await open_client(server.port))
+            await echo_run(clients[-1], 32, 500, 1, spec.kind == "raw")  # warm-up
+        per_round: list[list[float]] = [[] for _ in specs]
+        start = [server.user_system() for server in servers]
+        for _ in range(rounds):
+            for i, (server, spec) in enumerate(zip(servers, specs, strict=True)):
+                before = server.cpu()
+                await echo_run(clients[i], 32, count, 1, spec.kind == "raw")
+                per_round[i].append((server.cpu() - before) / count * 1e6)
+        end = [server.user_system() for server in servers]
+    finally:
+        for server in servers:
+            server.stop()
+    total = rounds * count
+    lines = [f"| ping-pong 32 B, {rounds} rounds of {count} | CPU µs/rt (median) | range "
+             "| user µs/rt | kernel µs/rt |", "|---|---|---|---|---|"]
+    for i, spec in enumerate(specs):
+        user = (end[i][0] - start[i][0]) / total * 1e6
+        kernel = (end[i][1] - start[i][1]) / total * 1e6
+        lines.append(f"| {spec.name} | {statistics.median(per_round[i]):.1f} | "
+                     f"{min(per_round[i]):.1f}-{max(per_round[i]):.1f} | {user:.1f} | "
+                     f"{kernel:.1f} |")
+    return lines
+
+
 def fmt(value: float) -> str:
     return f"{value:,.0f}" if value >= 100 else f"{value:.2f}" if value < 10 else f"{value:.1f}"
 
@@ -658,6 +703,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1, help="runs; cells are medians")
     parser.add_argument("--only", help="comma-separated server names (default: all)")
     parser.add_argument("--no-broadcast", action="store_true")
+    parser.add_argument("--pingpong-rounds", type=int, metavar="R",
+                        help="only ping-pong: the echo servers up at once, taking turns "
+                             "for R rounds (see interleaved_pingpong)")
     parser.add_argument("--serve", choices=sorted(SERVE), help=argparse.SUPPRESS)
     parser.add_argument("--uvloop", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -676,6 +724,11 @@ def main() -> None:
     echo = [s for s in ECHO if only is None or s.name in only or s.kind in only]
     bcast = [] if args.no_broadcast else [
         s for s in BROADCAST if only is None or s.name in only or s.kind in only]
+    if args.pingpong_rounds:
+        count = 500 if args.quick else 5000
+        print("\n".join(asyncio.run(interleaved_pingpong(
+            echo, max(1, min(args.pingpong_rounds, 50)), count))))
+        return
     samples: dict[tuple[str, str], list[dict[str, float]]] = {}
     started = time.monotonic()
     load = os.getloadavg()[0]

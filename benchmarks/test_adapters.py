@@ -127,3 +127,17 @@ def test_broadcast(benchmark: Any) -> None:
         server.stop()
     benchmark.extra_info.update(result)  # the fan-out time itself, median of the rounds
     assert result["broadcast ms"] > 0
+
+
+def test_interleaved_pingpong_table() -> None:
+    """``servers.py --pingpong-rounds``: every server answers each round; one row each."""
+    from servers import interleaved_pingpong
+
+    specs = [Spec("serve", "rfc6455", uvloop=False),
+             Spec("listener", "rfc6455-listener", uvloop=False)]
+    lines = asyncio.run(interleaved_pingpong(specs, rounds=2, count=50))
+    assert len(lines) == 2 + len(specs)
+    for line, spec in zip(lines[2:], specs, strict=True):
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        assert cells[0] == spec.name
+        assert float(cells[1]) > 0  # CPU time per round trip was measured
