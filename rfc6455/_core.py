@@ -43,7 +43,9 @@ from .extensions.base import Extension
 from .frames import (
     MAX_CONTROL_PAYLOAD,
     Opcode,
+    _new_key,
     build_close_payload,
+    masked_frame,
     parse_close_payload,
     serialize_frame,
     serialize_frame_parts,
@@ -950,12 +952,14 @@ class Connection:
                 self._out += serialize_frame_parts(opcode, payload, fin=fin, rsv=rsv,
                                                    masked=self._client)
                 return
-            if not self._client:
-                # serialize_frame's header built here: two calls less per message.
-                first = (0x80 if fin else 0) | rsv | opcode
+            # serialize_frame's work done here: two calls less per message.
+            first = (0x80 if fin else 0) | rsv | opcode
+            if self._client:
+                self._out.append(masked_frame(first, payload, _new_key()))  # §5.3
+            else:
                 self._out.append((_pack_short_header(first, size) if size < 126
                                   else _pack_medium_header(first, 126, size)) + payload)
-                return
+            return
         self._out.append(serialize_frame(opcode, payload, fin=fin, rsv=rsv, masked=self._client))
 
     def send_frame_bytes(self, frame: bytes) -> None:

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import os
 import struct
+from collections.abc import Callable
 from enum import IntEnum
 
-from ._mask import mask
+from ._mask import ACCELERATED, mask
 from .errors import CloseCode, RemoteProtocolError
 
 __all__ = [
@@ -73,10 +74,9 @@ def serialize_frame(
     ``masked`` frames (client role, §5.3) get a fresh key from the operating
     system's CSPRNG, as §10.3 requires keys the peer cannot predict.
     """
-    header = _header(opcode, len(payload), fin, rsv, masked)
     if masked:
-        key = _new_key()
-        return b"".join((header, key, mask(payload, key)))
+        return masked_frame((FIN if fin else 0) | rsv | opcode, payload, _new_key())
+    header = _header(opcode, len(payload), fin, rsv, masked)
     return header + payload if type(payload) is bytes else b"".join((header, payload))
 
 
@@ -102,13 +102,32 @@ def serialize_frame_parts(
 
 def _header(opcode: int, size: int, fin: bool, rsv: int, masked: bool) -> bytes:
     """The frame header before any masking key, minimal length encoding (§5.2)."""
-    first = (FIN if fin else 0) | rsv | opcode
-    mask_bit = MASK_BIT if masked else 0
+    return _header_bytes((FIN if fin else 0) | rsv | opcode, size, MASK_BIT if masked else 0)
+
+
+def _header_bytes(first: int, size: int, mask_bit: int) -> bytes:
     if size < 126:
         return _pack_short(first, mask_bit | size)
     if size < 65536:
         return _pack_medium(first, mask_bit | 126, size)
     return _pack_long(first, mask_bit | 127, size)
+
+
+def masked_frame_python(first: int, payload: bytes | bytearray | memoryview,
+                        key: bytes) -> bytes:
+    """A whole client frame (§5.2, §5.3): first byte ``first`` (FIN, RSV, opcode),
+    mask bit and minimal length, ``key``, then the payload masked with it."""
+    return b"".join((_header_bytes(first, len(payload), MASK_BIT), key, mask(payload, key)))
+
+
+# The C accelerator builds the same bytes in one allocation (one copy of the payload).
+masked_frame: Callable[[int, bytes | bytearray | memoryview, bytes], bytes] = \
+    masked_frame_python
+if ACCELERATED:  # pragma: no cover - depends on the build
+    from . import _speedups
+
+    if hasattr(_speedups, "masked_frame"):  # an older build may lack it
+        masked_frame = _speedups.masked_frame
 
 
 # §7.4.1 and the IANA registry: codes an endpoint may put on the wire.

@@ -14,6 +14,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from types import ModuleType
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -21,6 +22,7 @@ from hypothesis import strategies as st
 
 from rfc6455 import Binary, Text, _mask, frames
 from rfc6455._mask import mask_inplace_python, mask_python
+from tests.helpers import parse_frames
 
 
 def _load_speedups() -> ModuleType | None:
@@ -382,6 +384,34 @@ def test_c_mask_join_agrees_with_python_section_5_3(
     result = speedups.mask_join(mixed, key)
     assert type(result) is bytes
     assert result == mask_python(b"".join(parts), key) == _mask.mask_join_python(mixed, key)
+
+
+@needs_speedups
+@given(st.integers(0, 255), st.one_of(st.binary(max_size=300),
+                                     st.integers(65530, 65541).map(os.urandom)),
+       keys, st.sampled_from([bytes, bytearray, memoryview]))
+def test_c_masked_frame_agrees_with_python_section_5_2_and_5_3(
+    first: int, payload: bytes, key: bytes, container: Callable[[bytes], Any]
+) -> None:
+    """One allocation in C, the same bytes as the Python header + key + mask."""
+    assert speedups is not None
+    result = speedups.masked_frame(first, container(payload), key)
+    assert type(result) is bytes
+    assert result == frames.masked_frame_python(first, payload, key)
+    # §5.2 read back independently: mask bit, minimal length form, key, payload.
+    (frame,) = parse_frames(result)
+    assert frame.payload == payload and frame.masked
+
+
+@needs_speedups
+def test_c_masked_frame_rejects_bad_arguments() -> None:
+    assert speedups is not None
+    with pytest.raises(ValueError):
+        speedups.masked_frame(256, b"x", b"abcd")
+    with pytest.raises(ValueError):
+        speedups.masked_frame(0x81, b"x", b"abc")  # §5.3: a 4-byte key
+    with pytest.raises(TypeError):
+        speedups.masked_frame(0x81, "text", b"abcd")  # type: ignore[arg-type]
 
 
 @needs_speedups
