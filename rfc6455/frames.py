@@ -1,6 +1,6 @@
 """Frame layout (RFC 6455 §5.2): constants, serialization and close payloads.
 
-Parsing lives in the connection's reader (``_reader.py``), where it can work on
+Parsing lives in the engine (``_core.py``), where it can work on
 the receive buffer in place.
 """
 
