@@ -305,6 +305,21 @@ class Connection:
             return int(getattr(handshake, "buffered_bytes", 0))
         return 0
 
+    @property
+    def input_pending(self) -> bool:
+        """Whether :meth:`next_event` may have something to return now.
+
+        False means it returns None until more data or the end of input is
+        received: nothing is buffered, no event is queued, and no end of input
+        is left to report. A driver may then skip asking.
+        """
+        if self._events or self._pos < len(self._buf) or self._more is not None:
+            return True
+        state = self._state
+        if state is _OPEN or state is _CLOSING:
+            return self._eof_received  # the abnormal closure is still to be reported
+        return state is State.CONNECTING  # the handshake holds its own buffer
+
     def _gathers_whole(self, left: int) -> bool:
         """Whether the frame in progress (``left`` payload bytes to come) is gathered
         whole rather than consumed as it arrives: a binary message wanted whole,

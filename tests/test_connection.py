@@ -249,6 +249,33 @@ def test_frame_bytes_direct_only_when_nothing_would_go_out_before_the_frame() ->
     assert not ServerConnection().frame_bytes_direct  # still in the opening handshake
 
 
+@pytest.mark.parametrize("chunk", [None, 1, 7])
+def test_input_pending_is_false_only_when_next_event_has_nothing(chunk: int | None) -> None:
+    # The adapters skip pulling when it is False, so it must never be False while
+    # next_event() would still return something (a message, a close, the 1006).
+    server = ServerConnection()
+    assert server.input_pending  # the handshake holds its own buffer
+    server = open_server()
+    assert not server.input_pending and server.next_event() is None
+    stream = cframe(TEXT, b"hello") + cframe(BINARY, b"x" * 300) + cframe(PING, b"p")
+    seen = []
+    for start in range(0, len(stream), chunk or len(stream)):
+        server.receive_data(stream[start:start + (chunk or len(stream))])
+        while server.input_pending:
+            event = server.next_event()
+            if event is None:
+                break  # a frame not complete yet: "may", not "will"
+            seen.append(event)
+        assert server.next_event() is None  # False never hides an event
+    assert [type(e).__name__ for e in seen] == ["Text", "Binary", "Ping"]
+    assert not server.input_pending
+    server.receive_eof()
+    assert server.input_pending  # §7.1.5: the abnormal closure is still to come
+    closed = server.next_event()
+    assert closed is not None and closed.code == 1006  # type: ignore[union-attr]
+    assert not server.input_pending and server.next_event() is None
+
+
 # ---------------------------------------------------------------- streaming mode
 
 
