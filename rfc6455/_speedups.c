@@ -147,6 +147,20 @@ xor_key(uint8_t *dst, const uint8_t *src, size_t n, const uint8_t *key)
  * touches no Python object, and other threads can run meanwhile. */
 #define RELEASE_GIL_THRESHOLD (512 * 1024)
 
+/* xor_key for a buffer the caller owns, with the GIL released when it is large. */
+static void
+xor_key_unlocked(uint8_t *dst, const uint8_t *src, Py_ssize_t n, const uint8_t *key)
+{
+    if (n >= RELEASE_GIL_THRESHOLD) {
+        Py_BEGIN_ALLOW_THREADS
+        xor_key(dst, src, (size_t)n, key);
+        Py_END_ALLOW_THREADS
+    }
+    else if (n > 0) {
+        xor_key(dst, src, (size_t)n, key);
+    }
+}
+
 static int
 get_key(PyObject *obj, uint8_t key[4])
 {
@@ -190,16 +204,9 @@ speedups_mask(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     result = PyBytes_FromStringAndSize(NULL, data.len);
-    if (result != NULL && data.len > 0) {
-        uint8_t *dst = (uint8_t *)PyBytes_AS_STRING(result);
-        if (data.len >= RELEASE_GIL_THRESHOLD) {
-            Py_BEGIN_ALLOW_THREADS
-            xor_key(dst, (const uint8_t *)data.buf, (size_t)data.len, key);
-            Py_END_ALLOW_THREADS
-        }
-        else {
-            xor_key(dst, (const uint8_t *)data.buf, (size_t)data.len, key);
-        }
+    if (result != NULL) {
+        xor_key_unlocked((uint8_t *)PyBytes_AS_STRING(result), (const uint8_t *)data.buf,
+                         data.len, key);
     }
     PyBuffer_Release(&data);
     return result;
@@ -266,14 +273,7 @@ speedups_masked_frame(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         }
     }
     memcpy(dst + header, key, 4);
-    if (data.len >= RELEASE_GIL_THRESHOLD) {
-        Py_BEGIN_ALLOW_THREADS
-        xor_key(dst + header + 4, (const uint8_t *)data.buf, (size_t)data.len, key);
-        Py_END_ALLOW_THREADS
-    }
-    else if (data.len > 0) {
-        xor_key(dst + header + 4, (const uint8_t *)data.buf, (size_t)data.len, key);
-    }
+    xor_key_unlocked(dst + header + 4, (const uint8_t *)data.buf, data.len, key);
     PyBuffer_Release(&data);
     return result;
 }
@@ -367,17 +367,7 @@ speedups_mask_inplace(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (PyObject_GetBuffer(args[0], &data, PyBUF_WRITABLE) < 0) {
         return NULL;
     }
-    if (data.len > 0) {
-        uint8_t *buf = (uint8_t *)data.buf;
-        if (data.len >= RELEASE_GIL_THRESHOLD) {
-            Py_BEGIN_ALLOW_THREADS
-            xor_key(buf, buf, (size_t)data.len, key);
-            Py_END_ALLOW_THREADS
-        }
-        else {
-            xor_key(buf, buf, (size_t)data.len, key);
-        }
-    }
+    xor_key_unlocked((uint8_t *)data.buf, (const uint8_t *)data.buf, data.len, key);
     PyBuffer_Release(&data);
     Py_RETURN_NONE;
 }
@@ -528,6 +518,24 @@ PyDoc_STRVAR(read_frame_doc,
 "handle what is there. ``client`` is the role parsing; ``limit`` the largest\n"
 "payload allowed.");
 
+/* A Text event of the UTF-8 bytes buf[:len] (a new reference); Py_None (a new
+ * reference) when they are not valid UTF-8 -- the Python code then fails the
+ * connection with 1007 (§8.1); NULL with an exception set on other errors. */
+static PyObject *
+utf8_event(const char *buf, Py_ssize_t len)
+{
+    PyObject *text = PyUnicode_DecodeUTF8(buf, len, NULL);
+
+    if (text == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
+            return NULL;
+        }
+        PyErr_Clear();
+        Py_RETURN_NONE;
+    }
+    return new_event(&text_event, text);
+}
+
 /* The whole frame at buf[pos:] as an event (a new reference) with *stop set to
  * the end of the frame; Py_None (a new reference) when the Python parser must
  * handle what is there; NULL with an exception set on failure. */
@@ -600,9 +608,10 @@ parse_frame(const uint8_t *buf, Py_ssize_t size, Py_ssize_t pos, int client,
         }
         return new_event(&binary_event, payload);
     }
-    uint8_t stack[STACK_PAYLOAD];
-    uint8_t *text = stack;
     if (masked) {
+        uint8_t stack[STACK_PAYLOAD];
+        uint8_t *text = stack;
+        PyObject *event;
         if (length > STACK_PAYLOAD) {
             text = PyMem_Malloc((size_t)length);
             if (text == NULL) {
@@ -610,23 +619,13 @@ parse_frame(const uint8_t *buf, Py_ssize_t size, Py_ssize_t pos, int client,
             }
         }
         xor_key(text, payload_start, (size_t)length, buf + pos + header - 4);
-        payload = PyUnicode_DecodeUTF8((const char *)text, length, NULL);
+        event = utf8_event((const char *)text, length);
         if (text != stack) {
             PyMem_Free(text);
         }
+        return event;
     }
-    else {
-        payload = PyUnicode_DecodeUTF8((const char *)payload_start, length, NULL);
-    }
-    if (payload == NULL) {
-        if (!PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
-            return NULL;
-        }
-        /* §8.1: the general path fails the connection with 1007. */
-        PyErr_Clear();
-        Py_RETURN_NONE;
-    }
-    return new_event(&text_event, payload);
+    return utf8_event((const char *)payload_start, length);
 }
 
 /* bytes or bytearray (exactly): its buffer and size; 0 for anything else. */
@@ -812,8 +811,6 @@ PyDoc_STRVAR(text_event_doc,
 static PyObject *
 speedups_text_event(PyObject *module, PyObject *data)
 {
-    PyObject *text;
-
     (void)module;
     if (text_event.type == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "text_event() before configure()");
@@ -823,15 +820,7 @@ speedups_text_event(PyObject *module, PyObject *data)
         PyErr_SetString(PyExc_TypeError, "text_event() needs bytes");
         return NULL;
     }
-    text = PyUnicode_DecodeUTF8(PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data), NULL);
-    if (text == NULL) {
-        if (!PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
-            return NULL;
-        }
-        PyErr_Clear();
-        Py_RETURN_NONE;
-    }
-    return new_event(&text_event, text);
+    return utf8_event(PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data));
 }
 
 static PyMethodDef speedups_methods[] = {
