@@ -19,7 +19,7 @@ with atheris.instrument_imports(include=["rfc6455", "fuzz"]):
     from .common import Outcome, drive, open_client, open_server, parse_wire
 
 SMALL = Limits(max_message_size=300, max_frame_size=200, max_fragments=5)
-_C_READ_FRAME = _core._read_frame
+_C_NEXT_FRAME = _core._next_frame
 
 
 def decode(data: bytes) -> tuple[int, list[bytes]]:
@@ -62,15 +62,15 @@ def summary(outcome: Outcome) -> list[object]:
 
 def TestOneInput(data: bytes) -> None:
     config, pieces = decode(data)
-    if _C_READ_FRAME is None:
+    if _C_NEXT_FRAME is None:
         run(config, pieces)
         return
     try:
         accelerated = summary(run(config, pieces))
-        _core._read_frame = None
+        _core._next_frame = None
         pure = summary(run(config, pieces))
     finally:
-        _core._read_frame = _C_READ_FRAME
+        _core._next_frame = _C_NEXT_FRAME
     # The C fast path has "no behaviour of its own" (_core.next_event).
     assert accelerated == pure, (accelerated, pure)
 

@@ -417,7 +417,7 @@ def accelerator_agrees(role: str, deflate: bool, streaming: bool, small: bool,
     _count("accelerator_agrees")
     from rfc6455 import _core
 
-    accelerated = _core._read_frame
+    accelerated = _core._next_frame
     masked = role == "server"
     frame = _frame(masked) | _deflated_frame(masked) if deflate else _frame(masked)
     stream = b"".join(data.draw(st.lists(frame, max_size=6)))
@@ -426,7 +426,7 @@ def accelerator_agrees(role: str, deflate: bool, streaming: bool, small: bool,
     results = []
     try:
         for reader in (accelerated, None):
-            _core._read_frame = reader
+            _core._next_frame = reader
             conn = (open_server if role == "server" else open_client)(
                 deflate=deflate, limits=limits, streaming=streaming)
             outcome = drive(conn, split(stream, cuts), eof=False, limits=limits,
@@ -434,7 +434,7 @@ def accelerator_agrees(role: str, deflate: bool, streaming: bool, small: bool,
             results.append((outcome.events, [(f.opcode, f.payload) for f in check_wire(
                 outcome.wire, client=not masked)], conn.close_code, conn.close_reason))
     finally:
-        _core._read_frame = accelerated
+        _core._next_frame = accelerated
     closed = [e for e in results[0][0] if isinstance(e, ConnectionClosed)]
     other = [e for e in results[1][0] if isinstance(e, ConnectionClosed)]
     # Errors compare by code and text (exception objects compare by identity).

@@ -112,7 +112,7 @@ _CLOSING: Final = State.CLOSING
 # The C accelerator's version of next_event's fast path (same frames, same
 # events): _speedups.next_frame(connection), set up at the end of this module
 # once the Connection class exists.
-_read_frame: Callable[[Connection], Event | None] | None = None
+_next_frame: Callable[[Connection], Event | None] | None = None
 if ACCELERATED:  # pragma: no cover - depends on the build
     from . import _speedups
 
@@ -129,7 +129,7 @@ def _text_event_python(data: bytes) -> Text | None:
 
 
 # The C accelerator's version builds the event directly (no dataclass __init__):
-# used for inflated messages (RFC 7692), which _read_frame never sees.
+# used for inflated messages (RFC 7692), which _next_frame never sees.
 _text_event: Callable[[bytes], Text | None] = _text_event_python
 if ACCELERATED and hasattr(_speedups, "text_event"):  # pragma: no cover - build
     _text_event = _speedups.text_event
@@ -398,13 +398,13 @@ class Connection:
                     # text/binary frame (FIN, no RSV bits), masked as §5.1 requires of
                     # the peer, within the limits. Anything else, errors included, is
                     # left to _read. Here rather than in _read: a call less per message.
-                    if _read_frame is not None:
-                        event = _read_frame(self)  # moves self._pos past the frame
+                    if _next_frame is not None:
+                        event = _next_frame(self)  # moves self._pos past the frame
                         if event is not None:
                             return event
                     buf = self._buf
                     pos = self._pos
-                    if _read_frame is None and len(buf) - pos >= 2:
+                    if _next_frame is None and len(buf) - pos >= 2:
                         b0 = buf[pos]
                         if b0 == 0x81 or b0 == 0x82:
                             b1 = buf[pos + 1]
@@ -1038,4 +1038,4 @@ class Connection:
 
 if ACCELERATED and hasattr(_speedups, "next_frame") \
         and _speedups.configure_engine(Connection):  # pragma: no cover - depends on the build
-    _read_frame = _speedups.next_frame
+    _next_frame = _speedups.next_frame
