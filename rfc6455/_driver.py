@@ -57,6 +57,7 @@ client_logger = logging.getLogger("rfc6455.client")
 
 Data = str | bytes
 W = TypeVar("W")
+_Arg = TypeVar("_Arg")
 
 #: What :meth:`Driver.pull` is asked to get.
 WANT_NOTHING: Final = 0  # no reader: fill the queue
@@ -456,6 +457,24 @@ class Driver(Generic[W]):
                 if self._control(cls, event, now):
                     return None
         return self.take_message() if self.pull(WANT_MESSAGE, now) else None
+
+    def deliver_messages(self, data: bytes, callback: Callable[[_Arg, Data], object],
+                         arg: _Arg, now: float) -> None:
+        """Feed ``data``; whole messages with nothing queued before them go straight
+        to ``callback(arg, message)`` (the engine's :meth:`deliver_messages`) and
+        what remains to :meth:`pull_message`: for a consumer that takes every
+        message as it comes, like :meth:`pull_message`'s."""
+        conn = self.conn
+        if self._complete or self._pieces or self._streaming or self.discard:
+            conn.receive_data(data)
+            return
+        self.hold = False  # as pull() does: the consumer is back
+        try:
+            if conn.deliver_messages(data, callback, arg):
+                self.last_received = now
+        except Exception:
+            self.last_received = now  # the callback failed on a message received
+            raise
 
     def start_discarding(self, sent_code: int | None = None) -> None:
         """The application closes: forget queued messages, parse everything from now on."""

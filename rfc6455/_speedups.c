@@ -518,11 +518,11 @@ PyDoc_STRVAR(read_frame_doc,
 "handle what is there. ``client`` is the role parsing; ``limit`` the largest\n"
 "payload allowed.");
 
-/* A Text event of the UTF-8 bytes buf[:len] (a new reference); Py_None (a new
+/* A str of the UTF-8 bytes buf[:len] (a new reference); Py_None (a new
  * reference) when they are not valid UTF-8 -- the Python code then fails the
  * connection with 1007 (§8.1); NULL with an exception set on other errors. */
 static PyObject *
-utf8_event(const char *buf, Py_ssize_t len)
+utf8_text(const char *buf, Py_ssize_t len)
 {
     PyObject *text = PyUnicode_DecodeUTF8(buf, len, NULL);
 
@@ -533,15 +533,28 @@ utf8_event(const char *buf, Py_ssize_t len)
         PyErr_Clear();
         Py_RETURN_NONE;
     }
+    return text;
+}
+
+/* utf8_text() as a Text event. */
+static PyObject *
+utf8_event(const char *buf, Py_ssize_t len)
+{
+    PyObject *text = utf8_text(buf, len);
+
+    if (text == NULL || text == Py_None) {
+        return text;
+    }
     return new_event(&text_event, text);
 }
 
-/* The whole frame at buf[pos:] as an event (a new reference) with *stop set to
- * the end of the frame; Py_None (a new reference) when the Python parser must
- * handle what is there; NULL with an exception set on failure. */
+/* The payload of the whole frame at buf[pos:] -- str for text, bytes for
+ * binary -- (a new reference) with *stop set to the end of the frame;
+ * Py_None (a new reference) when the Python parser must handle what is there;
+ * NULL with an exception set on failure. */
 static PyObject *
-parse_frame(const uint8_t *buf, Py_ssize_t size, Py_ssize_t pos, int client,
-            long long limit, Py_ssize_t *stop)
+parse_payload(const uint8_t *buf, Py_ssize_t size, Py_ssize_t pos, int client,
+              long long limit, Py_ssize_t *stop)
 {
     const uint8_t *payload_start;
     Py_ssize_t length, header;
@@ -599,19 +612,15 @@ parse_frame(const uint8_t *buf, Py_ssize_t size, Py_ssize_t pos, int client,
     if (b0 == 0x82) {
         payload = PyBytes_FromStringAndSize(masked ? NULL : (const char *)payload_start,
                                             length);
-        if (payload == NULL) {
-            return NULL;
-        }
-        if (masked) {
+        if (payload != NULL && masked) {
             xor_key((uint8_t *)PyBytes_AS_STRING(payload), payload_start, (size_t)length,
                     buf + pos + header - 4);
         }
-        return new_event(&binary_event, payload);
+        return payload;
     }
     if (masked) {
         uint8_t stack[STACK_PAYLOAD];
         uint8_t *text = stack;
-        PyObject *event;
         if (length > STACK_PAYLOAD) {
             text = PyMem_Malloc((size_t)length);
             if (text == NULL) {
@@ -619,13 +628,26 @@ parse_frame(const uint8_t *buf, Py_ssize_t size, Py_ssize_t pos, int client,
             }
         }
         xor_key(text, payload_start, (size_t)length, buf + pos + header - 4);
-        event = utf8_event((const char *)text, length);
+        payload = utf8_text((const char *)text, length);
         if (text != stack) {
             PyMem_Free(text);
         }
-        return event;
+        return payload;
     }
-    return utf8_event((const char *)payload_start, length);
+    return utf8_text((const char *)payload_start, length);
+}
+
+/* parse_payload() as a Text or Binary event. */
+static PyObject *
+parse_frame(const uint8_t *buf, Py_ssize_t size, Py_ssize_t pos, int client,
+            long long limit, Py_ssize_t *stop)
+{
+    PyObject *payload = parse_payload(buf, size, pos, client, limit, stop);
+
+    if (payload == NULL || payload == Py_None) {
+        return payload;
+    }
+    return new_event(PyUnicode_CheckExact(payload) ? &text_event : &binary_event, payload);
 }
 
 /* bytes or bytearray (exactly): its buffer and size; 0 for anything else. */
@@ -718,40 +740,89 @@ speedups_read_frame(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 
 typedef struct {
     PyTypeObject *type;
-    Py_ssize_t buf, pos, client, limit;  /* slot offsets */
+    Py_ssize_t buf, pos, client, limit, state;  /* slot offsets */
+    PyObject *open_state;  /* what _state holds while open (dispatch() only) */
 } EngineSlots;
 
-static EngineSlots engine_slots = {NULL, -1, -1, -1, -1};
+static EngineSlots engine_slots = {NULL, -1, -1, -1, -1, -1, NULL};
 
 PyDoc_STRVAR(configure_engine_doc,
-"configure_engine(connection_type, /)\n--\n\n"
+"configure_engine(connection_type, open_state=None, /)\n--\n\n"
 "Set the engine class whose slots ``_buf``, ``_pos``, ``_client`` and ``_fast_limit``\n"
 "next_frame() reads. Returns False (and next_frame() must not be used) when the\n"
-"class does not have those slots.");
+"class does not have those slots. dispatch() also needs ``open_state``, the value\n"
+"of the ``_state`` slot while the connection is open.");
 
 static PyObject *
-speedups_configure_engine(PyObject *module, PyObject *type)
+speedups_configure_engine(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     PyTypeObject *cls;
+    PyObject *open_state = nargs > 1 ? args[1] : Py_None;
 
     (void)module;
-    if (!PyType_Check(type)) {
+    if (nargs < 1 || nargs > 2) {
+        PyErr_SetString(PyExc_TypeError, "configure_engine() takes 1 or 2 arguments");
+        return NULL;
+    }
+    if (!PyType_Check(args[0])) {
         PyErr_SetString(PyExc_TypeError, "configure_engine() needs a class");
         return NULL;
     }
-    cls = (PyTypeObject *)type;
+    cls = (PyTypeObject *)args[0];
     engine_slots.buf = member_offset(cls, "_buf");
     engine_slots.pos = member_offset(cls, "_pos");
     engine_slots.client = member_offset(cls, "_client");
     engine_slots.limit = member_offset(cls, "_fast_limit");
+    engine_slots.state = member_offset(cls, "_state");
+    Py_CLEAR(engine_slots.open_state);
     if (engine_slots.buf < 0 || engine_slots.pos < 0 || engine_slots.client < 0
             || engine_slots.limit < 0) {
         Py_CLEAR(engine_slots.type);
         Py_RETURN_FALSE;
     }
-    Py_INCREF(type);
+    if (open_state != Py_None && engine_slots.state >= 0) {
+        Py_INCREF(open_state);
+        engine_slots.open_state = open_state;
+    }
+    Py_INCREF(cls);
     Py_XSETREF(engine_slots.type, cls);
     Py_RETURN_TRUE;
+}
+
+/* The configured engine's buffer, position, role and limit; 0 when they are
+ * not set up as expected (the Python parser then decides), -1 on error. */
+static int
+engine_input(PyObject *conn, const uint8_t **buf, Py_ssize_t *size, Py_ssize_t *pos,
+             int *client, long long *limit)
+{
+    PyObject *bufobj = *(PyObject **)((char *)conn + engine_slots.buf);
+    PyObject *posobj = *(PyObject **)((char *)conn + engine_slots.pos);
+    PyObject *clientobj = *(PyObject **)((char *)conn + engine_slots.client);
+    PyObject *limitobj = *(PyObject **)((char *)conn + engine_slots.limit);
+
+    if (bufobj == NULL || posobj == NULL || clientobj == NULL || limitobj == NULL
+            || !PyLong_CheckExact(posobj) || !byte_buffer(bufobj, buf, size)) {
+        return 0;
+    }
+    *pos = PyLong_AsSsize_t(posobj);
+    if ((*pos == -1 && PyErr_Occurred()) || as_limit(limitobj, limit) < 0) {
+        return -1;
+    }
+    *client = clientobj == Py_True;
+    return 1;
+}
+
+static int
+set_engine_pos(PyObject *conn, Py_ssize_t pos)
+{
+    PyObject *newpos = PyLong_FromSsize_t(pos), **slot;
+
+    if (newpos == NULL) {
+        return -1;
+    }
+    slot = (PyObject **)((char *)conn + engine_slots.pos);
+    Py_XSETREF(*slot, newpos);
+    return 0;
 }
 
 PyDoc_STRVAR(next_frame_doc,
@@ -767,7 +838,8 @@ speedups_next_frame(PyObject *module, PyObject *conn)
     const uint8_t *buf;
     Py_ssize_t size, pos, stop = 0;
     long long limit;
-    PyObject *bufobj, *posobj, *clientobj, *limitobj, *event, *newpos, **slot;
+    int client, ready;
+    PyObject *event;
 
     (void)module;
     if (engine_slots.type == NULL || text_event.type == NULL
@@ -775,30 +847,81 @@ speedups_next_frame(PyObject *module, PyObject *conn)
         PyErr_SetString(PyExc_TypeError, "next_frame() needs a configured engine");
         return NULL;
     }
-    bufobj = *(PyObject **)((char *)conn + engine_slots.buf);
-    posobj = *(PyObject **)((char *)conn + engine_slots.pos);
-    clientobj = *(PyObject **)((char *)conn + engine_slots.client);
-    limitobj = *(PyObject **)((char *)conn + engine_slots.limit);
-    if (bufobj == NULL || posobj == NULL || clientobj == NULL || limitobj == NULL
-            || !PyLong_CheckExact(posobj) || !byte_buffer(bufobj, &buf, &size)) {
-        Py_RETURN_NONE;  /* not set up as expected: the Python parser decides */
+    ready = engine_input(conn, &buf, &size, &pos, &client, &limit);
+    if (ready <= 0) {
+        return ready < 0 ? NULL : Py_NewRef(Py_None);
     }
-    pos = PyLong_AsSsize_t(posobj);
-    if ((pos == -1 && PyErr_Occurred()) || as_limit(limitobj, &limit) < 0) {
-        return NULL;
-    }
-    event = parse_frame(buf, size, pos, clientobj == Py_True, limit, &stop);
+    event = parse_frame(buf, size, pos, client, limit, &stop);
     if (event == NULL || event == Py_None) {
         return event;
     }
-    newpos = PyLong_FromSsize_t(stop);
-    if (newpos == NULL) {
+    if (set_engine_pos(conn, stop) < 0) {
         Py_DECREF(event);
         return NULL;
     }
-    slot = (PyObject **)((char *)conn + engine_slots.pos);
-    Py_XSETREF(*slot, newpos);
     return event;
+}
+
+PyDoc_STRVAR(dispatch_doc,
+"dispatch(connection, callback, arg, /)\n--\n\n"
+"While the connection is open and next_frame() would return an event, call\n"
+"``callback(arg, payload)`` with that event's payload (str or bytes) instead, the\n"
+"position moved past the frame first. Returns how many were delivered; an\n"
+"exception from the callback propagates (its message counts as consumed).\n"
+"The callback may send and close but must not read from the connection.");
+
+static PyObject *
+speedups_dispatch(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    const uint8_t *buf;
+    Py_ssize_t size, pos, stop = 0, count = 0;
+    long long limit;
+    int client, ready;
+    PyObject *conn, *payload, *result, *call[2];
+
+    (void)module;
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "dispatch() takes exactly 3 arguments");
+        return NULL;
+    }
+    conn = args[0];
+    if (engine_slots.type == NULL || engine_slots.open_state == NULL
+            || !PyObject_TypeCheck(conn, engine_slots.type)) {
+        PyErr_SetString(PyExc_TypeError, "dispatch() needs an engine configured with its open state");
+        return NULL;
+    }
+    call[0] = args[2];
+    /* Everything is read again after each callback, which may have closed. */
+    while (*(PyObject **)((char *)conn + engine_slots.state) == engine_slots.open_state) {
+        ready = engine_input(conn, &buf, &size, &pos, &client, &limit);
+        if (ready <= 0) {
+            if (ready < 0) {
+                return NULL;
+            }
+            break;
+        }
+        payload = parse_payload(buf, size, pos, client, limit, &stop);
+        if (payload == NULL) {
+            return NULL;
+        }
+        if (payload == Py_None) {
+            Py_DECREF(payload);
+            break;
+        }
+        if (set_engine_pos(conn, stop) < 0) {
+            Py_DECREF(payload);
+            return NULL;
+        }
+        call[1] = payload;
+        result = PyObject_Vectorcall(args[1], call, 2, NULL);
+        Py_DECREF(payload);
+        if (result == NULL) {
+            return NULL;
+        }
+        Py_DECREF(result);
+        count++;
+    }
+    return PyLong_FromSsize_t(count);
 }
 
 PyDoc_STRVAR(text_event_doc,
@@ -828,9 +951,10 @@ static PyMethodDef speedups_methods[] = {
      configure_doc},
     {"read_frame", (PyCFunction)(void (*)(void))speedups_read_frame, METH_FASTCALL,
      read_frame_doc},
-    {"configure_engine", (PyCFunction)speedups_configure_engine, METH_O,
+    {"configure_engine", (PyCFunction)(void (*)(void))speedups_configure_engine, METH_FASTCALL,
      configure_engine_doc},
     {"next_frame", (PyCFunction)speedups_next_frame, METH_O, next_frame_doc},
+    {"dispatch", (PyCFunction)(void (*)(void))speedups_dispatch, METH_FASTCALL, dispatch_doc},
     {"text_event", (PyCFunction)speedups_text_event, METH_O, text_event_doc},
     {"mask", (PyCFunction)(void (*)(void))speedups_mask, METH_FASTCALL, mask_doc},
     {"masked_frame", (PyCFunction)(void (*)(void))speedups_masked_frame, METH_FASTCALL,

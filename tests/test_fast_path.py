@@ -14,7 +14,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rfc6455 import ConnectionClosed, Event, Limits, Request, ServerConnection, Text
+from rfc6455 import (
+    Binary,
+    ConnectionClosed,
+    Event,
+    Limits,
+    LocalProtocolError,
+    Request,
+    ServerConnection,
+    Text,
+)
+from rfc6455._mask import ACCELERATED
 from rfc6455.extensions.permessage_deflate import ServerPerMessageDeflate
 
 from .helpers import (
@@ -101,6 +111,127 @@ def test_fast_path_matches_general_path_section_5_2(
     assert whole == one_by_one
     sizes = data.draw(st.lists(st.integers(1, 64), max_size=len(stream)))
     assert _run(server, limit, stream, sizes) == whole
+
+
+def _run_delivering(server: bool, limit: Limits, stream: bytes, sizes: list[int],
+                    close_after: int | None) -> tuple[Outcome, int]:
+    """_run with ``deliver_messages`` feeding the engine: whole messages to a callback,
+    the rest from next_event. The callback (or the loop) closes after ``close_after``
+    messages. Also returns how many messages the callback took."""
+    conn = open_server(limits=limit) if server else open_client(limits=limit)
+    events: list[Event] = []
+    delivered = 0
+
+    def note(event: Event) -> None:
+        events.append(event)
+        if close_after is not None and sum(isinstance(e, (Text, Binary)) for e in events) \
+                == close_after:
+            conn.close(1000)
+
+    def deliver(sink: list[Event], message: str | bytes) -> None:
+        nonlocal delivered
+        assert sink is events
+        delivered += 1
+        note(Text(message) if isinstance(message, str) else Binary(message))
+
+    chunks = [stream[sum(sizes[:i]):sum(sizes[:i + 1])] for i in range(len(sizes))]
+    rest = stream[sum(sizes):]
+    for chunk in [c for c in chunks if c] + ([rest] if rest else []):
+        conn.deliver_messages(chunk, deliver, events)
+        for event in conn.events():
+            note(event)
+    written, eof = drain(conn)
+    return _outcome(events, written, eof), delivered
+
+
+def _run_closing(server: bool, limit: Limits, stream: bytes, close_after: int | None) -> Outcome:
+    """_run in one read, closing after ``close_after`` messages as _run_delivering does."""
+    conn = open_server(limits=limit) if server else open_client(limits=limit)
+    events: list[Event] = []
+    conn.receive_data(stream)
+    for event in conn.events():
+        events.append(event)
+        if close_after is not None and sum(isinstance(e, (Text, Binary)) for e in events) \
+                == close_after:
+            conn.close(1000)
+    written, eof = drain(conn)
+    return _outcome(events, written, eof)
+
+
+@pytest.mark.parametrize("server", [True, False], ids=["server", "client"])
+@settings(max_examples=150, deadline=None)
+@given(data=st.data(), limit=limits, close_after=st.sampled_from([None, None, 1, 2, 3]))
+def test_delivered_messages_match_next_event_section_5_2(
+    server: bool, data: st.DataObject, limit: Limits, close_after: int | None
+) -> None:
+    """deliver_messages(): the same messages, in the same order among the other events,
+    the same bytes sent and the same close as receive_data() and next_event(), however
+    the stream is split, with or without a close sent from the callback."""
+    stream = b"".join(data.draw(st.lists(frames(masked_default=server), max_size=12)))
+    expected = _run_closing(server, limit, stream, close_after)
+    sizes = data.draw(st.lists(st.integers(1, 64), max_size=len(stream)))
+    for chunking in ([len(stream) or 1], sizes):
+        outcome, delivered = _run_delivering(server, limit, stream, chunking, close_after)
+        assert outcome == expected
+        if not ACCELERATED:
+            assert delivered == 0  # pure Python: next_event returns them all
+
+
+def test_deliver_messages_hands_over_whole_messages_section_5_2() -> None:
+    """The common case takes the callback: nothing is left for next_event."""
+    conn = open_server()
+    got: list[str | bytes] = []
+    stream = frame(TEXT, "héllo".encode(), masked=True) + frame(BINARY, b"\x00" * 300,
+                                                                masked=True)
+    count = conn.deliver_messages(stream, lambda sink, message: sink.append(message), got)
+    if ACCELERATED:
+        assert count == 2 and got == ["héllo", b"\x00" * 300]
+        assert not conn.input_pending
+    else:
+        assert count == 0 and got == []
+        assert [e.data for e in conn.events()] == ["héllo", b"\x00" * 300]  # type: ignore
+
+
+def test_deliver_messages_callback_exception_propagates_section_5_2() -> None:
+    """The failing message is consumed; the next one is still there for next_event."""
+    conn = open_server()
+    stream = frame(TEXT, b"one", masked=True) + frame(TEXT, b"two", masked=True)
+
+    def fail(arg: None, message: str | bytes) -> None:
+        raise ValueError(message)
+
+    if ACCELERATED:
+        with pytest.raises(ValueError, match="one"):
+            conn.deliver_messages(stream, fail, None)
+    else:
+        assert conn.deliver_messages(stream, fail, None) == 0
+        assert conn.next_event() == Text("one")
+    assert conn.next_event() == Text("two")
+
+
+@pytest.mark.parametrize("split", [3, 10], ids=["inside-frame", "between-frames"])
+def test_deliver_messages_leaves_a_message_in_parts_to_the_parser_section_5_4(
+    split: int,
+) -> None:
+    """A whole frame arriving while a fragmented message (or a frame) is in progress is
+    not a message of its own: §5.4 makes a new data frame there a protocol error."""
+    conn = open_server()
+    first = frame(TEXT, b"part", fin=False, masked=True)  # 10 bytes
+    stream = first + frame(TEXT, b"new", masked=True)
+    got: list[str | bytes] = []
+    conn.deliver_messages(stream[:split], lambda sink, message: sink.append(message), got)
+    events = list(conn.events())
+    conn.deliver_messages(stream[split:], lambda sink, message: sink.append(message), got)
+    events += list(conn.events())
+    assert got == []
+    assert isinstance(events[-1], ConnectionClosed) and events[-1].code == 1002
+
+
+def test_deliver_messages_after_eof_is_misuse() -> None:
+    conn = open_server()
+    conn.receive_eof()
+    with pytest.raises(LocalProtocolError):
+        conn.deliver_messages(b"x", lambda arg, message: None, None)
 
 
 @pytest.mark.parametrize("server", [True, False], ids=["server", "client"])

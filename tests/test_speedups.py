@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from rfc6455 import Binary, Text, _mask, frames
 from rfc6455._mask import mask_inplace_python, mask_python
-from tests.helpers import parse_frames
+from tests.helpers import open_server, parse_frames
 
 
 def _load_speedups() -> ModuleType | None:
@@ -314,10 +314,10 @@ def test_next_frame_reads_the_engine_buffer_and_moves_its_position_section_5_2(
     """next_frame(conn) is read_frame(conn._buf, conn._pos, ...) with the position kept
     in the engine; what it leaves to the Python parser leaves the position alone."""
     assert speedups is not None
-    from rfc6455._core import Connection
+    from rfc6455._core import Connection, State
     from tests.helpers import open_client, open_server
 
-    assert speedups.configure_engine(Connection) is True
+    assert speedups.configure_engine(Connection, State.OPEN) is True  # as _core does
     conn = open_server() if server else open_client()
     stream = (_wire(1, "héllo".encode(), masked=server) + _wire(2, b"\x00" * 300, masked=server)
               + _wire(9, b"ping", masked=server))
@@ -337,7 +337,8 @@ def test_next_frame_reads_the_engine_buffer_and_moves_its_position_section_5_2(
 @needs_speedups
 def test_configure_engine_refuses_a_class_without_the_slots() -> None:
     assert speedups is not None
-    from rfc6455._core import Connection
+    from rfc6455._core import Connection, State
+    from tests.helpers import open_server
 
     class Other:
         __slots__ = ("_buf",)
@@ -346,8 +347,43 @@ def test_configure_engine_refuses_a_class_without_the_slots() -> None:
         assert speedups.configure_engine(Other) is False
         with pytest.raises(TypeError):
             speedups.next_frame(Other())
-    finally:
+        with pytest.raises(TypeError):
+            speedups.dispatch(Other(), print, None)
+        # Without the open state, next_frame works and dispatch refuses.
         assert speedups.configure_engine(Connection) is True
+        with pytest.raises(TypeError):
+            speedups.dispatch(open_server(), print, None)
+    finally:
+        assert speedups.configure_engine(Connection, State.OPEN) is True
+
+
+@needs_speedups
+def test_dispatch_calls_back_per_message_and_stops_at_a_close_section_5_2() -> None:
+    """dispatch(conn, callback, arg): payloads, position moved before each call; the loop
+    ends when the callback closes (state no longer open) or at anything else."""
+    assert speedups is not None
+    stream = b"".join(_wire(op, data, masked=True) for op, data in
+                      [(1, "é".encode()), (2, b"\x01" * 200), (1, b"three"), (2, b"four")])
+    conn = open_server()
+    conn.receive_data(stream)
+    seen: list[tuple[object, int]] = []
+
+    def callback(arg: object, payload: str | bytes) -> None:
+        seen.append((payload, conn._pos))
+        if payload == "three":
+            conn.close(1000)
+
+    assert speedups.dispatch(conn, callback, None) == 3
+    assert [payload for payload, _ in seen] == ["é", b"\x01" * 200, "three"]
+    assert seen[0][1] < seen[1][1] < seen[2][1]  # moved past each frame first
+    assert conn.next_event() == Binary(b"four")  # left to the parser once closing
+    # Control frames and invalid UTF-8 stop it with the position unchanged.
+    for wire in (_wire(9, b"ping", masked=True), _wire(1, b"\xff", masked=True), b"\x81"):
+        conn = open_server()
+        conn.receive_data(wire)
+        assert speedups.dispatch(conn, callback, None) == 0 and conn._pos == 0
+    with pytest.raises(TypeError):
+        speedups.dispatch(conn, callback)  # type: ignore[call-arg]
 
 
 @needs_speedups

@@ -29,6 +29,8 @@ from .server import Server, _ServerProtocol, serve
 
 __all__ = ["Listener", "serve_listener"]
 
+_OPEN = State.OPEN
+
 
 class Listener:
     """Subclass and override what you need; one instance per connection."""
@@ -66,6 +68,45 @@ class _ListenerProtocol(_ServerProtocol):
         self._listener = listener
         self._progress()  # frames that came right behind the request; reading resumes
 
+    def data_received(self, data: bytes) -> None:
+        listener = self._listener
+        if listener is None or self._dispatching or self.engine.state is not _OPEN:
+            super().data_received(data)
+            return
+        # The common case: whole messages go from the engine to the listener as
+        # they are parsed (Driver.deliver_messages); the rest as in _progress.
+        self._dispatching = True
+        writing = not self._coalesced
+        if writing:
+            self._coalesced = 1  # as in _progress
+        engine = self.engine
+        try:
+            try:
+                self._driver.deliver_messages(data, listener.on_message, self, _now())
+            except Exception:
+                self._callback_failed("on_message")
+            pending = engine.input_pending
+            if pending:
+                self._dispatch()  # the general way; _after_pull then sees to the rest
+        finally:
+            self._dispatching = False
+            if writing:
+                self._coalesced = 0
+        if writing and not pending and engine.state is _OPEN \
+                and not (self._reading_paused or self._writing_paused or self._driver.acked):
+            # All input handled and nothing paused or waiting: what _after_pull
+            # would do comes down to writing the replies (as _flush does when open).
+            parts = engine.data_to_send_parts()
+            transport = self.transport
+            if parts and transport is not None and not transport.is_closing():
+                assert type(parts) is list  # no EOF to send while open
+                if len(parts) == 1:
+                    transport.write(parts[0])
+                else:
+                    transport.writelines(parts)
+            return
+        self._after_pull()
+
     def _progress(self) -> None:
         if self.engine.state is State.CONNECTING:
             self._handshake()
@@ -78,31 +119,39 @@ class _ListenerProtocol(_ServerProtocol):
             # Replies sent from the callbacks go out in one write once this input is
             # handled (or at once past the coalescing limit), behind nothing else.
             self._coalesced = 1
-        driver = self._driver
-        listener = self._listener
-        now = _now()
         try:
-            while (message := driver.pull_message(now)) is not None:
-                if listener is None:
-                    continue  # on_open failed: the connection is closing
-                try:
-                    listener.on_message(self, message)
-                except Exception:
-                    self.logger.exception("listener failed in on_message")
-                    if self.engine.state is State.OPEN:
-                        self._start_close(CloseCode.INTERNAL_ERROR, "")
-            closed = driver.closed
-            if closed is not None and listener is not None:
-                self._listener = None  # on_close once
-                try:
-                    listener.on_close(self, closed.code, closed.reason)
-                except Exception:
-                    self.logger.exception("listener failed in on_close")
+            self._dispatch()
         finally:
             self._dispatching = False
             if writing:
                 self._coalesced = 0
         self._after_pull()  # writes them
+
+    def _dispatch(self) -> None:
+        """Hand the listener every message the engine has, then the close."""
+        driver = self._driver
+        listener = self._listener
+        now = _now()
+        while (message := driver.pull_message(now)) is not None:
+            if listener is None:
+                continue  # on_open failed: the connection is closing
+            try:
+                listener.on_message(self, message)
+            except Exception:
+                self._callback_failed("on_message")
+        closed = driver.closed
+        if closed is not None and listener is not None:
+            self._listener = None  # on_close once
+            try:
+                listener.on_close(self, closed.code, closed.reason)
+            except Exception:
+                self.logger.exception("listener failed in on_close")
+
+    def _callback_failed(self, name: str) -> None:
+        self.logger.exception("listener failed in %s", name)
+        if self.engine.state is State.OPEN:
+            # §7.4.1: 1011, the server met a condition it could not handle.
+            self._start_close(CloseCode.INTERNAL_ERROR, "")
 
     def pause_writing(self) -> None:
         super().pause_writing()
