@@ -382,26 +382,43 @@ class Connection:
         """:meth:`receive_data`, then hand whole messages to ``callback(arg, message)``.
 
         While the connection is open and the next event would be a whole text or
-        binary message in one frame, its payload (``str`` or ``bytes``) goes to
+        binary message, its payload (``str`` or ``bytes``) goes to
         the callback instead of being returned by :meth:`next_event`; the first
         anything else stops the loop and is left, with what follows, to
         :meth:`next_event`. Returns how many messages were delivered. An
         exception from the callback propagates, its message consumed. The
         callback may send and close, but must not read from this connection.
 
-        The same messages as :meth:`next_event`, without an event object each: a
-        consumer that takes every message as it comes (a callback-style adapter)
-        saves a call per message. Without the C accelerator none are delivered
-        here, and :meth:`next_event` returns them all.
+        The same messages as :meth:`next_event`, without an event object each
+        (with the C accelerator): a consumer that takes every message as it
+        comes (a callback-style adapter) saves calls per message. Without it a
+        message in parts may be delivered too.
         """
-        if _dispatch is None or self._state is not _OPEN or self._events \
-                or self._frame_left != _NO_FRAME or self._msg_opcode:
+        if self._state is not _OPEN or self._events or self._frame_left != _NO_FRAME \
+                or self._msg_opcode:
             self.receive_data(data)
-            return 0
-        if self._eof_received:
-            raise LocalProtocolError("data received after EOF")
-        self._feed(data)
-        return _dispatch(self, callback, arg)
+            if self._state is not _OPEN or self._events:
+                return 0
+        else:
+            if self._eof_received:
+                raise LocalProtocolError("data received after EOF")
+            self._feed(data)
+            if _dispatch is not None:
+                return _dispatch(self, callback, arg)
+        # The same loop over next_event(): what is not a whole message goes back
+        # to the front of the queue, exactly where next_event() would find it.
+        count = 0
+        while self._state is _OPEN:
+            event = self.next_event()
+            if event is None:
+                break
+            cls = type(event)
+            if (cls is not Text and cls is not Binary) or not event.final:  # type: ignore
+                self._events.insert(0, event)
+                break
+            callback(arg, event.data)  # type: ignore[union-attr]
+            count += 1
+        return count
 
     def receive_eof(self) -> None:
         """The transport's read side ended."""
