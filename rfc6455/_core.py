@@ -381,19 +381,20 @@ class Connection:
                          callback: Callable[[_Arg, str | bytes], object], arg: _Arg) -> int:
         """:meth:`receive_data`, then hand whole messages to ``callback(arg, message)``.
 
-        While the connection is open and the next event would be a whole text or
-        binary message, its payload (``str`` or ``bytes``) goes to
-        the callback instead of being returned by :meth:`next_event`; the first
-        anything else stops the loop and is left, with what follows, to
-        :meth:`next_event`. Returns how many messages were delivered. An
-        exception from the callback propagates, its message consumed. The
-        callback may send and close, but must not read from this connection.
+        While the connection is open and the next event would be a whole text
+        or binary message, its payload (``str`` or ``bytes``) goes to the
+        callback instead of being returned by :meth:`next_event`. Anything else
+        stops the loop and is left, with what follows, to :meth:`next_event`.
+        Returns how many messages were delivered. An exception from the
+        callback propagates, its message consumed. The callback may send and
+        close, but must not read from this connection.
 
-        The same messages as :meth:`next_event`, without an event object each
-        (with the C accelerator): a consumer that takes every message as it
-        comes (a callback-style adapter) saves calls per message. Without it a
-        message in parts may be delivered too.
+        For a consumer that takes every message as it comes (a callback-style
+        adapter): the same messages as :meth:`next_event`, and with the C
+        accelerator a message in one frame costs no event object and no Python
+        call besides the callback.
         """
+        count = 0
         if self._state is not _OPEN or self._events or self._frame_left != _NO_FRAME \
                 or self._msg_opcode:
             self.receive_data(data)
@@ -404,10 +405,12 @@ class Connection:
                 raise LocalProtocolError("data received after EOF")
             self._feed(data)
             if _dispatch is not None:
-                return _dispatch(self, callback, arg)
+                count = _dispatch(self, callback, arg)
+                if self._more is None:
+                    return count
+                # A frame continues in the next chunk: next_event() joins them.
         # The same loop over next_event(): what is not a whole message goes back
         # to the front of the queue, exactly where next_event() would find it.
-        count = 0
         while self._state is _OPEN:
             event = self.next_event()
             if event is None:
