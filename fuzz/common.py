@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import base64
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from rfc6455 import (
@@ -208,22 +208,28 @@ class Outcome:
     data_bytes: int = 0  # payload bytes of Text/Binary events (UTF-8 for text)
 
 
+def _as_event(sink: list[Event], message: str | bytes) -> None:
+    sink.append(Text(message) if isinstance(message, str) else Binary(message))
+
+
 def drive(conn: ServerConnection | ClientConnection, pieces: list[bytes], *, eof: bool,
-          limits: Limits, streaming: bool, keep_data: bool = True) -> Outcome:
+          limits: Limits, streaming: bool, keep_data: bool = True,
+          deliver: bool = False) -> Outcome:
     """Feed ``pieces`` one by one, draining events after each; check every bound.
 
     Raises AssertionError when the engine breaks its contract; anything else it
     raises propagates (and is a bug: the peer's bytes never cause an exception).
     ``keep_data=False`` counts message bytes without keeping the events (for
-    memory measurements).
+    memory measurements). ``deliver=True`` feeds with ``deliver_messages``, the
+    messages it hands over counted as events, in order.
     """
     outcome = Outcome()
     msg_size = 0  # bytes of the message being assembled (streaming mode)
     max_msg = limits.max_message_size
 
-    def collect() -> None:
+    def collect(events: Iterable[Event]) -> None:
         nonlocal msg_size
-        for event in conn.events():
+        for event in events:
             if keep_data or not isinstance(event, (Text, Binary)):
                 outcome.events.append(event)
             if isinstance(event, (Text, Binary)):
@@ -255,8 +261,13 @@ def drive(conn: ServerConnection | ClientConnection, pieces: list[bytes], *, eof
     for piece in pieces:
         if outcome.eof:
             break
-        conn.receive_data(piece)
-        collect()
+        if deliver:
+            delivered: list[Event] = []
+            conn.deliver_messages(piece, _as_event, delivered)
+            collect([*delivered, *conn.events()])  # the bounds hold once all is read
+        else:
+            conn.receive_data(piece)
+            collect(conn.events())
         out = conn.data_to_send()
         while out:
             if out is EOF:
@@ -267,7 +278,7 @@ def drive(conn: ServerConnection | ClientConnection, pieces: list[bytes], *, eof
             out = conn.data_to_send()
     if eof:
         conn.receive_eof()
-        collect()
+        collect(conn.events())
         assert conn.state is State.CLOSED
     while (out := conn.data_to_send()):
         if out is EOF:

@@ -40,12 +40,13 @@ def decode(data: bytes) -> tuple[int, list[bytes]]:
     return config, pieces
 
 
-def run(config: int, pieces: list[bytes]) -> Outcome:
+def run(config: int, pieces: list[bytes], deliver: bool = False) -> Outcome:
     limits = SMALL if config & 8 else Limits()
     streaming = bool(config & 4)
     opener = open_client if config & 1 else open_server
     conn = opener(deflate=bool(config & 2), limits=limits, streaming=streaming)
-    return drive(conn, pieces, eof=bool(config & 16), limits=limits, streaming=streaming)
+    return drive(conn, pieces, eof=bool(config & 16), limits=limits, streaming=streaming,
+                 deliver=deliver)
 
 
 def summary(outcome: Outcome) -> list[object]:
@@ -67,12 +68,15 @@ def TestOneInput(data: bytes) -> None:
         return
     try:
         accelerated = summary(run(config, pieces))
+        delivered = summary(run(config, pieces, deliver=True))
         _core._next_frame = None
         pure = summary(run(config, pieces))
     finally:
         _core._next_frame = _C_NEXT_FRAME
-    # The C fast path has "no behaviour of its own" (_core.next_event).
+    # The C fast path has "no behaviour of its own" (_core.next_event), and
+    # deliver_messages hands over the same messages.
     assert accelerated == pure, (accelerated, pure)
+    assert delivered == pure, (delivered, pure)
 
 
 def main() -> None:

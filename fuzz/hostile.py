@@ -413,7 +413,8 @@ def deflate_round_trip(messages: list[bytes | str], send_bits: int, reset: bool,
 def accelerator_agrees(role: str, deflate: bool, streaming: bool, small: bool,
                        data: st.DataObject) -> None:
     """The C fast path (_speedups.next_frame) gives the same events, close and replies
-    as pure Python for any frames (_core.next_event: "no behaviour of its own")."""
+    as pure Python for any frames (_core.next_event: "no behaviour of its own"), and
+    so does deliver_messages."""
     _count("accelerator_agrees")
     from rfc6455 import _core
 
@@ -425,21 +426,23 @@ def accelerator_agrees(role: str, deflate: bool, streaming: bool, small: bool,
     limits = _SMALL if small else Limits()
     results = []
     try:
-        for reader in (accelerated, None):
+        # C parser, pure Python, and messages handed over by deliver_messages
+        # (the C method with the accelerator).
+        for reader, deliver in ((accelerated, False), (None, False), (accelerated, True)):
             _core._next_frame = reader
             conn = (open_server if role == "server" else open_client)(
                 deflate=deflate, limits=limits, streaming=streaming)
             outcome = drive(conn, split(stream, cuts), eof=False, limits=limits,
-                            streaming=streaming)
+                            streaming=streaming, deliver=deliver)
             results.append((outcome.events, [(f.opcode, f.payload) for f in check_wire(
                 outcome.wire, client=not masked)], conn.close_code, conn.close_reason))
     finally:
         _core._next_frame = accelerated
-    closed = [e for e in results[0][0] if isinstance(e, ConnectionClosed)]
-    other = [e for e in results[1][0] if isinstance(e, ConnectionClosed)]
     # Errors compare by code and text (exception objects compare by identity).
-    assert [(e.code, e.reason, str(e.error)) for e in closed] == \
-        [(e.code, e.reason, str(e.error)) for e in other]
+    closes = [[(e.code, e.reason, str(e.error)) for e in r[0] if isinstance(e, ConnectionClosed)]
+              for r in results]
     strip = [[e for e in r[0] if not isinstance(e, ConnectionClosed)] for r in results]
-    assert strip[0] == strip[1]
-    assert results[0][1:] == results[1][1:]
+    for other in (1, 2):
+        assert closes[0] == closes[other]
+        assert strip[0] == strip[other]
+        assert results[0][1:] == results[other][1:]

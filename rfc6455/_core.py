@@ -34,7 +34,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Final, TypeVar
+from typing import Final, TypeVar
 
 from ._mask import _LOW, _REPEAT, ACCELERATED, mask, mask_join
 from .errors import CloseCode, LocalProtocolError, RemoteProtocolError
@@ -114,8 +114,6 @@ _CLOSING: Final = State.CLOSING
 # events): _speedups.next_frame(connection), set up at the end of this module
 # once the Connection class exists.
 _next_frame: Callable[[Connection], Event | None] | None = None
-# And the same loop with the messages handed to a callback: _speedups.dispatch.
-_dispatch: Callable[[Connection, Callable[[Any, str | bytes], object], Any], int] | None = None
 if ACCELERATED:  # pragma: no cover - depends on the build
     from . import _speedups
 
@@ -394,29 +392,17 @@ class Connection:
         accelerator a message in one frame costs no event object and no Python
         call besides the callback.
         """
+        # (The C accelerator replaces this method with one doing the common case
+        # itself and calling this for the rest: engine_methods() below.)
+        self.receive_data(data)
         count = 0
-        if self._state is not _OPEN or self._events or self._frame_left != _NO_FRAME \
-                or self._msg_opcode:
-            self.receive_data(data)
-            if self._state is not _OPEN or self._events:
-                return 0
-        else:
-            if self._eof_received:
-                raise LocalProtocolError("data received after EOF")
-            self._feed(data)
-            if _dispatch is not None:
-                count = _dispatch(self, callback, arg)
-                if self._more is None:
-                    return count
-                # A frame continues in the next chunk: next_event() joins them.
-        # The same loop over next_event(): what is not a whole message goes back
-        # to the front of the queue, exactly where next_event() would find it.
-        while self._state is _OPEN:
+        while self._state is _OPEN and not self._events:
             event = self.next_event()
             if event is None:
                 break
             cls = type(event)
             if (cls is not Text and cls is not Binary) or not event.final:  # type: ignore
+                # Back to the front of the queue, exactly where next_event() had it.
                 self._events.insert(0, event)
                 break
             callback(arg, event.data)  # type: ignore[union-attr]
@@ -1085,7 +1071,17 @@ class Connection:
         self._state = State.CLOSING
 
 
-if ACCELERATED and hasattr(_speedups, "dispatch") \
+_python_methods = (Connection.deliver_messages, Connection.send)  # (tests compare)
+
+if ACCELERATED and hasattr(_speedups, "engine_methods") \
         and _speedups.configure_engine(Connection, _OPEN):  # pragma: no cover - the build
     _next_frame = _speedups.next_frame
-    _dispatch = _speedups.dispatch
+    _methods = _speedups.engine_methods(
+        *_python_methods,
+        ("deliver_messages($self, data, callback, arg)\n--\n\n"
+         + (Connection.deliver_messages.__doc__ or ""),
+         "send($self, data, *, final=True, compress=None)\n--\n\n"
+         + (Connection.send.__doc__ or "")))
+    if _methods is not None:
+        # Same behaviour: each calls the Python method above for what it does not do.
+        Connection.deliver_messages, Connection.send = _methods  # type: ignore[method-assign]

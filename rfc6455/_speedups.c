@@ -8,6 +8,8 @@
  *     the same on an engine's own buffer, moving its position (configure_engine)
  * text_event(data) -> Text | None    a Text event from UTF-8 bytes, None if invalid
  * masked_frame(first, payload, key) -> bytes   a whole client frame in one allocation
+ * engine_methods(...) -> (deliver_messages, send)
+ *     the engine's per-message methods with their common case in C
  *
  * Masking is a XOR with the 4-byte key repeated, so it is its own inverse. The
  * loop works on 16- or 32-byte vectors (GCC/Clang vector extensions: SSE2 on
@@ -740,18 +742,25 @@ speedups_read_frame(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 
 typedef struct {
     PyTypeObject *type;
-    Py_ssize_t buf, pos, client, limit, state;  /* slot offsets */
-    PyObject *open_state;  /* what _state holds while open (dispatch() only) */
+    /* Slot offsets: what next_frame() reads ... */
+    Py_ssize_t buf, pos, client, limit;
+    /* ... and what the engine methods read too (engine_methods()). */
+    Py_ssize_t state, events, frame_left, msg_opcode, eof_received, more, extension, out,
+               out_opcode, fragment_size;
+    PyObject *open_state;  /* what _state holds while open */
 } EngineSlots;
 
-static EngineSlots engine_slots = {NULL, -1, -1, -1, -1, -1, NULL};
+static EngineSlots engine_slots = {NULL, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+                                   -1, NULL};
+
+#define SLOT(conn, offset) (*(PyObject **)((char *)(conn) + (offset)))
 
 PyDoc_STRVAR(configure_engine_doc,
 "configure_engine(connection_type, open_state=None, /)\n--\n\n"
 "Set the engine class whose slots ``_buf``, ``_pos``, ``_client`` and ``_fast_limit``\n"
 "next_frame() reads. Returns False (and next_frame() must not be used) when the\n"
-"class does not have those slots. dispatch() also needs ``open_state``, the value\n"
-"of the ``_state`` slot while the connection is open.");
+"class does not have those slots. engine_methods() also needs ``open_state``, the\n"
+"value of the ``_state`` slot while the connection is open.");
 
 static PyObject *
 speedups_configure_engine(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
@@ -774,13 +783,22 @@ speedups_configure_engine(PyObject *module, PyObject *const *args, Py_ssize_t na
     engine_slots.client = member_offset(cls, "_client");
     engine_slots.limit = member_offset(cls, "_fast_limit");
     engine_slots.state = member_offset(cls, "_state");
+    engine_slots.events = member_offset(cls, "_events");
+    engine_slots.frame_left = member_offset(cls, "_frame_left");
+    engine_slots.msg_opcode = member_offset(cls, "_msg_opcode");
+    engine_slots.eof_received = member_offset(cls, "_eof_received");
+    engine_slots.more = member_offset(cls, "_more");
+    engine_slots.extension = member_offset(cls, "_extension");
+    engine_slots.out = member_offset(cls, "_out");
+    engine_slots.out_opcode = member_offset(cls, "_out_opcode");
+    engine_slots.fragment_size = member_offset(cls, "_fragment_size");
     Py_CLEAR(engine_slots.open_state);
     if (engine_slots.buf < 0 || engine_slots.pos < 0 || engine_slots.client < 0
             || engine_slots.limit < 0) {
         Py_CLEAR(engine_slots.type);
         Py_RETURN_FALSE;
     }
-    if (open_state != Py_None && engine_slots.state >= 0) {
+    if (open_state != Py_None) {
         Py_INCREF(open_state);
         engine_slots.open_state = open_state;
     }
@@ -862,47 +880,72 @@ speedups_next_frame(PyObject *module, PyObject *conn)
     return event;
 }
 
-PyDoc_STRVAR(dispatch_doc,
-"dispatch(connection, callback, arg, /)\n--\n\n"
-"While the connection is open and next_frame() would return an event, call\n"
-"``callback(arg, payload)`` with that event's payload (str or bytes) instead, the\n"
-"position moved past the frame first. Returns how many were delivered; an\n"
-"exception from the callback propagates (its message counts as consumed).\n"
-"The callback may send and close but must not read from the connection.");
+/* ------------------------------------------------------------ engine methods
+ *
+ * Connection.deliver_messages and Connection.send in C for their common case,
+ * the Python implementations called for everything else (same arguments, same
+ * result): per message, a Python frame less on each side of an echo. They read
+ * the engine's slots as next_frame() does; engine_methods() makes the method
+ * descriptors once configure_engine() was given the open state.
+ */
 
+static PyObject *deliver_python = NULL;  /* the Python implementations */
+static PyObject *send_python = NULL;
+
+/* Whether ``obj`` is the int ``value``. */
+static int
+is_int(PyObject *obj, long value)
+{
+    int overflow;
+
+    return obj != NULL && PyLong_CheckExact(obj)
+        && PyLong_AsLongAndOverflow(obj, &overflow) == value && !overflow;
+}
+
+/* ``function(self, *args, **kwargs)`` for a vectorcall's arguments. */
 static PyObject *
-speedups_dispatch(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+call_python(PyObject *function, PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+            PyObject *kwnames)
+{
+    PyObject *stack[8], **all = stack, *result;
+    Py_ssize_t total = 1 + nargs + (kwnames ? PyTuple_GET_SIZE(kwnames) : 0);
+
+    if (total > 8) {
+        all = PyMem_Malloc((size_t)total * sizeof(PyObject *));
+        if (all == NULL) {
+            return PyErr_NoMemory();
+        }
+    }
+    all[0] = self;
+    memcpy(all + 1, args, (size_t)(total - 1) * sizeof(PyObject *));
+    result = PyObject_Vectorcall(function, all, (size_t)(nargs + 1), kwnames);
+    if (all != stack) {
+        PyMem_Free(all);
+    }
+    return result;
+}
+
+/* The next_frame() loop with each payload handed to callback(arg, payload):
+ * how many were delivered, or -1 with an exception set. */
+static Py_ssize_t
+dispatch_loop(PyObject *conn, PyObject *callback, PyObject *arg)
 {
     const uint8_t *buf;
     Py_ssize_t size, pos, stop = 0, count = 0;
     long long limit;
     int client, ready;
-    PyObject *conn, *payload, *result, *call[2];
+    PyObject *payload, *result, *call[2];
 
-    (void)module;
-    if (nargs != 3) {
-        PyErr_SetString(PyExc_TypeError, "dispatch() takes exactly 3 arguments");
-        return NULL;
-    }
-    conn = args[0];
-    if (engine_slots.type == NULL || engine_slots.open_state == NULL
-            || !PyObject_TypeCheck(conn, engine_slots.type)) {
-        PyErr_SetString(PyExc_TypeError, "dispatch() needs an engine configured with its open state");
-        return NULL;
-    }
-    call[0] = args[2];
+    call[0] = arg;
     /* Everything is read again after each callback, which may have closed. */
-    while (*(PyObject **)((char *)conn + engine_slots.state) == engine_slots.open_state) {
+    while (SLOT(conn, engine_slots.state) == engine_slots.open_state) {
         ready = engine_input(conn, &buf, &size, &pos, &client, &limit);
         if (ready <= 0) {
-            if (ready < 0) {
-                return NULL;
-            }
-            break;
+            return ready < 0 ? -1 : count;
         }
         payload = parse_payload(buf, size, pos, client, limit, &stop);
         if (payload == NULL) {
-            return NULL;
+            return -1;
         }
         if (payload == Py_None) {
             Py_DECREF(payload);
@@ -910,18 +953,227 @@ speedups_dispatch(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         }
         if (set_engine_pos(conn, stop) < 0) {
             Py_DECREF(payload);
-            return NULL;
+            return -1;
         }
         call[1] = payload;
-        result = PyObject_Vectorcall(args[1], call, 2, NULL);
+        result = PyObject_Vectorcall(callback, call, 2, NULL);
         Py_DECREF(payload);
         if (result == NULL) {
-            return NULL;
+            return -1;
         }
         Py_DECREF(result);
         count++;
     }
-    return PyLong_FromSsize_t(count);
+    return count;
+}
+
+/* Connection.deliver_messages(data, callback, arg). The common case: open,
+ * everything before consumed, no frame or message in progress, ``data`` bytes:
+ * parse it where it lies (as _feed does) and run the loop. Anything else, and
+ * what the loop leaves when a frame continues in a later chunk, is the Python
+ * implementation's. */
+static PyObject *
+engine_deliver(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject *conn = self, *events, *bufobj, *more, *zero, *rest;
+    const uint8_t *unused;
+    Py_ssize_t size, count;
+
+    if (nargs != 3 || !PyBytes_CheckExact(args[0])
+            || SLOT(conn, engine_slots.state) != engine_slots.open_state
+            || SLOT(conn, engine_slots.more) != Py_None
+            || SLOT(conn, engine_slots.eof_received) != Py_False) {
+        return call_python(deliver_python, self, args, nargs, NULL);
+    }
+    events = SLOT(conn, engine_slots.events);
+    bufobj = SLOT(conn, engine_slots.buf);
+    if (events == NULL || !PyList_CheckExact(events) || PyList_GET_SIZE(events) != 0
+            || !is_int(SLOT(conn, engine_slots.frame_left), -1)
+            || !is_int(SLOT(conn, engine_slots.msg_opcode), 0)
+            || bufobj == NULL || !byte_buffer(bufobj, &unused, &size)
+            || !PyLong_CheckExact(SLOT(conn, engine_slots.pos))
+            || PyLong_AsSsize_t(SLOT(conn, engine_slots.pos)) < size) {
+        PyErr_Clear();
+        return call_python(deliver_python, self, args, nargs, NULL);
+    }
+    zero = PyLong_FromLong(0);
+    if (zero == NULL) {
+        return NULL;
+    }
+    Py_INCREF(args[0]);
+    Py_XSETREF(SLOT(conn, engine_slots.buf), args[0]);
+    Py_XSETREF(SLOT(conn, engine_slots.pos), zero);
+    count = dispatch_loop(conn, args[1], args[2]);
+    if (count < 0) {
+        return NULL;
+    }
+    more = SLOT(conn, engine_slots.more);
+    if (more == NULL || more == Py_None) {
+        return PyLong_FromSsize_t(count);
+    }
+    /* The callback fed the engine: the Python loop takes the rest. */
+    {
+        PyObject *rest_args[3] = {NULL, args[1], args[2]};
+        rest_args[0] = PyBytes_FromStringAndSize(NULL, 0);
+        if (rest_args[0] == NULL) {
+            return NULL;
+        }
+        rest = call_python(deliver_python, self, rest_args, 3, NULL);
+        Py_DECREF(rest_args[0]);
+    }
+    if (rest == NULL) {
+        return NULL;
+    }
+    size = PyLong_AsSsize_t(rest);
+    Py_DECREF(rest);
+    if (size == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    return PyLong_FromSsize_t(count + size);
+}
+
+/* Whether send()'s keyword arguments are the defaults' effect: final=True
+ * (compress matters only with an extension, which the fast case has none of). */
+static int
+plain_send_keywords(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    Py_ssize_t i, n = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+
+    for (i = 0; i < n; i++) {
+        PyObject *name = PyTuple_GET_ITEM(kwnames, i);
+        if (PyUnicode_CompareWithASCIIString(name, "final") == 0) {
+            if (args[nargs + i] != Py_True) {
+                return 0;
+            }
+        }
+        else if (PyUnicode_CompareWithASCIIString(name, "compress") != 0) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* Connection.send(data, *, final=True, compress=None). The common case: a
+ * server, open, no extension, no message in parts, no fragmenting, ``data`` str
+ * or bytes under 64 KiB: the frame (§5.2, minimal length, unmasked) is built in
+ * one allocation -- a str's UTF-8 copied straight in -- and queued. Anything
+ * else is the Python implementation's. */
+static PyObject *
+engine_send(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    PyObject *conn = self, *data, *out, *frame;
+    Py_ssize_t length, header;
+    const char *payload;
+    uint8_t first, *dst;
+
+    if (nargs != 1 || !plain_send_keywords(args, nargs, kwnames)
+            || SLOT(conn, engine_slots.state) != engine_slots.open_state
+            || SLOT(conn, engine_slots.client) != Py_False
+            || SLOT(conn, engine_slots.extension) != Py_None
+            || SLOT(conn, engine_slots.fragment_size) != Py_None
+            || !is_int(SLOT(conn, engine_slots.out_opcode), 0)) {
+        return call_python(send_python, self, args, nargs, kwnames);
+    }
+    data = args[0];
+    out = SLOT(conn, engine_slots.out);
+    if (out == NULL || !PyList_CheckExact(out)) {
+        return call_python(send_python, self, args, nargs, kwnames);
+    }
+    if (PyUnicode_CheckExact(data)) {
+        payload = PyUnicode_AsUTF8AndSize(data, &length);
+        if (payload == NULL) {  /* lone surrogates: Python raises the same error */
+            PyErr_Clear();
+            return call_python(send_python, self, args, nargs, kwnames);
+        }
+        first = 0x81;
+    }
+    else if (PyBytes_CheckExact(data)) {
+        payload = PyBytes_AS_STRING(data);
+        length = PyBytes_GET_SIZE(data);
+        first = 0x82;
+    }
+    else {
+        return call_python(send_python, self, args, nargs, kwnames);
+    }
+    if (length >= 65536) {  /* queued apart from its header: the Python way */
+        return call_python(send_python, self, args, nargs, kwnames);
+    }
+    header = length < 126 ? 2 : 4;
+    frame = PyBytes_FromStringAndSize(NULL, header + length);
+    if (frame == NULL) {
+        return NULL;
+    }
+    dst = (uint8_t *)PyBytes_AS_STRING(frame);
+    dst[0] = first;
+    if (header == 2) {
+        dst[1] = (uint8_t)length;
+    }
+    else {
+        dst[1] = 126;
+        dst[2] = (uint8_t)(length >> 8);
+        dst[3] = (uint8_t)length;
+    }
+    memcpy(dst + header, payload, (size_t)length);
+    if (PyList_Append(out, frame) < 0) {
+        Py_DECREF(frame);
+        return NULL;
+    }
+    Py_DECREF(frame);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef deliver_def = {
+    "deliver_messages", (PyCFunction)(void (*)(void))engine_deliver, METH_FASTCALL, NULL};
+static PyMethodDef send_def = {
+    "send", (PyCFunction)(void (*)(void))engine_send, METH_FASTCALL | METH_KEYWORDS, NULL};
+static PyObject *method_docs = NULL;  /* keeps the two docstrings' UTF-8 alive */
+
+PyDoc_STRVAR(engine_methods_doc,
+"engine_methods(deliver_messages, send, docs, /)\n--\n\n"
+"Method descriptors for the configured engine class: ``deliver_messages`` and\n"
+"``send`` with their common case in C, calling the given Python implementations\n"
+"for the rest; ``docs`` is a pair of docstrings. None when configure_engine()\n"
+"was not given the open state or the class lacks a slot they read.");
+
+static PyObject *
+speedups_engine_methods(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject *deliver, *send;
+    EngineSlots *e = &engine_slots;
+
+    (void)module;
+    if (nargs != 3 || !PyCallable_Check(args[0]) || !PyCallable_Check(args[1])
+            || !PyTuple_Check(args[2]) || PyTuple_GET_SIZE(args[2]) != 2
+            || !PyUnicode_Check(PyTuple_GET_ITEM(args[2], 0))
+            || !PyUnicode_Check(PyTuple_GET_ITEM(args[2], 1))) {
+        PyErr_SetString(PyExc_TypeError,
+                        "engine_methods() takes two callables and a pair of docstrings");
+        return NULL;
+    }
+    if (e->type == NULL || e->open_state == NULL || e->state < 0 || e->events < 0
+            || e->frame_left < 0 || e->msg_opcode < 0 || e->eof_received < 0 || e->more < 0
+            || e->extension < 0 || e->out < 0 || e->out_opcode < 0 || e->fragment_size < 0) {
+        Py_RETURN_NONE;
+    }
+    Py_INCREF(args[2]);
+    Py_XSETREF(method_docs, args[2]);
+    deliver_def.ml_doc = PyUnicode_AsUTF8(PyTuple_GET_ITEM(args[2], 0));
+    send_def.ml_doc = PyUnicode_AsUTF8(PyTuple_GET_ITEM(args[2], 1));
+    if (deliver_def.ml_doc == NULL || send_def.ml_doc == NULL) {
+        return NULL;
+    }
+    Py_INCREF(args[0]);
+    Py_XSETREF(deliver_python, args[0]);
+    Py_INCREF(args[1]);
+    Py_XSETREF(send_python, args[1]);
+    deliver = PyDescr_NewMethod(e->type, &deliver_def);
+    send = PyDescr_NewMethod(e->type, &send_def);
+    if (deliver == NULL || send == NULL) {
+        Py_XDECREF(deliver);
+        Py_XDECREF(send);
+        return NULL;
+    }
+    return Py_BuildValue("(NN)", deliver, send);
 }
 
 PyDoc_STRVAR(text_event_doc,
@@ -954,7 +1206,8 @@ static PyMethodDef speedups_methods[] = {
     {"configure_engine", (PyCFunction)(void (*)(void))speedups_configure_engine, METH_FASTCALL,
      configure_engine_doc},
     {"next_frame", (PyCFunction)speedups_next_frame, METH_O, next_frame_doc},
-    {"dispatch", (PyCFunction)(void (*)(void))speedups_dispatch, METH_FASTCALL, dispatch_doc},
+    {"engine_methods", (PyCFunction)(void (*)(void))speedups_engine_methods, METH_FASTCALL,
+     engine_methods_doc},
     {"text_event", (PyCFunction)speedups_text_event, METH_O, text_event_doc},
     {"mask", (PyCFunction)(void (*)(void))speedups_mask, METH_FASTCALL, mask_doc},
     {"masked_frame", (PyCFunction)(void (*)(void))speedups_masked_frame, METH_FASTCALL,

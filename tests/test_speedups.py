@@ -338,52 +338,112 @@ def test_next_frame_reads_the_engine_buffer_and_moves_its_position_section_5_2(
 def test_configure_engine_refuses_a_class_without_the_slots() -> None:
     assert speedups is not None
     from rfc6455._core import Connection, State
-    from tests.helpers import open_server
 
     class Other:
         __slots__ = ("_buf",)
 
+    methods = (lambda *args: None, lambda *args: None, ("", ""))
     try:
         assert speedups.configure_engine(Other) is False
         with pytest.raises(TypeError):
             speedups.next_frame(Other())
-        with pytest.raises(TypeError):
-            speedups.dispatch(Other(), print, None)
-        # Without the open state, next_frame works and dispatch refuses.
+        assert speedups.engine_methods(*methods) is None
+        # Without the open state, next_frame works and the engine methods are refused.
         assert speedups.configure_engine(Connection) is True
+        assert speedups.engine_methods(*methods) is None
         with pytest.raises(TypeError):
-            speedups.dispatch(open_server(), print, None)
+            speedups.engine_methods(print, print)  # type: ignore[call-arg]
     finally:
         assert speedups.configure_engine(Connection, State.OPEN) is True
 
 
+def test_engine_methods_are_installed_when_accelerated() -> None:
+    """With the accelerator, send and deliver_messages are the C methods, documented
+    like the Python ones they fall back to; without it, the Python ones."""
+    from rfc6455 import ServerConnection, _core
+
+    kinds = {type(ServerConnection.send).__name__,
+             type(ServerConnection.deliver_messages).__name__}
+    if not _mask.ACCELERATED:
+        assert kinds == {"function"}
+        return
+    assert kinds == {"method_descriptor"}
+    python_deliver, python_send = _core._python_methods
+    assert ServerConnection.send.__doc__ == python_send.__doc__
+    assert ServerConnection.deliver_messages.__doc__ == python_deliver.__doc__
+
+
 @needs_speedups
-def test_dispatch_calls_back_per_message_and_stops_at_a_close_section_5_2() -> None:
-    """dispatch(conn, callback, arg): payloads, position moved before each call; the loop
-    ends when the callback closes (state no longer open) or at anything else."""
-    assert speedups is not None
+def test_c_deliver_messages_calls_back_per_message_and_stops_at_a_close_section_5_2(
+) -> None:
+    """Payloads, the position moved past each frame before its call; the loop ends when
+    the callback closes (state no longer open) or at anything else."""
     stream = b"".join(_wire(op, data, masked=True) for op, data in
                       [(1, "é".encode()), (2, b"\x01" * 200), (1, b"three"), (2, b"four")])
     conn = open_server()
-    conn.receive_data(stream)
     seen: list[tuple[object, int]] = []
 
     def callback(arg: object, payload: str | bytes) -> None:
+        assert arg is seen
         seen.append((payload, conn._pos))
         if payload == "three":
             conn.close(1000)
 
-    assert speedups.dispatch(conn, callback, None) == 3
+    assert conn.deliver_messages(stream, callback, seen) == 3
     assert [payload for payload, _ in seen] == ["é", b"\x01" * 200, "three"]
     assert seen[0][1] < seen[1][1] < seen[2][1]  # moved past each frame first
     assert conn.next_event() == Binary(b"four")  # left to the parser once closing
-    # Control frames and invalid UTF-8 stop it with the position unchanged.
+    # Control frames, invalid UTF-8 and partial frames stop it, nothing consumed.
     for wire in (_wire(9, b"ping", masked=True), _wire(1, b"\xff", masked=True), b"\x81"):
         conn = open_server()
-        conn.receive_data(wire)
-        assert speedups.dispatch(conn, callback, None) == 0 and conn._pos == 0
+        assert conn.deliver_messages(wire, callback, seen) == 0
+        assert conn._pos == 0 or conn._events  # the ping or the close is queued
     with pytest.raises(TypeError):
-        speedups.dispatch(conn, callback)  # type: ignore[call-arg]
+        conn.deliver_messages(b"")  # type: ignore[call-arg]
+
+
+_sent = st.one_of(
+    st.text(max_size=200), st.binary(max_size=200),
+    st.sampled_from([125, 126, 65535, 65536]).map(lambda n: b"s" * n),
+    st.sampled_from([125, 126, 65535, 65536]).map(lambda n: "\u00e9" * (n // 2)),
+    st.binary(max_size=50).map(bytearray), st.binary(max_size=50).map(memoryview),
+    st.just("\ud800"))
+
+
+@needs_speedups
+@given(messages=st.lists(st.tuples(_sent, st.sampled_from([
+    {}, {"final": True}, {"final": False}, {"compress": True}, {"final": True, "compress": None},
+    {"close": True},
+])), max_size=6), client=st.booleans(), fragment=st.sampled_from([None, None, 7]))
+def test_c_send_matches_python_send_section_5_2(
+    messages: list[tuple[str | bytes, dict[str, Any]]], client: bool, fragment: int | None
+) -> None:
+    """The C send() queues the same bytes as the Python one, raises the same errors and
+    leaves the engine in the same state, whatever is sent and however."""
+    from rfc6455 import _core
+    from tests.helpers import drain, open_client
+
+    python_send = _core._python_methods[1]
+    conns = [open_client(fragment_size=fragment) if client else
+             open_server(fragment_size=fragment) for _ in range(2)]
+    for data, kwargs in [*messages, ("end", {})]:
+        outcomes = []
+        close = kwargs.pop("close", False)
+        for conn, send in zip(conns, (type(conns[0]).send, python_send), strict=True):
+            if close:
+                conn.close(1000)  # then sending is local misuse, both ways
+            try:
+                send(conn, data, **kwargs)
+                outcomes.append(None)
+            except Exception as exc:  # compared below
+                outcomes.append(type(exc))
+        assert outcomes[0] == outcomes[1]
+    written = [drain(conn)[0] for conn in conns]
+    if client:  # fresh masking keys: compare the frames unmasked
+        assert parse_frames(written[0]) == parse_frames(written[1])
+    else:
+        assert written[0] == written[1]
+    assert conns[0].state is conns[1].state
 
 
 @needs_speedups
