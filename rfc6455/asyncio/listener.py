@@ -70,11 +70,14 @@ class _ListenerProtocol(_ServerProtocol):
 
     def data_received(self, data: bytes) -> None:
         listener = self._listener
-        if listener is None or self._dispatching or self.engine.state is not _OPEN:
+        if listener is None or self._dispatching:
+            # The handshake (the listener comes once open), a failed on_open, or
+            # data received from inside a callback.
             super().data_received(data)
             return
-        # The common case: whole messages go from the engine to the listener as
-        # they are parsed (Driver.deliver_messages); the rest as in _progress.
+        # Whole messages go from the engine to the listener as they are parsed
+        # (Driver.deliver_messages, which delivers nothing unless open); the rest
+        # as in _progress.
         self._dispatching = True
         writing = not self._coalesced
         if writing:
