@@ -137,6 +137,48 @@ def test_listener_exception_closes_1011_and_server_keeps_serving(
     assert any("on_message" in r.message and r.exc_info for r in caplog.records)
 
 
+@pytest.mark.parametrize("action", ["raise", "close"])
+def test_listener_callback_ends_the_connection_mid_read_section_7_1_2(
+        action: str, caplog: pytest.LogCaptureFixture) -> None:
+    # Messages arriving in one read go to on_message one by one (the C loop with the
+    # accelerator): once a callback fails (1011) or closes (1000), the replies sent
+    # before go out, then the close, and no later message of that read is delivered.
+    made: list[Echo] = []
+
+    class Ends(Echo):
+        def on_message(self, ws: Connection, message: str | bytes) -> None:
+            if message == "end":
+                self.events.append(("message", message))
+                if action == "raise":
+                    raise RuntimeError("end")
+                ws.start_close(1000, "bye")
+                return
+            super().on_message(ws, message)
+
+    def factory() -> Ends:
+        made.append(Ends())
+        return made[-1]
+
+    async def main() -> None:
+        async with serve_listener(factory, "127.0.0.1", 0, compression=None) as srv:
+            reader, writer = await open_raw(srv.port)
+            writer.write(frame(TEXT, b"one") + frame(BINARY, b"two") + frame(TEXT, b"end")
+                         + frame(TEXT, b"late"))
+            code = 1011 if action == "raise" else 1000
+            reason = b"" if action == "raise" else b"bye"
+            expected = (frame(TEXT, b"one", masked=False) + frame(BINARY, b"two", masked=False)
+                        + frame(CLOSE, code.to_bytes(2, "big") + reason, masked=False))
+            assert await asyncio.wait_for(reader.readexactly(len(expected)), 5) == expected
+            writer.write(frame(CLOSE, code.to_bytes(2, "big")))
+            assert await asyncio.wait_for(reader.read(), 5) == b""
+            writer.close()
+
+    with caplog.at_level(logging.ERROR, logger="rfc6455.server"):
+        run(main())
+    assert [e[1] for e in made[0].events if e[0] == "message"] == ["one", b"two", "end"]
+    assert made[0].events[-1][0] == "close"
+
+
 def test_listener_stops_reading_while_the_peer_does_not_read() -> None:
     """A peer that sends but never reads: the server's write buffer stays bounded
     (reading pauses at write_limit), and the connection still works afterwards."""
