@@ -408,6 +408,17 @@ class Connection(ConnectionView, asyncio.Protocol):
             self._coalesced = 1 + len(data)
             self._loop.call_soon(self._write_coalesced)
             return
+        transport = self.transport
+        if transport is not None and not self._lost and not transport.is_closing():
+            # What _flush does for an open connection (the send succeeded, so it is):
+            # no EOF to send and no close timer to arm.
+            parts = engine.data_to_send_parts()
+            assert type(parts) is list  # no EOF while open
+            if len(parts) == 1:
+                transport.write(parts[0])
+            elif parts:
+                transport.writelines(parts)
+            return
         self._flush()
 
     def _write_coalesced(self) -> None:
