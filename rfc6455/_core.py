@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Final, TypeVar
 
+from . import frames as _frames
 from ._mask import _LOW, _REPEAT, ACCELERATED, mask, mask_join
 from .errors import CloseCode, LocalProtocolError, RemoteProtocolError
 from .events import Binary, ConnectionClosed, Event, Ping, Pong, Text
@@ -1081,7 +1082,8 @@ if ACCELERATED and hasattr(_speedups, "engine_methods") \
         ("deliver_messages($self, data, callback, arg)\n--\n\n"
          + (Connection.deliver_messages.__doc__ or ""),
          "send($self, data, *, final=True, compress=None)\n--\n\n"
-         + (Connection.send.__doc__ or "")))
+         + (Connection.send.__doc__ or "")),
+        _frames._keys, _new_key)  # the same masking keys (§10.3) as the Python code
     if _methods is not None:
         # Same behaviour: each calls the Python method above for what it does not do.
         Connection.deliver_messages, Connection.send = _methods  # type: ignore[method-assign]

@@ -214,6 +214,42 @@ speedups_mask(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return result;
 }
 
+/* A whole client frame (§5.2 minimal length encoding, §5.3 key and masked
+ * payload) in one new bytes object. */
+static PyObject *
+new_masked_frame(uint8_t first, const uint8_t *payload, Py_ssize_t length,
+                 const uint8_t key[4])
+{
+    Py_ssize_t header = length < 126 ? 2 : length < 65536 ? 4 : 10;
+    PyObject *result = PyBytes_FromStringAndSize(NULL, header + 4 + length);
+    uint8_t *dst;
+
+    if (result == NULL) {
+        return NULL;
+    }
+    dst = (uint8_t *)PyBytes_AS_STRING(result);
+    dst[0] = first;
+    if (header == 2) {
+        dst[1] = 0x80 | (uint8_t)length;
+    }
+    else if (header == 4) {
+        dst[1] = 0x80 | 126;
+        dst[2] = (uint8_t)(length >> 8);
+        dst[3] = (uint8_t)length;
+    }
+    else {
+        uint64_t wide = (uint64_t)length;
+        dst[1] = 0x80 | 127;
+        for (int i = 9; i >= 2; i--) {
+            dst[i] = (uint8_t)wide;
+            wide >>= 8;
+        }
+    }
+    memcpy(dst + header, key, 4);
+    xor_key_unlocked(dst + header + 4, payload, length, key);
+    return result;
+}
+
 PyDoc_STRVAR(masked_frame_doc,
 "masked_frame(first, payload, key, /)\n--\n\n"
 "A whole masked frame (RFC 6455 section 5.2, client role): the first byte\n"
@@ -226,9 +262,7 @@ speedups_masked_frame(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_buffer data;
     uint8_t key[4];
     long first;
-    Py_ssize_t header;
     PyObject *result;
-    uint8_t *dst;
 
     (void)module;
     if (nargs != 3) {
@@ -249,33 +283,7 @@ speedups_masked_frame(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (PyObject_GetBuffer(args[1], &data, PyBUF_SIMPLE) < 0) {
         return NULL;
     }
-    /* §5.2: the minimal length encoding, then the 4-byte key. */
-    header = data.len < 126 ? 2 : data.len < 65536 ? 4 : 10;
-    result = PyBytes_FromStringAndSize(NULL, header + 4 + data.len);
-    if (result == NULL) {
-        PyBuffer_Release(&data);
-        return NULL;
-    }
-    dst = (uint8_t *)PyBytes_AS_STRING(result);
-    dst[0] = (uint8_t)first;
-    if (header == 2) {
-        dst[1] = 0x80 | (uint8_t)data.len;
-    }
-    else if (header == 4) {
-        dst[1] = 0x80 | 126;
-        dst[2] = (uint8_t)(data.len >> 8);
-        dst[3] = (uint8_t)data.len;
-    }
-    else {
-        uint64_t length = (uint64_t)data.len;
-        dst[1] = 0x80 | 127;
-        for (int i = 9; i >= 2; i--) {
-            dst[i] = (uint8_t)length;
-            length >>= 8;
-        }
-    }
-    memcpy(dst + header, key, 4);
-    xor_key_unlocked(dst + header + 4, (const uint8_t *)data.buf, data.len, key);
+    result = new_masked_frame((uint8_t)first, (const uint8_t *)data.buf, data.len, key);
     PyBuffer_Release(&data);
     return result;
 }
@@ -891,6 +899,10 @@ speedups_next_frame(PyObject *module, PyObject *conn)
 
 static PyObject *deliver_python = NULL;  /* the Python implementations */
 static PyObject *send_python = NULL;
+/* Masking keys for client frames (§5.3, §10.3): rfc6455.frames' pool, a list
+ * of 4-byte keys used from its end, and the function that refills it. */
+static PyObject *key_pool = NULL;
+static PyObject *new_key = NULL;
 
 /* Whether ``obj`` is the int ``value``. */
 static int
@@ -1053,11 +1065,30 @@ plain_send_keywords(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
     return 1;
 }
 
-/* Connection.send(data, *, final=True, compress=None). The common case: a
- * server, open, no extension, no message in parts, no fragmenting, ``data`` str
- * or bytes under 64 KiB: the frame (§5.2, minimal length, unmasked) is built in
- * one allocation -- a str's UTF-8 copied straight in -- and queued. Anything
- * else is the Python implementation's. */
+/* The next masking key, as frames._new_key() gives it (a new reference). */
+static PyObject *
+next_key(void)
+{
+    Py_ssize_t n = PyList_GET_SIZE(key_pool);
+    PyObject *key;
+
+    if (n == 0) {
+        return PyObject_CallNoArgs(new_key);  /* refills the pool */
+    }
+    key = PyList_GET_ITEM(key_pool, n - 1);
+    Py_INCREF(key);
+    if (PyList_SetSlice(key_pool, n - 1, n, NULL) < 0) {
+        Py_DECREF(key);
+        return NULL;
+    }
+    return key;
+}
+
+/* Connection.send(data, *, final=True, compress=None). The common case: open,
+ * no extension, no message in parts, no fragmenting, ``data`` str or bytes
+ * under 64 KiB: the frame (§5.2, minimal length; masked with a fresh key by a
+ * client, §5.3) is built in one allocation -- a str's UTF-8 copied straight in
+ * -- and queued. Anything else is the Python implementation's. */
 static PyObject *
 engine_send(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
@@ -1068,7 +1099,6 @@ engine_send(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *k
 
     if (nargs != 1 || !plain_send_keywords(args, nargs, kwnames)
             || SLOT(conn, engine_slots.state) != engine_slots.open_state
-            || SLOT(conn, engine_slots.client) != Py_False
             || SLOT(conn, engine_slots.extension) != Py_None
             || SLOT(conn, engine_slots.fragment_size) != Py_None
             || !is_int(SLOT(conn, engine_slots.out_opcode), 0)) {
@@ -1098,22 +1128,40 @@ engine_send(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *k
     if (length >= 65536) {  /* queued apart from its header: the Python way */
         return call_python(send_python, self, args, nargs, kwnames);
     }
-    header = length < 126 ? 2 : 4;
-    frame = PyBytes_FromStringAndSize(NULL, header + length);
-    if (frame == NULL) {
-        return NULL;
-    }
-    dst = (uint8_t *)PyBytes_AS_STRING(frame);
-    dst[0] = first;
-    if (header == 2) {
-        dst[1] = (uint8_t)length;
+    if (SLOT(conn, engine_slots.client) == Py_True) {
+        uint8_t key[4];
+        PyObject *keyobj = next_key();
+        if (keyobj == NULL) {
+            return NULL;
+        }
+        if (get_key(keyobj, key) < 0) {
+            Py_DECREF(keyobj);
+            return NULL;
+        }
+        Py_DECREF(keyobj);
+        frame = new_masked_frame(first, (const uint8_t *)payload, length, key);
+        if (frame == NULL) {
+            return NULL;
+        }
     }
     else {
-        dst[1] = 126;
-        dst[2] = (uint8_t)(length >> 8);
-        dst[3] = (uint8_t)length;
+        header = length < 126 ? 2 : 4;
+        frame = PyBytes_FromStringAndSize(NULL, header + length);
+        if (frame == NULL) {
+            return NULL;
+        }
+        dst = (uint8_t *)PyBytes_AS_STRING(frame);
+        dst[0] = first;
+        if (header == 2) {
+            dst[1] = (uint8_t)length;
+        }
+        else {
+            dst[1] = 126;
+            dst[2] = (uint8_t)(length >> 8);
+            dst[3] = (uint8_t)length;
+        }
+        memcpy(dst + header, payload, (size_t)length);
     }
-    memcpy(dst + header, payload, (size_t)length);
     if (PyList_Append(out, frame) < 0) {
         Py_DECREF(frame);
         return NULL;
@@ -1129,11 +1177,14 @@ static PyMethodDef send_def = {
 static PyObject *method_docs = NULL;  /* keeps the two docstrings' UTF-8 alive */
 
 PyDoc_STRVAR(engine_methods_doc,
-"engine_methods(deliver_messages, send, docs, /)\n--\n\n"
+"engine_methods(deliver_messages, send, docs, key_pool, new_key, /)\n--\n\n"
 "Method descriptors for the configured engine class: ``deliver_messages`` and\n"
 "``send`` with their common case in C, calling the given Python implementations\n"
-"for the rest; ``docs`` is a pair of docstrings. None when configure_engine()\n"
-"was not given the open state or the class lacks a slot they read.");
+"for the rest; ``docs`` is a pair of docstrings. A client's send takes its\n"
+"masking keys from the end of the list ``key_pool``, calling ``new_key()`` when\n"
+"it is empty (it returns a key and refills the list). None when\n"
+"configure_engine() was not given the open state or the class lacks a slot they\n"
+"read.");
 
 static PyObject *
 speedups_engine_methods(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
@@ -1142,12 +1193,13 @@ speedups_engine_methods(PyObject *module, PyObject *const *args, Py_ssize_t narg
     EngineSlots *e = &engine_slots;
 
     (void)module;
-    if (nargs != 3 || !PyCallable_Check(args[0]) || !PyCallable_Check(args[1])
+    if (nargs != 5 || !PyCallable_Check(args[0]) || !PyCallable_Check(args[1])
             || !PyTuple_Check(args[2]) || PyTuple_GET_SIZE(args[2]) != 2
             || !PyUnicode_Check(PyTuple_GET_ITEM(args[2], 0))
-            || !PyUnicode_Check(PyTuple_GET_ITEM(args[2], 1))) {
-        PyErr_SetString(PyExc_TypeError,
-                        "engine_methods() takes two callables and a pair of docstrings");
+            || !PyUnicode_Check(PyTuple_GET_ITEM(args[2], 1))
+            || !PyList_CheckExact(args[3]) || !PyCallable_Check(args[4])) {
+        PyErr_SetString(PyExc_TypeError, "engine_methods() takes two callables, a pair of "
+                        "docstrings, a list and a callable");
         return NULL;
     }
     if (e->type == NULL || e->open_state == NULL || e->state < 0 || e->events < 0
@@ -1166,6 +1218,10 @@ speedups_engine_methods(PyObject *module, PyObject *const *args, Py_ssize_t narg
     Py_XSETREF(deliver_python, args[0]);
     Py_INCREF(args[1]);
     Py_XSETREF(send_python, args[1]);
+    Py_INCREF(args[3]);
+    Py_XSETREF(key_pool, args[3]);
+    Py_INCREF(args[4]);
+    Py_XSETREF(new_key, args[4]);
     deliver = PyDescr_NewMethod(e->type, &deliver_def);
     send = PyDescr_NewMethod(e->type, &send_def);
     if (deliver == NULL || send == NULL) {

@@ -342,7 +342,7 @@ def test_configure_engine_refuses_a_class_without_the_slots() -> None:
     class Other:
         __slots__ = ("_buf",)
 
-    methods = (lambda *args: None, lambda *args: None, ("", ""))
+    methods = (lambda *args: None, lambda *args: None, ("", ""), [], lambda: b"")
     try:
         assert speedups.configure_engine(Other) is False
         with pytest.raises(TypeError):
@@ -400,6 +400,30 @@ def test_c_deliver_messages_calls_back_per_message_and_stops_at_a_close_section_
         assert conn._pos == 0 or conn._events  # the ping or the close is queued
     with pytest.raises(TypeError):
         conn.deliver_messages(b"")  # type: ignore[call-arg]
+
+
+def test_client_send_takes_keys_from_the_shared_pool_section_10_3() -> None:
+    """A client's frames (C send or Python) are masked with the next key of
+    frames' pool, from its end, each key once; an empty pool is refilled."""
+    from rfc6455 import frames
+    from tests.helpers import drain, open_client
+
+    conn = open_client()
+    pool = frames._keys
+    saved = pool[:]
+    try:
+        pool[:] = [b"\x01\x02\x03\x04", b"\xaa\xbb\xcc\xdd"]
+        conn.send("hi")
+        conn.send(b"yo")
+        assert pool == []
+        wire, _ = drain(conn)
+        assert wire[2:6] == b"\xaa\xbb\xcc\xdd"  # the last key first
+        assert wire[10:14] == b"\x01\x02\x03\x04"  # after 2 + 4 + 2 bytes
+        assert [f.payload for f in parse_frames(wire)] == [b"hi", b"yo"]
+        conn.send("again")  # the pool is empty: refilled from the OS CSPRNG
+        assert len(pool) == frames._KEY_BLOCK // 4 - 1
+    finally:
+        pool[:] = saved
 
 
 _sent = st.one_of(
