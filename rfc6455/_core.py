@@ -122,10 +122,37 @@ if ACCELERATED:  # pragma: no cover - depends on the build
         _speedups.configure(Text, Binary)
 
 
+# Whole-message events built without the dataclass __init__, for the pure-Python
+# hot paths: about 100 ns less per event. They fill the same two slots __init__
+# does (a frozen dataclass sets its fields with object.__setattr__; the slots'
+# descriptors do the same), final=True. tests/test_fast_path.py checks the fields.
+_new_object = object.__new__
+_set_text_data = Text.__dict__["data"].__set__
+_set_text_final = Text.__dict__["final"].__set__
+_set_binary_data = Binary.__dict__["data"].__set__
+_set_binary_final = Binary.__dict__["final"].__set__
+
+
+def _text(data: str) -> Text:
+    """``Text(data)``, the fields set directly."""
+    event = _new_object(Text)
+    _set_text_data(event, data)
+    _set_text_final(event, True)
+    return event
+
+
+def _binary(data: bytes) -> Binary:
+    """``Binary(data)``, the fields set directly."""
+    event = _new_object(Binary)
+    _set_binary_data(event, data)
+    _set_binary_final(event, True)
+    return event
+
+
 def _text_event_python(data: bytes) -> Text | None:
     """``Text`` of UTF-8 bytes; None when they are not valid UTF-8 (the caller fails, §8.1)."""
     try:
-        return Text(data.decode("utf-8"))
+        return _text(data.decode("utf-8"))
     except UnicodeDecodeError:
         return None
 
@@ -456,9 +483,9 @@ class Connection:
                                         payload = (_from_bytes(buf[pos + 6:stop], "little")
                                                    ^ pattern).to_bytes(length, "little")
                                         if b0 == 0x82:
-                                            return Binary(payload)
+                                            return _binary(payload)
                                         try:
-                                            return Text(payload.decode("utf-8"))
+                                            return _text(payload.decode("utf-8"))
                                         except UnicodeDecodeError:
                                             return Text(_decode_text(payload))
                                 else:
@@ -466,9 +493,9 @@ class Connection:
                                     if stop <= len(buf) and self._client:
                                         self._pos = stop
                                         if b0 == 0x82:
-                                            return Binary(buf[pos + 2:stop])
+                                            return _binary(buf[pos + 2:stop])
                                         try:
-                                            return Text(str(buf[pos + 2:stop], "utf-8"))
+                                            return _text(str(buf[pos + 2:stop], "utf-8"))
                                         except UnicodeDecodeError:
                                             return Text(_decode_text(buf[pos + 2:stop]))
                     if pos >= len(buf) and self._more is None and not self._eof_received:
@@ -638,7 +665,7 @@ class Connection:
                         except RemoteProtocolError as exc:
                             raise _Fail(exc) from None
                         if opcode == _BINARY:
-                            return Binary(data)
+                            return _binary(data)
                         event = _text_event(data)
                         if event is None:
                             # §8.1: invalid UTF-8 in a text message fails the connection.
@@ -664,9 +691,9 @@ class Connection:
                     else:
                         data = buf[start:stop]  # the chunk itself when it is the whole frame
                     if opcode == _BINARY:
-                        return Binary(data)
+                        return _binary(data)
                     try:
-                        return Text(data.decode("utf-8"))
+                        return _text(data.decode("utf-8"))
                     except UnicodeDecodeError:
                         # §8.1: invalid UTF-8 in a text message fails the connection.
                         raise _violation("invalid UTF-8 in a text message",

@@ -8,7 +8,10 @@ the same close. This holds with and without the C accelerator (CI runs both).
 
 from __future__ import annotations
 
+import dataclasses
 import zlib
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -23,6 +26,7 @@ from rfc6455 import (
     Request,
     ServerConnection,
     Text,
+    _core,
 )
 from rfc6455.extensions.permessage_deflate import ServerPerMessageDeflate
 
@@ -243,6 +247,23 @@ def test_fast_path_after_a_split_frame_section_5_2(server: bool) -> None:
     assert got[1] == Text("xxxxx")
     assert got[2].data == b"x" * 125  # type: ignore[union-attr]
     assert type(got[2].data) is bytes  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(("cls", "build", "data"), [
+    (Text, _core._text, "héllo"), (Binary, _core._binary, b"\x00\xff")])
+def test_events_built_directly_equal_the_dataclass_ones(
+    cls: type, build: Callable[[Any], Event], data: str | bytes
+) -> None:
+    """The pure-Python fast path builds Text/Binary by filling their slots: the same
+    objects as the constructor's, as long as the fields are exactly these two."""
+    assert [(f.name, f.default) for f in dataclasses.fields(cls)] == \
+        [("data", dataclasses.MISSING), ("final", True)]
+    assert not hasattr(cls, "__post_init__")
+    event = build(data)
+    assert type(event) is cls
+    assert event == cls(data) and hash(event) == hash(cls(data)) and repr(event) == repr(cls(data))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        event.data = data  # type: ignore[misc]
 
 
 def test_fast_path_invalid_utf8_fails_with_1007_section_8_1() -> None:

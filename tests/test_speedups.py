@@ -17,7 +17,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rfc6455 import Binary, Text, _mask, frames
@@ -435,6 +435,7 @@ _sent = st.one_of(
 
 
 @needs_speedups
+@settings(deadline=None)  # 64 KiB messages cut into 7-byte frames take a while
 @given(messages=st.lists(st.tuples(_sent, st.sampled_from([
     {}, {"final": True}, {"final": False}, {"compress": True}, {"final": True, "compress": None},
     {"close": True},
