@@ -214,14 +214,15 @@ speedups_mask(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return result;
 }
 
-/* A whole client frame (§5.2 minimal length encoding, §5.3 key and masked
- * payload) in one new bytes object. */
+/* A whole frame in one new bytes object: the first byte, the §5.2 minimal
+ * length encoding, then the payload as is, or -- with a ``key`` (a client,
+ * §5.3) -- the key and the payload masked with it. */
 static PyObject *
-new_masked_frame(uint8_t first, const uint8_t *payload, Py_ssize_t length,
-                 const uint8_t key[4])
+new_frame(uint8_t first, const uint8_t *payload, Py_ssize_t length, const uint8_t *key)
 {
     Py_ssize_t header = length < 126 ? 2 : length < 65536 ? 4 : 10;
-    PyObject *result = PyBytes_FromStringAndSize(NULL, header + 4 + length);
+    uint8_t mask_bit = key != NULL ? 0x80 : 0;
+    PyObject *result = PyBytes_FromStringAndSize(NULL, header + (key ? 4 : 0) + length);
     uint8_t *dst;
 
     if (result == NULL) {
@@ -230,23 +231,28 @@ new_masked_frame(uint8_t first, const uint8_t *payload, Py_ssize_t length,
     dst = (uint8_t *)PyBytes_AS_STRING(result);
     dst[0] = first;
     if (header == 2) {
-        dst[1] = 0x80 | (uint8_t)length;
+        dst[1] = mask_bit | (uint8_t)length;
     }
     else if (header == 4) {
-        dst[1] = 0x80 | 126;
+        dst[1] = mask_bit | 126;
         dst[2] = (uint8_t)(length >> 8);
         dst[3] = (uint8_t)length;
     }
     else {
         uint64_t wide = (uint64_t)length;
-        dst[1] = 0x80 | 127;
+        dst[1] = mask_bit | 127;
         for (int i = 9; i >= 2; i--) {
             dst[i] = (uint8_t)wide;
             wide >>= 8;
         }
     }
-    memcpy(dst + header, key, 4);
-    xor_key_unlocked(dst + header + 4, payload, length, key);
+    if (key == NULL) {
+        memcpy(dst + header, payload, (size_t)length);
+    }
+    else {
+        memcpy(dst + header, key, 4);
+        xor_key_unlocked(dst + header + 4, payload, length, key);
+    }
     return result;
 }
 
@@ -283,7 +289,7 @@ speedups_masked_frame(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (PyObject_GetBuffer(args[1], &data, PyBUF_SIMPLE) < 0) {
         return NULL;
     }
-    result = new_masked_frame((uint8_t)first, (const uint8_t *)data.buf, data.len, key);
+    result = new_frame((uint8_t)first, (const uint8_t *)data.buf, data.len, key);
     PyBuffer_Release(&data);
     return result;
 }
@@ -1093,9 +1099,9 @@ static PyObject *
 engine_send(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
     PyObject *conn = self, *data, *out, *frame;
-    Py_ssize_t length, header;
+    Py_ssize_t length;
     const char *payload;
-    uint8_t first, *dst;
+    uint8_t first;
 
     if (nargs != 1 || !plain_send_keywords(args, nargs, kwnames)
             || SLOT(conn, engine_slots.state) != engine_slots.open_state
@@ -1139,28 +1145,13 @@ engine_send(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *k
             return NULL;
         }
         Py_DECREF(keyobj);
-        frame = new_masked_frame(first, (const uint8_t *)payload, length, key);
-        if (frame == NULL) {
-            return NULL;
-        }
+        frame = new_frame(first, (const uint8_t *)payload, length, key);
     }
     else {
-        header = length < 126 ? 2 : 4;
-        frame = PyBytes_FromStringAndSize(NULL, header + length);
-        if (frame == NULL) {
-            return NULL;
-        }
-        dst = (uint8_t *)PyBytes_AS_STRING(frame);
-        dst[0] = first;
-        if (header == 2) {
-            dst[1] = (uint8_t)length;
-        }
-        else {
-            dst[1] = 126;
-            dst[2] = (uint8_t)(length >> 8);
-            dst[3] = (uint8_t)length;
-        }
-        memcpy(dst + header, payload, (size_t)length);
+        frame = new_frame(first, (const uint8_t *)payload, length, NULL);
+    }
+    if (frame == NULL) {
+        return NULL;
     }
     if (PyList_Append(out, frame) < 0) {
         Py_DECREF(frame);
