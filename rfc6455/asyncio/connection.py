@@ -408,18 +408,19 @@ class Connection(ConnectionView, asyncio.Protocol):
             self._coalesced = 1 + len(data)
             self._loop.call_soon(self._write_coalesced)
             return
+        self._write_open()  # the send succeeded: the connection is open
+
+    def _write_open(self) -> None:
+        """What :meth:`_flush` does while the connection is open, without its
+        closing checks: there is no EOF to send nor close timer to arm."""
+        parts = self.engine.data_to_send_parts()
         transport = self.transport
-        if transport is not None and not self._lost and not transport.is_closing():
-            # What _flush does for an open connection (the send succeeded, so it is):
-            # no EOF to send and no close timer to arm.
-            parts = engine.data_to_send_parts()
+        if parts and transport is not None and not self._lost and not transport.is_closing():
             assert type(parts) is list  # no EOF while open
             if len(parts) == 1:
                 transport.write(parts[0])
-            elif parts:
+            else:
                 transport.writelines(parts)
-            return
-        self._flush()
 
     def _write_coalesced(self) -> None:
         self._coalesced = 0

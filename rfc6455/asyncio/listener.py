@@ -98,15 +98,8 @@ class _ListenerProtocol(_ServerProtocol):
         if writing and not pending and engine.state is _OPEN \
                 and not (self._reading_paused or self._writing_paused or self._driver.acked):
             # All input handled and nothing paused or waiting: what _after_pull
-            # would do comes down to writing the replies (as _flush does when open).
-            parts = engine.data_to_send_parts()
-            transport = self.transport
-            if parts and transport is not None and not transport.is_closing():
-                assert type(parts) is list  # no EOF to send while open
-                if len(parts) == 1:
-                    transport.write(parts[0])
-                else:
-                    transport.writelines(parts)
+            # would do comes down to writing the replies.
+            self._write_open()
             return
         self._after_pull()
 
