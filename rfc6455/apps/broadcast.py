@@ -21,6 +21,7 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from ..connection import ServerConnection
 from .hub import Hub
 
 if TYPE_CHECKING:
@@ -68,7 +69,11 @@ async def broadcast_async(hub: Hub, ws: AsyncConnection,
     if publish is None:
         publish = hub.broadcast
     member = AsyncMember(ws)
-    hub.join(member, ws.engine.extension, member.label)
+    engine = ws.engine
+    transport = ws.transport
+    hub.join(member, engine.extension, member.label,
+             direct=(engine, transport) if transport is not None
+             and isinstance(engine, ServerConnection) else None)
     try:
         async for message in ws:
             publish(message)

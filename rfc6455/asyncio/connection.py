@@ -479,9 +479,12 @@ class Connection(ConnectionView, asyncio.Protocol):
         without waiting (server role); False if the connection is not open."""
         engine = self.engine
         transport = self.transport
-        if engine.frame_bytes_direct and not self._coalesced and transport is not None \
-                and not self._lost and not transport.is_closing():
-            transport.write(frame)  # nothing queued before it: what _flush would write
+        # Nothing queued before it: what _flush would write. (A coalesced write
+        # pending means output in the engine, so frame_bytes_direct is False;
+        # after connection_lost the transport is closing.) The hub's direct
+        # path (apps/hub.py) is this test inlined: keep the two alike.
+        if engine.frame_bytes_direct and transport is not None and not transport.is_closing():
+            transport.write(frame)
             return True
         if engine.state is not _OPEN:
             return False

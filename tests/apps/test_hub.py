@@ -179,3 +179,149 @@ def test_context_takeover_members_compress_their_own_rfc7692_s7_1_1() -> None:
         assert m.frames[-1] == b"\x82\x04tiny"
         assert m.deliver() == [Binary(message)] * 3 + [Binary(b"tiny")]
     assert members[0].frames == [] and hub.delivered == 8
+
+
+class FakeTransport:
+    """What the hub's direct path uses of an asyncio transport; bytes wait in ``buffer``."""
+
+    def __init__(self) -> None:
+        self.buffer: list[bytes] = []
+        self.closing = False
+        self.writes = 0
+
+    def write(self, data: bytes) -> None:
+        self.writes += 1
+        self.buffer.append(data)
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def get_write_buffer_size(self) -> int:
+        return sum(map(len, self.buffer))
+
+
+class DirectMember:
+    """A member as the asyncio adapter makes one: frames go through the engine's queue,
+    flushed to the transport later (``flush``), unless the hub writes them directly."""
+
+    def __init__(self) -> None:
+        self.pair = Pair()
+        self.transport = FakeTransport()
+        self.closed_with: int | None = None
+
+    def pending(self) -> int:
+        return self.transport.get_write_buffer_size()
+
+    def write_frame(self, frame: bytes) -> bool:
+        if self.pair.server.state.name != "OPEN":
+            return False
+        self.pair.server.send_frame_bytes(frame)
+        return True
+
+    def write_message(self, message: str | bytes) -> bool:  # pragma: no cover - no extension
+        raise AssertionError("a member without extension takes frames")
+
+    def close_slow(self, code: int, reason: str) -> None:
+        self.closed_with = code
+        self.pair.server.close(code, reason)
+
+    def flush(self) -> None:
+        self.transport.buffer.append(self.pair.server.data_to_send())
+
+    def deliver(self) -> list[object]:
+        self.flush()
+        wire = b"".join(self.transport.buffer)
+        self.transport.buffer.clear()
+        self.pair.client.receive_data(wire)
+        return list(iter(self.pair.client.next_event, None))
+
+
+def _join_direct(hub: Hub, member: DirectMember) -> None:
+    hub.join(member, member.pair.server.extension,
+             direct=(member.pair.server, member.transport))
+
+
+def test_direct_members_get_the_frame_written_to_their_transport() -> None:
+    hub = Hub()
+    direct = [DirectMember() for _ in range(3)]
+    general = EngineMember()
+    for m in direct:
+        _join_direct(hub, m)
+    hub.join(general)
+    assert len(hub) == 4
+    assert hub.broadcast("one") == 4
+    assert [m.transport.buffer for m in direct] == [[b"\x81\x03one"]] * 3
+    assert all(m.transport.buffer[0] is direct[0].transport.buffer[0] for m in direct)
+    assert all(m.pair.server.data_to_send() == b"" for m in direct)  # not queued in the engine
+    assert general.deliver() == [Text("one")]
+    for m in direct:
+        assert m.deliver() == [Text("one")]
+
+
+def test_direct_path_keeps_order_behind_queued_output_rfc6455_s5_4() -> None:
+    """§5.4 (control frames between messages): a ping already queued in the engine goes
+    before the broadcast frame, so the frame goes through the engine's queue."""
+    hub = Hub()
+    member = DirectMember()
+    _join_direct(hub, member)
+    member.pair.server.ping(b"first")
+    assert hub.broadcast(b"then") == 1
+    assert member.transport.writes == 0
+    events = member.deliver()
+    assert [type(e).__name__ for e in events] == ["Ping", "Binary"]
+    assert events[1] == Binary(b"then")
+
+
+def test_direct_path_skips_closing_and_closed_members() -> None:
+    hub = Hub()
+    closing, closed = DirectMember(), DirectMember()
+    closing.transport.closing = True
+    closed.pair.server.close(1001, "going away")
+    for m in (closing, closed):
+        _join_direct(hub, m)
+    assert hub.broadcast("x") == 1  # the one with a closing transport takes it in its engine
+    assert closing.transport.writes == 0 and closed.transport.writes == 0
+    assert closing.pair.server.data_to_send() == b"\x81\x01x"
+    assert hub.delivered == 1
+
+
+def test_direct_path_bounds_slow_members() -> None:
+    hub = Hub(buffer_limit=1000, policy="drop")
+    slow, fast = DirectMember(), DirectMember()
+    _join_direct(hub, slow)
+    _join_direct(hub, fast)
+    for i in range(50):
+        hub.broadcast(f"{i:0100d}")
+        assert fast.deliver() == [Text(f"{i:0100d}")]
+    assert len(slow.transport.buffer) == 9 and hub.dropped == 41
+    hub.leave(fast)
+    assert len(hub) == 1
+    assert hub.broadcast("a" * 100) == 0  # still behind: 918 + 102 bytes > 1000
+    assert hub.broadcast("after") == 1  # 918 + 7 bytes fit
+    slow.transport.buffer.clear()
+    assert hub.broadcast("a" * 100) == 1
+
+
+def test_direct_path_close_policy_removes_member() -> None:
+    hub = Hub(buffer_limit=300, policy="close", close_code=1013)
+    slow, fast = DirectMember(), DirectMember()
+    _join_direct(hub, slow)
+    _join_direct(hub, fast)
+    for _ in range(5):
+        hub.broadcast("y" * 100)
+        fast.deliver()
+    assert slow.closed_with == 1013 and hub.closed_slow == 1 and len(hub) == 1
+    assert hub.broadcast("z") == 1
+
+
+def test_member_with_extension_takes_the_general_path_rfc7692_s7_1_1() -> None:
+    """A compressed frame is not the plain frame: ``direct`` is ignored for such members."""
+    hub = Hub()
+    member = _deflate_member(True)
+    transport = FakeTransport()
+    hub.join(member, member.pair.server.extension, direct=(member.pair.server, transport))
+    message = "compressible " * 100
+    hub.broadcast(message)
+    assert transport.writes == 0
+    assert member.frames[0][0] & 0x40
+    assert member.deliver() == [Text(message)]
