@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterable, AsyncIterator, Coroutine, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from time import monotonic as _now
 from typing import Any
 
@@ -37,6 +37,9 @@ from ..errors import CloseCode, LocalProtocolError
 __all__ = ["Connection"]
 
 _OPEN = State.OPEN
+#: Added to ``_recv_want`` (WANT_MESSAGE) when the waiting reader is ``async for``:
+#: a normal close then ends the iteration instead of raising.
+_ITERATING = 8
 #: How long parsing waits for the application's first recv() after the handshake.
 _FIRST_HOLD = 0.05
 #: Sends made while more input waits are written together at the end of the loop
@@ -81,7 +84,7 @@ class Connection(ConnectionView, asyncio.Protocol):
         self.logger = logger
         self._driver: Driver[asyncio.Future[float]] = Driver(engine, options, _now())
         self.transport: asyncio.Transport | None = None
-        self._recv_waiter: asyncio.Future[None] | None = None
+        self._recv_waiter: asyncio.Future[Any] | None = None
         self._recv_want = WANT_NOTHING
         self._drain_waiters: list[asyncio.Future[None]] | None = None
         self._lost_waiter: asyncio.Future[None] | None = None
@@ -173,10 +176,17 @@ class Connection(ConnectionView, asyncio.Protocol):
         waiter = self._recv_waiter
         if waiter is None:
             driver.pull(WANT_NOTHING, _now())
-        elif driver.pull(self._recv_want, _now()) or driver.closed is not None:
+        elif waiter.done():  # cancelled by its reader: nobody to hand a message to
             self._recv_waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
+            driver.pull(WANT_NOTHING, _now())
+        else:
+            want = self._recv_want
+            if driver.pull(want & ~_ITERATING, _now()) or driver.closed is not None:
+                self._recv_waiter = None
+                if want == WANT_PIECE:
+                    waiter.set_result(None)  # _recv_piece takes it
+                else:
+                    self._resolve(waiter, want)
         self._after_pull()
 
     def _handshake(self) -> None:  # pragma: no cover - overridden per role
@@ -286,41 +296,39 @@ class Connection(ConnectionView, asyncio.Protocol):
 
     # ------------------------------------------------------------- receiving
 
-    def recv(self) -> Coroutine[Any, Any, Data]:
-        """The next message: ``str`` for text, ``bytes`` for binary (await it).
+    async def recv(self) -> Data:
+        """The next message: ``str`` for text, ``bytes`` for binary.
 
         Raises :class:`ConnectionClosedOK` / :class:`ConnectionClosedError` once
         the connection is closed and every queued message was received.
         """
-        return self._recv(False)
+        return await self._next_message(WANT_MESSAGE)
 
     # The connection is its own async iterator rather than handing out an async
-    # generator: an idle ``async for`` then holds no generator object nor an entry
-    # in the loop's set of async generators; and __anext__ returns _recv's coroutine
-    # itself, so an idle reader is one coroutine frame (idle memory, GitHub issue #7).
+    # generator, and __anext__ returns a future of the message rather than a
+    # coroutine: an idle ``async for`` then holds one future, no generator, no
+    # coroutine frame (idle memory, GitHub issue #7), and a message wakes the
+    # reader's task with the message itself.
     def __aiter__(self) -> Connection:
         return self
 
-    def __anext__(self) -> Coroutine[Any, Any, Data]:
+    def __anext__(self) -> asyncio.Future[Data]:
         """The next message; iteration ends at a normal close (1000/1001, §7.4.1)
         and an abnormal one raises ConnectionClosedError."""
-        return self._recv(True)
+        return self._next_message(WANT_MESSAGE | _ITERATING)
 
-    async def _recv(self, iterating: bool) -> Data:
-        if self._recv_waiter is not None:
-            raise ConcurrencyError("recv() is already running")
+    def _next_message(self, want: int) -> asyncio.Future[Data]:
+        """A future of the next message: done already when one is queued or the
+        connection is closed, else resolved by :meth:`_progress` when one comes."""
+        self._check_no_reader()
         driver = self._driver
+        future: asyncio.Future[Data] = self._loop.create_future()
         while True:
-            if driver.has_message:
-                message = driver.take_message()
+            if driver.has_message or driver.closed is not None:
+                self._resolve(future, want)
                 if self._reading_paused:
                     self._after_pull()
-                return message
-            if driver.closed is not None:
-                error = driver.closed_error()
-                if iterating and isinstance(error, ConnectionClosedOK):
-                    raise StopAsyncIteration
-                raise error
+                return future
             if self.engine.input_pending or self._reading_paused:
                 if driver.pull(WANT_MESSAGE, _now()):
                     self._after_pull()
@@ -332,16 +340,28 @@ class Connection(ConnectionView, asyncio.Protocol):
                 # Nothing to parse (the common case once a message was taken): what
                 # pull() would do is only to end the hold, since we are back.
                 driver.hold = False
-            # _wait_for() inlined: an idle reader then holds one coroutine frame
-            # less (about 200 bytes per idle connection, GitHub issue #7).
-            waiter: asyncio.Future[None] = self._loop.create_future()
-            self._recv_waiter = waiter
-            self._recv_want = WANT_MESSAGE
-            try:
-                await waiter
-            finally:
-                if self._recv_waiter is waiter:
-                    self._recv_waiter = None
+            self._recv_waiter = future
+            self._recv_want = want
+            return future
+
+    def _resolve(self, future: asyncio.Future[Any], want: int) -> None:
+        """Complete a reader's ``future`` with the next message or the close."""
+        driver = self._driver
+        if driver.has_message:
+            future.set_result(driver.take_message())
+            return
+        error = driver.closed_error()
+        if want & _ITERATING and isinstance(error, ConnectionClosedOK):
+            future.set_exception(StopAsyncIteration())
+        else:
+            future.set_exception(error)
+
+    def _check_no_reader(self) -> None:
+        waiter = self._recv_waiter
+        if waiter is not None:
+            if not waiter.done():
+                raise ConcurrencyError("recv() is already running")
+            self._recv_waiter = None  # its reader was cancelled
 
     async def _wait_for(self, want: int) -> None:
         waiter: asyncio.Future[None] = self._loop.create_future()
@@ -373,8 +393,7 @@ class Connection(ConnectionView, asyncio.Protocol):
 
     async def recv_streaming(self) -> AsyncIterator[Data]:
         """The next message as the pieces it arrives in (a ``str`` or ``bytes`` each)."""
-        if self._recv_waiter is not None:
-            raise ConcurrencyError("recv() is already running")
+        self._check_no_reader()
         while True:
             piece = await self._recv_piece()
             yield piece.data

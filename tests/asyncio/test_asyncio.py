@@ -620,6 +620,64 @@ def test_concurrent_recv_is_refused() -> None:
     run(main())
 
 
+def test_cancelled_recv_loses_no_message() -> None:
+    """A reader cancelled while waiting leaves the next message for the next reader,
+    whether it waited in recv() or in ``async for``; recv() stays a coroutine function
+    (so ``create_task(ws.recv())`` works)."""
+
+    async def main() -> None:
+        async with serve(echo, "127.0.0.1", 0) as srv, connect(url(srv)) as ws:
+            assert asyncio.iscoroutinefunction(ws.recv)
+            for waiting in (lambda: asyncio.create_task(ws.recv()),
+                            lambda: asyncio.ensure_future(ws.__anext__())):
+                reader = waiting()
+                await asyncio.sleep(0.01)
+                reader.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await reader
+                await ws.send("kept")
+                await asyncio.sleep(0.01)  # the echo arrives with no reader waiting
+                assert await asyncio.wait_for(ws.recv(), 5) == "kept"
+            with pytest.raises(asyncio.TimeoutError):
+                await asyncio.wait_for(ws.recv(), 0.01)
+            await ws.send("after a timeout")
+            assert await ws.recv() == "after a timeout"
+
+    run(main())
+
+
+def test_async_for_ends_at_normal_close_and_raises_at_abnormal_rfc6455_s7_4_1() -> None:
+    """§7.4.1: 1000 ends ``async for`` after every message was taken; 1011 raises
+    ConnectionClosedError, both when the close is already there and when it comes
+    while the reader waits."""
+
+    async def talker(ws: Connection) -> None:
+        await ws.send("one")
+        await ws.send("two")
+        path = ws.engine.request.path  # type: ignore[union-attr]
+        code = 1000 if path.startswith("/normal") else 1011
+        await asyncio.sleep(0.05 if path.endswith("late") else 0)
+        await ws.close(code)
+
+    async def main() -> None:
+        async with serve(talker, "127.0.0.1", 0) as srv:
+            for path in ("/normal", "/normal-late"):
+                async with connect(url(srv, path)) as ws:
+                    if not path.endswith("late"):
+                        await asyncio.sleep(0.05)  # the close is queued behind the messages
+                    assert [m async for m in ws] == ["one", "two"]
+                    assert ws.close_code == 1000
+            for path in ("/error", "/error-late"):
+                async with connect(url(srv, path)) as ws:
+                    got = []
+                    with pytest.raises(ConnectionClosedError) as info:
+                        async for message in ws:
+                            got.append(message)
+                    assert got == ["one", "two"] and info.value.code == 1011
+
+    run(main())
+
+
 def test_abnormal_closure_is_1006() -> None:
     """§7.1.5: the TCP connection ends without a closing handshake: 1006."""
 
