@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 import logging
 from collections.abc import Awaitable, Callable, Generator
@@ -129,8 +130,11 @@ class _ServerProtocol(Connection):
         # The handler runs as a task of its own coroutine, and its end is handled by
         # a callback rather than a wrapping coroutine: one frame less per
         # connection while it waits (idle memory, GitHub issue #7).
-        task = asyncio.ensure_future(self._server.handler(self))
-        task.add_done_callback(self._handler_done)
+        server = self._server
+        task = asyncio.ensure_future(server.handler(self))
+        # The server's context rather than a copy per connection (64 bytes each):
+        # _handler_done reads no context variable.
+        task.add_done_callback(self._handler_done, context=server._context)
         self._handler_task = task
         self._hold_for_first_recv()  # bytes that came after the request, then resume reading
 
@@ -162,6 +166,7 @@ class Server:
         self.logger = logger
         self._connections: set[_ServerProtocol] = set()
         self._admission = Admission(options, logger)
+        self._context = contextvars.copy_context()
         self.server: asyncio.Server | None = None
         self._ticker: asyncio.TimerHandle | None = None
 
