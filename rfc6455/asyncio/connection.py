@@ -179,14 +179,22 @@ class Connection(ConnectionView, asyncio.Protocol):
         elif waiter.done():  # cancelled by its reader: nobody to hand a message to
             self._recv_waiter = None
             driver.pull(WANT_NOTHING, _now())
-        else:
-            want = self._recv_want
-            if driver.pull(want & ~_ITERATING, _now()) or driver.closed is not None:
+        elif (want := self._recv_want) == WANT_PIECE:
+            if driver.pull(WANT_PIECE, _now()) or driver.closed is not None:
                 self._recv_waiter = None
-                if want == WANT_PIECE:
-                    waiter.set_result(None)  # _recv_piece takes it
-                else:
-                    self._resolve(waiter, want)
+                waiter.set_result(None)  # _recv_piece takes it
+        else:
+            # A reader waits for a whole message: it gets the first one parsed,
+            # without the queue when nothing is queued before it, and then parsing
+            # holds until it is back (the pull policy, Driver.pull).
+            message = driver.pull_message(_now())
+            if message is not None:
+                driver.hold = True
+                self._recv_waiter = None
+                waiter.set_result(message)
+            elif driver.closed is not None:
+                self._recv_waiter = None
+                self._resolve(waiter, want)
         self._after_pull()
 
     def _handshake(self) -> None:  # pragma: no cover - overridden per role

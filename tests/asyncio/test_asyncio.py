@@ -287,6 +287,35 @@ def test_backpressure_bounds_memory_on_both_sides() -> None:
     run(main())
 
 
+def test_ping_behind_a_message_is_answered_while_the_reader_is_busy_rfc6455_s5_5_2() -> None:
+    """§5.5.2: a ping that arrives in the same read as two messages is answered while
+    the handler, having taken the first, is busy; the second waits for its next recv()."""
+    busy = asyncio.Event()
+    release = asyncio.Event()
+
+    async def handler(ws: Connection) -> None:
+        first = await ws.recv()
+        busy.set()
+        await release.wait()
+        second = await ws.recv()
+        await ws.send(f"{first} then {second}")
+
+    async def main() -> None:
+        async with serve(handler, "127.0.0.1", 0, compression=None) as srv:
+            reader, writer = await open_raw(srv.port)
+            await asyncio.sleep(0.1)  # the handler waits in recv()
+            writer.write(frame(TEXT, b"a") + frame(TEXT, b"b") + frame(PING, b"p"))
+            await asyncio.wait_for(busy.wait(), 5)
+            pong = await asyncio.wait_for(reader.readexactly(3), 5)
+            assert pong == b"\x8a\x01p"  # unmasked server pong, same payload
+            release.set()
+            reply = await asyncio.wait_for(reader.readexactly(10), 5)
+            assert reply == b"\x81\x08a then b"
+            writer.close()
+
+    run(main())
+
+
 def test_slow_reader_server_pauses_reading() -> None:
     async def sleeper(ws: Connection) -> None:
         await asyncio.sleep(10)
