@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Iterable
 from time import monotonic as _now
 from typing import Any
 
@@ -35,6 +35,14 @@ from ..connection import ClientConnection, ServerConnection
 from ..errors import CloseCode, LocalProtocolError
 
 __all__ = ["Connection"]
+
+
+async def _ready(message: Data) -> Data:
+    return message
+
+
+async def _failed(error: BaseException) -> Data:
+    raise error
 
 _OPEN = State.OPEN
 #: Added to ``_recv_want`` (WANT_MESSAGE) when the waiting reader is ``async for``:
@@ -194,7 +202,7 @@ class Connection(ConnectionView, asyncio.Protocol):
                 waiter.set_result(message)
             elif driver.closed is not None:
                 self._recv_waiter = None
-                self._resolve(waiter, want)
+                waiter.set_exception(self._end_of_messages(want))
         self._after_pull()
 
     def _handshake(self) -> None:  # pragma: no cover - overridden per role
@@ -313,30 +321,32 @@ class Connection(ConnectionView, asyncio.Protocol):
         return await self._next_message(WANT_MESSAGE)
 
     # The connection is its own async iterator rather than handing out an async
-    # generator, and __anext__ returns a future of the message rather than a
-    # coroutine: an idle ``async for`` then holds one future, no generator, no
-    # coroutine frame (idle memory, GitHub issue #7), and a message wakes the
-    # reader's task with the message itself.
+    # generator, and when no message is there __anext__ returns a future of the
+    # message rather than a coroutine waiting for one: an idle ``async for`` then
+    # holds one future, no generator, no coroutine frame (idle memory, GitHub
+    # issue #7), and a message wakes the reader's task with the message itself.
     def __aiter__(self) -> Connection:
         return self
 
-    def __anext__(self) -> asyncio.Future[Data]:
+    def __anext__(self) -> Awaitable[Data]:
         """The next message; iteration ends at a normal close (1000/1001, §7.4.1)
         and an abnormal one raises ConnectionClosedError."""
         return self._next_message(WANT_MESSAGE | _ITERATING)
 
-    def _next_message(self, want: int) -> asyncio.Future[Data]:
-        """A future of the next message: done already when one is queued or the
-        connection is closed, else resolved by :meth:`_progress` when one comes."""
+    def _next_message(self, want: int) -> Awaitable[Data]:
+        """The next message, to await: at once when one is queued or the connection
+        is closed (a coroutine that returns it: cheaper than a done future), else a
+        future that :meth:`_progress` resolves when one comes."""
         self._check_no_reader()
         driver = self._driver
-        future: asyncio.Future[Data] = self._loop.create_future()
         while True:
-            if driver.has_message or driver.closed is not None:
-                self._resolve(future, want)
+            if driver.has_message:
+                message = driver.take_message()
                 if self._reading_paused:
                     self._after_pull()
-                return future
+                return _ready(message)
+            if driver.closed is not None:
+                return _failed(self._end_of_messages(want))
             if self.engine.input_pending or self._reading_paused:
                 if driver.pull(WANT_MESSAGE, _now()):
                     self._after_pull()
@@ -348,21 +358,17 @@ class Connection(ConnectionView, asyncio.Protocol):
                 # Nothing to parse (the common case once a message was taken): what
                 # pull() would do is only to end the hold, since we are back.
                 driver.hold = False
+            future: asyncio.Future[Data] = self._loop.create_future()
             self._recv_waiter = future
             self._recv_want = want
             return future
 
-    def _resolve(self, future: asyncio.Future[Any], want: int) -> None:
-        """Complete a reader's ``future`` with the next message or the close."""
-        driver = self._driver
-        if driver.has_message:
-            future.set_result(driver.take_message())
-            return
-        error = driver.closed_error()
+    def _end_of_messages(self, want: int) -> BaseException:
+        """What a reader gets once the connection is closed and its queue empty."""
+        error = self._driver.closed_error()
         if want & _ITERATING and isinstance(error, ConnectionClosedOK):
-            future.set_exception(StopAsyncIteration())
-        else:
-            future.set_exception(error)
+            return StopAsyncIteration()
+        return error
 
     def _check_no_reader(self) -> None:
         waiter = self._recv_waiter
