@@ -520,6 +520,15 @@ class Driver(Generic[W]):
         self._complete -= 1
         return "".join(parts) if isinstance(first, Text) else b"".join(parts)
 
+    def put_back(self, message: Data) -> None:
+        """Queue a whole message first again: it was handed to a reader that was
+        cancelled before it could take it (receiving is cancel-safe)."""
+        pieces = self._pieces
+        if pieces is None:
+            pieces = self._pieces = deque()
+        pieces.appendleft(Text(message) if isinstance(message, str) else Binary(message))
+        self._complete += 1
+
     def take_piece(self) -> Text | Binary:
         """Pop one queued piece (check :attr:`has_piece` first)."""
         pieces = self._pieces

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Generator, Iterable
 from time import monotonic as _now
 from typing import Any
 
@@ -43,6 +43,55 @@ async def _ready(message: Data) -> Data:
 
 async def _failed(error: BaseException) -> Data:
     raise error
+
+
+class _MessageWait(Generator[Any, None, Data]):
+    """What a reader awaits while no message is there: the future that
+    :meth:`Connection._progress` resolves with the message, awaited the way a
+    future is, plus cancel safety.
+
+    ``_progress`` takes the message from the queue as it resolves the future;
+    if the reader's task is cancelled before it runs, the cancellation is thrown
+    in here, and the message goes back to the front of the queue for the next
+    reader. Not a coroutine: an idle ``async for`` holds this object and the
+    future, not a coroutine frame (idle memory, GitHub issue #7).
+    """
+
+    __slots__ = ("_driver", "_future")
+
+    def __init__(self, driver: Driver[Any], future: asyncio.Future[Data]) -> None:
+        self._driver = driver
+        self._future = future
+
+    def __await__(self) -> _MessageWait:
+        return self  # an iterator with send/throw/close: what ``await`` drives
+
+    def __next__(self) -> asyncio.Future[Data]:
+        future = self._future
+        if not future.done():
+            future._asyncio_future_blocking = True  # what Future.__await__ sets for the task
+            return future
+        raise StopIteration(future.result())  # or the close, as an exception
+
+    def send(self, value: object) -> asyncio.Future[Data]:
+        return self.__next__()
+
+    def throw(self, typ: Any, val: Any = None, tb: Any = None) -> asyncio.Future[Data]:
+        self._abandon()
+        if val is None:
+            val = typ() if isinstance(typ, type) else typ
+        raise val
+
+    def close(self) -> None:
+        self._abandon()
+
+    def _abandon(self) -> None:
+        """The reader is gone: keep what was handed to it, stop what was not."""
+        future = self._future
+        if not future.done():
+            future.cancel()  # so that _progress hands this future nothing
+        elif not future.cancelled() and future.exception() is None:
+            self._driver.put_back(future.result())
 
 _OPEN = State.OPEN
 #: Added to ``_recv_want`` (WANT_MESSAGE) when the waiting reader is ``async for``:
@@ -321,10 +370,11 @@ class Connection(ConnectionView, asyncio.Protocol):
         return await self._next_message(WANT_MESSAGE)
 
     # The connection is its own async iterator rather than handing out an async
-    # generator, and when no message is there __anext__ returns a future of the
-    # message rather than a coroutine waiting for one: an idle ``async for`` then
-    # holds one future, no generator, no coroutine frame (idle memory, GitHub
-    # issue #7), and a message wakes the reader's task with the message itself.
+    # generator, and when no message is there __anext__ returns a _MessageWait
+    # rather than a coroutine waiting for one: an idle ``async for`` then holds
+    # that small object and a future, no generator, no coroutine frame (idle
+    # memory, GitHub issue #7), and a message wakes the reader's task with the
+    # message itself.
     def __aiter__(self) -> Connection:
         return self
 
@@ -335,8 +385,8 @@ class Connection(ConnectionView, asyncio.Protocol):
 
     def _next_message(self, want: int) -> Awaitable[Data]:
         """The next message, to await: at once when one is queued or the connection
-        is closed (a coroutine that returns it: cheaper than a done future), else a
-        future that :meth:`_progress` resolves when one comes."""
+        is closed (a coroutine that returns it: cheaper than a done future), else
+        through a future that :meth:`_progress` resolves when one comes."""
         self._check_no_reader()
         driver = self._driver
         while True:
@@ -361,7 +411,7 @@ class Connection(ConnectionView, asyncio.Protocol):
             future: asyncio.Future[Data] = self._loop.create_future()
             self._recv_waiter = future
             self._recv_want = want
-            return future
+            return _MessageWait(driver, future)
 
     def _end_of_messages(self, want: int) -> BaseException:
         """What a reader gets once the connection is closed and its queue empty."""

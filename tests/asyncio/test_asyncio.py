@@ -656,7 +656,7 @@ def test_cancelled_recv_loses_no_message() -> None:
 
     async def main() -> None:
         async with serve(echo, "127.0.0.1", 0) as srv, connect(url(srv)) as ws:
-            assert asyncio.iscoroutinefunction(ws.recv)
+            assert asyncio.iscoroutinefunction(ws.recv)  # create_task(ws.recv()) works
             for waiting in (lambda: asyncio.create_task(ws.recv()),
                             lambda: asyncio.ensure_future(ws.__anext__())):
                 reader = waiting()
@@ -671,6 +671,46 @@ def test_cancelled_recv_loses_no_message() -> None:
                 await asyncio.wait_for(ws.recv(), 0.01)
             await ws.send("after a timeout")
             assert await ws.recv() == "after a timeout"
+
+    run(main())
+
+
+@pytest.mark.parametrize("how", ["recv", "async for", "wait_for"])
+def test_reader_cancelled_as_its_message_arrives_loses_nothing(how: str) -> None:
+    """The message handed to a waiting reader whose task is cancelled before it runs
+    (a timeout firing in the same loop iteration) goes to the next reader."""
+
+    async def read_one(ws: Connection) -> Any:
+        if how == "recv":
+            return await ws.recv()
+        if how == "wait_for":
+            return await asyncio.wait_for(ws.__anext__(), 10)
+        async for message in ws:
+            return message
+        return None
+
+    async def main() -> None:
+        async with serve(echo, "127.0.0.1", 0) as srv, connect(url(srv)) as ws:
+            reader = asyncio.create_task(read_one(ws))
+            await asyncio.sleep(0.01)  # it waits
+            assert ws._recv_waiter is not None and not ws._recv_waiter.done()
+            # What the transport does when the server's echo arrives, then a cancel
+            # before the reader's task had a chance to run.
+            ws.data_received(b"\x81\x04kept")
+            assert ws._recv_waiter is None  # the message was handed over
+            reader.cancel()
+            try:
+                got = [await reader]  # wait_for on 3.11 returns a result that came
+            except asyncio.CancelledError:
+                got = []
+            if how != "wait_for":
+                assert got == []
+            if not got:
+                got.append(await asyncio.wait_for(ws.recv(), 5))
+            # Exactly once: then the next message, no duplicate.
+            await ws.send("and on")
+            got.append(await asyncio.wait_for(ws.recv(), 5))
+            assert got == ["kept", "and on"]
 
     run(main())
 

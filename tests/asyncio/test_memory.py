@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import inspect
 import weakref
 from typing import Any
 
@@ -109,15 +110,17 @@ def test_idle_asyncio_connection_holds_no_handshake_state_rfc6455_4_2_2() -> Non
                 assert _referents_of_type(conn, h11.Connection, depth=6) == []
                 # The queue of received pieces is created with the first message only.
                 assert conn._driver._pieces is None
-                # ``async for`` iterates the connection itself, and its __anext__ is a
-                # future: the handler's task awaits no coroutine of ours.
+                # ``async for`` iterates the connection itself, and while it waits the
+                # handler's task awaits a future through a small object, no coroutine
+                # frame of ours.
                 assert conn.__aiter__() is conn
                 assert isinstance(conn._recv_waiter, asyncio.Future)
                 tasks = [t for t in asyncio.all_tasks()
                          if getattr(t.get_coro(), "cr_code", None) is handler.__code__]
                 assert len(tasks) == 1
                 awaited = tasks[0].get_coro().cr_await  # type: ignore[union-attr]
-                assert awaited is not None and not asyncio.iscoroutine(awaited)
+                assert awaited is not None and not inspect.iscoroutine(awaited)
+                assert not hasattr(awaited, "__dict__")  # slots only
                 await client.send("hi")
                 await asyncio.sleep(0.1)
                 await client.close()
