@@ -177,6 +177,8 @@ class Hub:
             # A member with an extension may need a compressed frame: general path.
             if direct is not None and entry.share is None:
                 self._direct[member] = direct
+            else:
+                self._direct.pop(member, None)  # joining again without one
             self._rebuild()
 
     def leave(self, member: Member) -> None:

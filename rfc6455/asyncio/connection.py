@@ -77,10 +77,14 @@ class _MessageWait(Generator[Any, None, Data]):
         return self.__next__()
 
     def throw(self, typ: Any, val: Any = None, tb: Any = None) -> asyncio.Future[Data]:
+        # throw(exception) or the older throw(type, value, traceback), as generators.
         self._abandon()
-        if val is None:
-            val = typ() if isinstance(typ, type) else typ
-        raise val
+        if not isinstance(val, BaseException):
+            if isinstance(typ, BaseException):
+                val = typ
+            else:
+                val = typ() if val is None else typ(*val) if isinstance(val, tuple) else typ(val)
+        raise val.with_traceback(tb) if tb is not None else val
 
     def close(self) -> None:
         self._abandon()

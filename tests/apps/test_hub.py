@@ -325,3 +325,14 @@ def test_member_with_extension_takes_the_general_path_rfc7692_s7_1_1() -> None:
     assert transport.writes == 0
     assert member.frames[0][0] & 0x40
     assert member.deliver() == [Text(message)]
+
+
+def test_joining_again_without_direct_drops_the_direct_path() -> None:
+    hub = Hub()
+    member = DirectMember()
+    _join_direct(hub, member)
+    hub.join(member)
+    assert len(hub) == 1
+    assert hub.broadcast("x") == 1
+    assert member.transport.writes == 0  # through write_frame, the engine's queue
+    assert member.deliver() == [Text("x")]
