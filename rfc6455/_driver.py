@@ -488,7 +488,11 @@ class Driver(Generic[W]):
     @property
     def queue_full(self) -> bool:
         """Stop reading the transport: the app is behind or the engine holds a lot."""
-        return self._complete >= self.max_queue or self.conn.buffered_bytes > self.read_limit
+        return self.full_with(self.conn.buffered_bytes)
+
+    def full_with(self, buffered: int) -> bool:
+        """:attr:`queue_full`, for a caller that read ``conn.buffered_bytes`` already."""
+        return self._complete >= self.max_queue or buffered > self.read_limit
 
     @property
     def has_message(self) -> bool:

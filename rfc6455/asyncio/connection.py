@@ -269,11 +269,14 @@ class Connection(ConnectionView, asyncio.Protocol):
             for waiter, latency in acked:
                 if not waiter.done():
                     waiter.set_result(latency)
-        if not self._coalesced and self.engine.has_data_to_send:
+        engine = self.engine
+        if not self._coalesced and engine.has_data_to_send:
             self._flush()
+        buffered = engine.buffered_bytes  # read once: both tests below need it
         transport = self.transport
         if transport is not None and not self._lost:
-            if (driver.queue_full or (self._writing_paused and self._reads_follow_writes)) \
+            if (driver.full_with(buffered)
+                    or (self._writing_paused and self._reads_follow_writes)) \
                     and driver.closed is None:
                 if not self._reading_paused:
                     self._reading_paused = True
@@ -281,7 +284,7 @@ class Connection(ConnectionView, asyncio.Protocol):
             elif self._reading_paused:
                 self._reading_paused = False
                 transport.resume_reading()
-        if driver.hold and not self._resume_scheduled and self.engine.buffered_bytes:
+        if driver.hold and not self._resume_scheduled and buffered:
             # A message went to a waiting reader and more input waits: let the
             # reader run first, then resume parsing so that pings and closes are
             # answered even if it stays busy. (With nothing buffered, the next
