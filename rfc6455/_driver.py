@@ -436,7 +436,8 @@ class Driver(Generic[W]):
 
     def pull_message(self, now: float) -> Data | None:
         """``pull(WANT_MESSAGE)`` then :meth:`take_message`, or None: for a consumer
-        that takes every message as it comes (the listener adapter).
+        that takes every message as it comes (the listener adapter), or a reader
+        that waits for one (the asyncio adapter, which then sets :attr:`hold`).
 
         A message with nothing queued before it skips the queue altogether;
         anything else goes the general way.
