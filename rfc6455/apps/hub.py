@@ -92,6 +92,8 @@ class _Entry:
     # member when a broadcast walks a thousand of them).
     pending: Callable[[], int]
     write_frame: Callable[[bytes], bool]
+    # The member's engine and transport when the hub may write to it itself (join).
+    direct: tuple[ServerConnection, WriteTransport] | None
     dropped: int = 0
 
 
@@ -145,7 +147,6 @@ class Hub:
         self.close_code = close_code
         self._lock = threading.Lock()
         self._entries: dict[Member, _Entry] = {}
-        self._direct: dict[Member, tuple[ServerConnection, WriteTransport]] = {}
         # What broadcast() walks, rebuilt on every join and leave: the members
         # without a direct path, and (engine, transport, entry) of the others,
         # flat, so that the loop touches no per-member container.
@@ -170,21 +171,17 @@ class Hub:
         ``member.write_frame(frame)``; and ``member.pending()`` is the
         transport's ``get_write_buffer_size()``. The asyncio member gives it.
         """
-        entry = _Entry(member, label or repr(member), _share_key(extension), extension,
-                       member.pending, member.write_frame)
+        share = _share_key(extension)
+        # A member with an extension may need a compressed frame: general path.
+        entry = _Entry(member, label or repr(member), share, extension,
+                       member.pending, member.write_frame, direct if share is None else None)
         with self._lock:
             self._entries[member] = entry
-            # A member with an extension may need a compressed frame: general path.
-            if direct is not None and entry.share is None:
-                self._direct[member] = direct
-            else:
-                self._direct.pop(member, None)  # joining again without one
             self._rebuild()
 
     def leave(self, member: Member) -> None:
         with self._lock:
             entry = self._entries.pop(member, None)
-            self._direct.pop(member, None)
             self._rebuild()
         if entry is not None and entry.dropped:
             logger.info("%s left; %d broadcast messages were dropped for it",
@@ -252,7 +249,6 @@ class Hub:
         with self._lock:
             if self._entries.pop(entry.member, None) is None:
                 return  # another thread closed it already
-            self._direct.pop(entry.member, None)
             self._rebuild()
         self.closed_slow += 1
         logger.warning("%s is not reading: closing it with %d", entry.label, self.close_code)
@@ -260,9 +256,12 @@ class Hub:
 
     def _rebuild(self) -> None:
         """Remake what broadcast() walks (with the lock held)."""
-        direct = self._direct
         flat: list[Any] = []
-        for member, (engine, transport) in direct.items():
-            flat += (engine, transport, self._entries[member])
+        rest: list[_Entry] = []
+        for entry in self._entries.values():
+            if entry.direct is None:
+                rest.append(entry)
+            else:
+                flat += (*entry.direct, entry)
         self._flat = tuple(flat)
-        self._snapshot = tuple(e for m, e in self._entries.items() if m not in direct)
+        self._snapshot = tuple(rest)

@@ -235,10 +235,9 @@ class Connection(ConnectionView, asyncio.Protocol):
             return
         driver = self._driver
         waiter = self._recv_waiter
+        if waiter is not None and waiter.done():
+            self._recv_waiter = waiter = None  # cancelled by its reader: nobody to hand to
         if waiter is None:
-            driver.pull(WANT_NOTHING, _now())
-        elif waiter.done():  # cancelled by its reader: nobody to hand a message to
-            self._recv_waiter = None
             driver.pull(WANT_NOTHING, _now())
         elif (want := self._recv_want) == WANT_PIECE:
             if driver.pull(WANT_PIECE, _now()) or driver.closed is not None:
