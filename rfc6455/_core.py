@@ -1100,6 +1100,12 @@ class Connection:
 
 
 _python_methods = (Connection.deliver_messages, Connection.send)  # (tests compare)
+#: The properties engine_accessors() gives getters for, in its order.
+_ACCESSED = ("state", "input_pending", "buffered_bytes", "has_data_to_send")
+_python_accessors = (  # (tests compare)
+    Connection.receive_data, Connection.data_to_send_parts,
+    vars(Connection)["input_pending"].fget, vars(Connection)["buffered_bytes"].fget,
+    vars(Connection)["has_data_to_send"].fget)
 
 if ACCELERATED and hasattr(_speedups, "engine_methods") \
         and _speedups.configure_engine(Connection, _OPEN):  # pragma: no cover - the build
@@ -1114,3 +1120,15 @@ if ACCELERATED and hasattr(_speedups, "engine_methods") \
     if _methods is not None:
         # Same behaviour: each calls the Python method above for what it does not do.
         Connection.deliver_messages, Connection.send = _methods  # type: ignore[method-assign]
+    _accessors = None if not hasattr(_speedups, "engine_accessors") else \
+        _speedups.engine_accessors(
+            *_python_accessors,
+            ("receive_data($self, data, /)\n--\n\n" + (Connection.receive_data.__doc__ or ""),
+             "data_to_send_parts($self, /)\n--\n\n"
+             + (Connection.data_to_send_parts.__doc__ or "")))
+    if _accessors is not None:
+        # The same values: each calls the Python code above for what it does not do.
+        (Connection.receive_data,  # type: ignore[method-assign]
+         Connection.data_to_send_parts) = _accessors[:2]  # type: ignore[method-assign]
+        for _name, _getter in zip(_ACCESSED, _accessors[2:], strict=True):
+            setattr(Connection, _name, property(_getter, doc=getattr(Connection, _name).__doc__))

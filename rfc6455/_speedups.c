@@ -10,6 +10,10 @@
  * masked_frame(first, payload, key) -> bytes   a whole client frame in one allocation
  * engine_methods(...) -> (deliver_messages, send)
  *     the engine's per-message methods with their common case in C
+ * FutureWait(driver, future)    awaits a future (the asyncio reader's wait for a message)
+ * engine_accessors(...) -> (receive_data, data_to_send_parts, state, input_pending,
+ *                           buffered_bytes, has_data_to_send)
+ *     the small methods and properties adapters call per message, likewise
  *
  * Masking is a XOR with the 4-byte key repeated, so it is its own inverse. The
  * loop works on 16- or 32-byte vectors (GCC/Clang vector extensions: SSE2 on
@@ -761,11 +765,13 @@ typedef struct {
     /* ... and what the engine methods read too (engine_methods()). */
     Py_ssize_t state, events, frame_left, msg_opcode, eof_received, more, extension, out,
                out_opcode, fragment_size;
+    /* ... and what the accessors read too (engine_accessors()). */
+    Py_ssize_t more_size;
     PyObject *open_state;  /* what _state holds while open */
 } EngineSlots;
 
 static EngineSlots engine_slots = {NULL, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
-                                   -1, NULL};
+                                   -1, -1, NULL};
 
 #define SLOT(conn, offset) (*(PyObject **)((char *)(conn) + (offset)))
 
@@ -806,6 +812,7 @@ speedups_configure_engine(PyObject *module, PyObject *const *args, Py_ssize_t na
     engine_slots.out = member_offset(cls, "_out");
     engine_slots.out_opcode = member_offset(cls, "_out_opcode");
     engine_slots.fragment_size = member_offset(cls, "_fragment_size");
+    engine_slots.more_size = member_offset(cls, "_more_size");
     Py_CLEAR(engine_slots.open_state);
     if (engine_slots.buf < 0 || engine_slots.pos < 0 || engine_slots.client < 0
             || engine_slots.limit < 0) {
@@ -1223,6 +1230,445 @@ speedups_engine_methods(PyObject *module, PyObject *const *args, Py_ssize_t narg
     return Py_BuildValue("(NN)", deliver, send);
 }
 
+/* ---------------------------------------------------------- engine accessors
+ *
+ * What every adapter calls once or more per message besides send and the
+ * parse: receive_data() and data_to_send_parts(), and the properties state,
+ * input_pending, buffered_bytes and has_data_to_send. Each is a few attribute
+ * reads in Python, but a Python frame per call; a coroutine echo round trip
+ * made eight such calls (docs/performance.md). The common case in C, the
+ * Python implementation for everything else, as for engine_methods().
+ */
+
+static PyObject *receive_python = NULL;  /* the Python implementations */
+static PyObject *parts_python = NULL;
+static PyObject *pending_python = NULL;  /* property getters */
+static PyObject *buffered_python = NULL;
+static PyObject *has_data_python = NULL;
+static PyObject *accessor_docs = NULL;  /* keeps the two docstrings' UTF-8 alive */
+
+/* The engine's unconsumed input in its current chunk (len(_buf) - _pos): 1 and
+ * ``*left`` set, or 0 when the slots are not as expected. */
+static int
+chunk_left(PyObject *conn, Py_ssize_t *left)
+{
+    PyObject *posobj = SLOT(conn, engine_slots.pos), *bufobj = SLOT(conn, engine_slots.buf);
+    const uint8_t *unused;
+    Py_ssize_t size, pos;
+
+    if (bufobj == NULL || posobj == NULL || !PyLong_CheckExact(posobj)
+            || !byte_buffer(bufobj, &unused, &size)) {
+        return 0;
+    }
+    pos = PyLong_AsSsize_t(posobj);
+    if (pos == -1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return 0;
+    }
+    *left = size - pos;
+    return 1;
+}
+
+static int
+check_accessor(PyObject *conn, PyObject *python)
+{
+    if (python == NULL || !PyObject_TypeCheck(conn, engine_slots.type)) {
+        PyErr_SetString(PyExc_TypeError, "an engine accessor needs a configured engine");
+        return 0;
+    }
+    return 1;
+}
+
+/* Connection.receive_data(data). The common case: open, bytes, everything
+ * before consumed: the new chunk is parsed where it lies (what _feed does). */
+static PyObject *
+engine_receive(PyObject *self, PyObject *data)
+{
+    Py_ssize_t left;
+    PyObject *more = SLOT(self, engine_slots.more);
+
+    if (PyBytes_CheckExact(data) && PyBytes_GET_SIZE(data) > 0
+            && SLOT(self, engine_slots.state) == engine_slots.open_state
+            && SLOT(self, engine_slots.eof_received) == Py_False
+            && more == Py_None && chunk_left(self, &left) && left <= 0) {
+        PyObject *zero = PyLong_FromLong(0);
+
+        if (zero == NULL) {
+            return NULL;
+        }
+        Py_INCREF(data);
+        Py_XSETREF(SLOT(self, engine_slots.buf), data);
+        Py_XSETREF(SLOT(self, engine_slots.pos), zero);
+        Py_RETURN_NONE;
+    }
+    return PyObject_CallFunctionObjArgs(receive_python, self, data, NULL);
+}
+
+/* Connection.data_to_send_parts(): the output list itself when it holds
+ * frames (an empty one takes its place); the EOF cases in Python. */
+static PyObject *
+engine_parts(PyObject *self, PyObject *unused)
+{
+    PyObject *out = SLOT(self, engine_slots.out), *fresh;
+
+    (void)unused;
+    if (out != NULL && PyList_CheckExact(out) && PyList_GET_SIZE(out) > 0) {
+        fresh = PyList_New(0);
+        if (fresh == NULL) {
+            return NULL;
+        }
+        SLOT(self, engine_slots.out) = fresh;  /* the slot's reference goes to the caller */
+        return out;
+    }
+    return PyObject_CallOneArg(parts_python, self);
+}
+
+PyDoc_STRVAR(engine_state_doc, "state(connection, /)\n--\n\nConnection.state's getter.");
+
+static PyObject *
+engine_state(PyObject *module, PyObject *conn)
+{
+    PyObject *state;
+
+    (void)module;
+    if (!check_accessor(conn, pending_python)) {
+        return NULL;
+    }
+    state = SLOT(conn, engine_slots.state);
+    if (state == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "_state");
+        return NULL;
+    }
+    return Py_NewRef(state);
+}
+
+PyDoc_STRVAR(engine_input_pending_doc,
+"input_pending(connection, /)\n--\n\nConnection.input_pending's getter.");
+
+static PyObject *
+engine_input_pending(PyObject *module, PyObject *conn)
+{
+    PyObject *events, *more, *eof;
+    Py_ssize_t left;
+
+    (void)module;
+    if (!check_accessor(conn, pending_python)) {
+        return NULL;
+    }
+    events = SLOT(conn, engine_slots.events);
+    more = SLOT(conn, engine_slots.more);
+    eof = SLOT(conn, engine_slots.eof_received);
+    if (events != NULL && PyList_CheckExact(events) && more != NULL
+            && chunk_left(conn, &left)) {
+        if (PyList_GET_SIZE(events) > 0 || left > 0 || more != Py_None) {
+            Py_RETURN_TRUE;
+        }
+        if (SLOT(conn, engine_slots.state) == engine_slots.open_state
+                && (eof == Py_True || eof == Py_False)) {
+            return Py_NewRef(eof);  /* the abnormal closure is still to be reported */
+        }
+    }
+    return PyObject_CallOneArg(pending_python, conn);
+}
+
+PyDoc_STRVAR(engine_buffered_bytes_doc,
+"buffered_bytes(connection, /)\n--\n\nConnection.buffered_bytes's getter.");
+
+static PyObject *
+engine_buffered_bytes(PyObject *module, PyObject *conn)
+{
+    PyObject *more_size;
+    Py_ssize_t left, queued;
+
+    (void)module;
+    if (!check_accessor(conn, pending_python)) {
+        return NULL;
+    }
+    more_size = SLOT(conn, engine_slots.more_size);
+    if (more_size != NULL && PyLong_CheckExact(more_size) && chunk_left(conn, &left)) {
+        queued = PyLong_AsSsize_t(more_size);
+        if (queued == -1 && PyErr_Occurred()) {
+            PyErr_Clear();
+        }
+        else if (left + queued == 0
+                 && SLOT(conn, engine_slots.state) == engine_slots.open_state) {
+            return PyLong_FromLong(0);
+        }
+        else if (left + queued > 0 && is_int(SLOT(conn, engine_slots.frame_left), -1)) {
+            return PyLong_FromSsize_t(left + queued);  /* no frame being gathered */
+        }
+    }
+    return PyObject_CallOneArg(buffered_python, conn);
+}
+
+PyDoc_STRVAR(engine_has_data_doc,
+"has_data_to_send(connection, /)\n--\n\nConnection.has_data_to_send's getter.");
+
+static PyObject *
+engine_has_data(PyObject *module, PyObject *conn)
+{
+    PyObject *out;
+
+    (void)module;
+    if (!check_accessor(conn, pending_python)) {
+        return NULL;
+    }
+    out = SLOT(conn, engine_slots.out);
+    if (out != NULL && PyList_CheckExact(out) && PyList_GET_SIZE(out) > 0) {
+        Py_RETURN_TRUE;
+    }
+    return PyObject_CallOneArg(has_data_python, conn);
+}
+
+static PyMethodDef receive_def = {
+    "receive_data", (PyCFunction)engine_receive, METH_O, NULL};
+static PyMethodDef parts_def = {
+    "data_to_send_parts", (PyCFunction)engine_parts, METH_NOARGS, NULL};
+static PyMethodDef getter_defs[] = {
+    {"state", (PyCFunction)engine_state, METH_O, engine_state_doc},
+    {"input_pending", (PyCFunction)engine_input_pending, METH_O, engine_input_pending_doc},
+    {"buffered_bytes", (PyCFunction)engine_buffered_bytes, METH_O, engine_buffered_bytes_doc},
+    {"has_data_to_send", (PyCFunction)engine_has_data, METH_O, engine_has_data_doc},
+};
+
+PyDoc_STRVAR(engine_accessors_doc,
+"engine_accessors(receive_data, data_to_send_parts, input_pending, buffered_bytes,\n"
+"                 has_data_to_send, docs, /)\n--\n\n"
+"For the configured engine class: method descriptors for ``receive_data`` and\n"
+"``data_to_send_parts``, then getters (functions of the connection, for\n"
+"``property``) for ``state``, ``input_pending``, ``buffered_bytes`` and\n"
+"``has_data_to_send``, each with its common case in C and calling the given\n"
+"Python implementation (the two methods, then the three getters) for the rest;\n"
+"``docs`` is the two methods' docstrings. None when configure_engine() was not\n"
+"given the open state or the class lacks a slot they read.");
+
+static PyObject *
+speedups_engine_accessors(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject *result, *item;
+    EngineSlots *e = &engine_slots;
+    Py_ssize_t i;
+
+    if (nargs != 6 || !PyTuple_Check(args[5]) || PyTuple_GET_SIZE(args[5]) != 2
+            || !PyUnicode_Check(PyTuple_GET_ITEM(args[5], 0))
+            || !PyUnicode_Check(PyTuple_GET_ITEM(args[5], 1))) {
+        PyErr_SetString(PyExc_TypeError, "engine_accessors() takes five callables and a "
+                        "pair of docstrings");
+        return NULL;
+    }
+    for (i = 0; i < 5; i++) {
+        if (!PyCallable_Check(args[i])) {
+            PyErr_SetString(PyExc_TypeError, "engine_accessors() takes five callables and "
+                            "a pair of docstrings");
+            return NULL;
+        }
+    }
+    if (e->type == NULL || e->open_state == NULL || e->state < 0 || e->events < 0
+            || e->frame_left < 0 || e->eof_received < 0 || e->more < 0 || e->out < 0
+            || e->more_size < 0) {
+        Py_RETURN_NONE;
+    }
+    Py_INCREF(args[5]);
+    Py_XSETREF(accessor_docs, args[5]);
+    receive_def.ml_doc = PyUnicode_AsUTF8(PyTuple_GET_ITEM(args[5], 0));
+    parts_def.ml_doc = PyUnicode_AsUTF8(PyTuple_GET_ITEM(args[5], 1));
+    if (receive_def.ml_doc == NULL || parts_def.ml_doc == NULL) {
+        return NULL;
+    }
+    Py_XSETREF(receive_python, Py_NewRef(args[0]));
+    Py_XSETREF(parts_python, Py_NewRef(args[1]));
+    Py_XSETREF(pending_python, Py_NewRef(args[2]));
+    Py_XSETREF(buffered_python, Py_NewRef(args[3]));
+    Py_XSETREF(has_data_python, Py_NewRef(args[4]));
+    result = PyTuple_New(6);
+    if (result == NULL) {
+        return NULL;
+    }
+    item = PyDescr_NewMethod(e->type, &receive_def);
+    if (item == NULL) {
+        goto error;
+    }
+    PyTuple_SET_ITEM(result, 0, item);
+    item = PyDescr_NewMethod(e->type, &parts_def);
+    if (item == NULL) {
+        goto error;
+    }
+    PyTuple_SET_ITEM(result, 1, item);
+    for (i = 0; i < 4; i++) {
+        item = PyCFunction_NewEx(&getter_defs[i], module, NULL);
+        if (item == NULL) {
+            goto error;
+        }
+        PyTuple_SET_ITEM(result, 2 + i, item);
+    }
+    return result;
+error:
+    Py_DECREF(result);
+    return NULL;
+}
+
+/* ---------------------------------------------------------------- FutureWait
+ *
+ * The base of rfc6455.asyncio.connection._MessageWait: what a reader's task
+ * awaits while no message is there. Awaiting it awaits ``future`` the way
+ * asyncio's Future.__await__ does (the future itself goes to the task, marked
+ * as blocking), and its value is the future's result. In Python, __init__,
+ * __await__ and two __next__ calls were four Python frames per message on a
+ * coroutine echo; the subclass adds the cancel safety (throw/close), which only
+ * runs when a reader goes away.
+ */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *driver;
+    PyObject *future;
+} FutureWait;
+
+static PyObject *str_done = NULL, *str_result = NULL, *str_blocking = NULL;
+
+static PyObject *
+future_wait_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    FutureWait *self;
+    PyObject *driver, *future;
+
+    if (kwargs != NULL && PyDict_GET_SIZE(kwargs) != 0) {
+        PyErr_SetString(PyExc_TypeError, "FutureWait() takes no keyword arguments");
+        return NULL;
+    }
+    if (!PyArg_UnpackTuple(args, "FutureWait", 2, 2, &driver, &future)) {
+        return NULL;
+    }
+    self = (FutureWait *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->driver = Py_NewRef(driver);
+    self->future = Py_NewRef(future);
+    return (PyObject *)self;
+}
+
+static int
+future_wait_traverse(FutureWait *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->driver);
+    Py_VISIT(self->future);
+    return 0;
+}
+
+static int
+future_wait_clear(FutureWait *self)
+{
+    Py_CLEAR(self->driver);
+    Py_CLEAR(self->future);
+    return 0;
+}
+
+static void
+future_wait_dealloc(FutureWait *self)
+{
+    /* (A subclass's instance: its dealloc releases the subclass itself.) */
+    PyObject_GC_UnTrack(self);
+    future_wait_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *
+future_wait_await(PyObject *self)
+{
+    return Py_NewRef(self);  /* an iterator with send/throw/close: what await drives */
+}
+
+/* The future, marked blocking, while it is pending; else StopIteration with its
+ * result (or its exception raised). */
+static PyObject *
+future_wait_next(FutureWait *self)
+{
+    PyObject *done, *result, *stop;
+    int is_done;
+
+    if (self->future == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "FutureWait without a future");
+        return NULL;
+    }
+    done = PyObject_CallMethodNoArgs(self->future, str_done);
+    if (done == NULL) {
+        return NULL;
+    }
+    is_done = PyObject_IsTrue(done);
+    Py_DECREF(done);
+    if (is_done < 0) {
+        return NULL;
+    }
+    if (!is_done) {
+        /* What Future.__await__ sets for the task before yielding the future. */
+        if (PyObject_SetAttr(self->future, str_blocking, Py_True) < 0) {
+            return NULL;
+        }
+        return Py_NewRef(self->future);
+    }
+    result = PyObject_CallMethodNoArgs(self->future, str_result);
+    if (result == NULL) {
+        return NULL;
+    }
+    /* StopIteration(result) as an instance: a tuple must not become its args. */
+    stop = PyObject_CallOneArg(PyExc_StopIteration, result);
+    Py_DECREF(result);
+    if (stop == NULL) {
+        return NULL;
+    }
+    PyErr_SetObject(PyExc_StopIteration, stop);
+    Py_DECREF(stop);
+    return NULL;
+}
+
+static PyObject *
+future_wait_send(FutureWait *self, PyObject *value)
+{
+    (void)value;  /* a task only sends None; the result is the future's */
+    return future_wait_next(self);
+}
+
+static PyMemberDef future_wait_members[] = {
+    {"_driver", T_OBJECT_EX, offsetof(FutureWait, driver), READONLY, NULL},
+    {"_future", T_OBJECT_EX, offsetof(FutureWait, future), READONLY, NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyMethodDef future_wait_methods[] = {
+    {"send", (PyCFunction)future_wait_send, METH_O, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyAsyncMethods future_wait_async = {
+    (unaryfunc)future_wait_await, NULL, NULL,
+#if PY_VERSION_HEX >= 0x030A0000
+    NULL,
+#endif
+};
+
+PyDoc_STRVAR(future_wait_doc,
+"FutureWait(driver, future)\n--\n\n"
+"Awaiting it awaits ``future`` as asyncio's Future.__await__ does, and gives its\n"
+"result; ``driver`` is kept for subclasses (``_driver``, ``_future``).");
+
+static PyTypeObject FutureWaitType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "rfc6455._speedups.FutureWait",
+    .tp_basicsize = sizeof(FutureWait),
+    .tp_dealloc = (destructor)future_wait_dealloc,
+    .tp_as_async = &future_wait_async,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = future_wait_doc,
+    .tp_traverse = (traverseproc)future_wait_traverse,
+    .tp_clear = (inquiry)future_wait_clear,
+    .tp_iter = PyObject_SelfIter,
+    .tp_iternext = (iternextfunc)future_wait_next,
+    .tp_methods = future_wait_methods,
+    .tp_members = future_wait_members,
+    .tp_new = future_wait_new,
+};
+
 PyDoc_STRVAR(text_event_doc,
 "text_event(data, /)\n--\n\n"
 "``Text(str(data, 'utf-8'))`` for ``data`` (bytes), the event built as read_frame()\n"
@@ -1255,6 +1701,8 @@ static PyMethodDef speedups_methods[] = {
     {"next_frame", (PyCFunction)speedups_next_frame, METH_O, next_frame_doc},
     {"engine_methods", (PyCFunction)(void (*)(void))speedups_engine_methods, METH_FASTCALL,
      engine_methods_doc},
+    {"engine_accessors", (PyCFunction)(void (*)(void))speedups_engine_accessors, METH_FASTCALL,
+     engine_accessors_doc},
     {"text_event", (PyCFunction)speedups_text_event, METH_O, text_event_doc},
     {"mask", (PyCFunction)(void (*)(void))speedups_mask, METH_FASTCALL, mask_doc},
     {"masked_frame", (PyCFunction)(void (*)(void))speedups_masked_frame, METH_FASTCALL,
@@ -1269,7 +1717,14 @@ static PyMethodDef speedups_methods[] = {
 static int
 speedups_exec(PyObject *module)
 {
-    (void)module;
+    str_done = PyUnicode_InternFromString("done");
+    str_result = PyUnicode_InternFromString("result");
+    str_blocking = PyUnicode_InternFromString("_asyncio_future_blocking");
+    if (str_done == NULL || str_result == NULL || str_blocking == NULL
+            || PyType_Ready(&FutureWaitType) < 0
+            || PyModule_AddObjectRef(module, "FutureWait", (PyObject *)&FutureWaitType) < 0) {
+        return -1;
+    }
 #ifdef RFC6455_AVX2
     __builtin_cpu_init();
     have_avx2 = __builtin_cpu_supports("avx2") ? 1 : 0;

@@ -592,3 +592,93 @@ def test_text_event_takes_bytes_only() -> None:
     assert speedups is not None
     with pytest.raises(TypeError):
         speedups.text_event(bytearray(b"abc"))  # type: ignore[arg-type]
+
+
+def test_engine_accessors_are_installed_when_accelerated() -> None:
+    """With the accelerator, receive_data and data_to_send_parts are C methods and
+    the four per-message properties have C getters, documented like the Python
+    code they fall back to; without it, the Python code."""
+    from rfc6455 import ServerConnection, _core
+
+    python_receive, python_parts, *python_getters = _core._python_accessors
+    getters = [getattr(ServerConnection, name).fget for name in _core._ACCESSED]
+    if not _mask.ACCELERATED:
+        assert ServerConnection.receive_data is python_receive
+        assert getters[1:] == python_getters
+        return
+    assert type(ServerConnection.receive_data).__name__ == "method_descriptor"
+    assert type(ServerConnection.data_to_send_parts).__name__ == "method_descriptor"
+    assert {type(getter).__name__ for getter in getters} == {"builtin_function_or_method"}
+    assert ServerConnection.receive_data.__doc__ == python_receive.__doc__
+    assert ServerConnection.data_to_send_parts.__doc__ == python_parts.__doc__
+    for name, python in zip(_core._ACCESSED[1:], python_getters, strict=True):
+        assert getattr(ServerConnection, name).__doc__ == python.__doc__
+
+
+# What the engines below are put through: bytes in (frames of every kind, cut
+# anywhere), events out, sends, closes, the end of input, output taken.
+_frame_stream = st.lists(st.sampled_from([
+    _wire(1, b"text", masked=True), _wire(2, b"\x00" * 130, masked=True),
+    _wire(2, b"\x01" * 3, masked=True, fin=False), _wire(0, b"more", masked=True),
+    _wire(9, b"ping", masked=True), _wire(10, b"", masked=True),
+    _wire(8, b"\x03\xe8", masked=True), _wire(1, b"\xff", masked=True),
+    _wire(2, b"unmasked", masked=False)]), max_size=6).map(b"".join)
+_step = st.one_of(
+    st.tuples(st.just("data"), st.integers(1, 40)), st.just(("event", 0)),
+    st.just(("send", 0)), st.just(("close", 0)), st.just(("eof", 0)),
+    st.just(("parts", 0)))
+
+
+@needs_speedups
+@settings(deadline=None)
+@given(stream=_frame_stream, steps=st.lists(_step, max_size=30), handshake=st.booleans(),
+       streaming=st.booleans())
+def test_c_accessors_match_python(stream: bytes, steps: list[tuple[str, int]],
+                                  handshake: bool, streaming: bool) -> None:
+    """receive_data and data_to_send_parts in C leave the engine as the Python ones
+    do (same events, same output, same errors), and after every step the C getters
+    of state, input_pending, buffered_bytes and has_data_to_send read what the
+    Python ones read: whatever was received, in whatever pieces, in any state."""
+    from rfc6455 import LocalProtocolError, ServerConnection, _core
+    from tests.helpers import client_request
+
+    python_receive, python_parts, *python_getters = _core._python_accessors
+    if handshake:  # from CONNECTING: the request, then the frames right behind it
+        conns = [ServerConnection() for _ in range(2)]
+        stream = client_request() + stream
+    else:
+        conns = [open_server() for _ in range(2)]
+    for conn in conns:
+        conn.streaming = streaming
+    methods = [(type(conns[0]).receive_data, type(conns[0]).data_to_send_parts),
+               (python_receive, python_parts)]
+
+    for what, size in steps:
+        outcomes = []
+        for conn, (receive, parts) in zip(conns, methods, strict=True):
+            try:
+                if what == "data":
+                    receive(conn, stream[:size])
+                    outcome: object = None
+                elif what == "event":
+                    outcome = conn.next_event()
+                    if type(outcome).__name__ == "Request":
+                        conn.accept()
+                elif what == "send":
+                    outcome = conn.send(b"reply")
+                elif what == "close":
+                    outcome = conn.close(1000)
+                elif what == "eof":
+                    outcome = conn.receive_eof()
+                else:
+                    outcome = parts(conn)
+            except LocalProtocolError as exc:
+                outcome = type(exc)
+            outcomes.append(outcome)
+            for name, python in zip(_core._ACCESSED[1:], python_getters, strict=True):
+                assert getattr(conn, name) == python(conn), name
+            assert conn.state is conn._state
+        if what == "data":
+            stream = stream[size:]
+        assert outcomes[0] == outcomes[1], what
+        assert conns[0].state is conns[1].state

@@ -12,7 +12,7 @@ import json
 import logging
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Generator, Iterable
 from time import monotonic as _now
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._core import State
 from .._driver import (
@@ -31,6 +31,7 @@ from .._driver import (
     _Common,
     keepalive_close,
 )
+from .._mask import ACCELERATED
 from ..connection import ClientConnection, ServerConnection
 from ..errors import CloseCode, LocalProtocolError
 
@@ -45,17 +46,9 @@ async def _failed(error: BaseException) -> Data:
     raise error
 
 
-class _MessageWait(Generator[Any, None, Data]):
-    """What a reader awaits while no message is there: the future that
-    :meth:`Connection._progress` resolves with the message, awaited the way a
-    future is, plus cancel safety.
-
-    ``_progress`` takes the message from the queue as it resolves the future;
-    if the reader's task is cancelled before it runs, the cancellation is thrown
-    in here, and the message goes back to the front of the queue for the next
-    reader. Not a coroutine: an idle ``async for`` holds this object and the
-    future, not a coroutine frame (idle memory, GitHub issue #7).
-    """
+class _PythonFutureWait(Generator[Any, None, Data]):
+    """Awaiting it awaits ``future`` the way asyncio's Future.__await__ does, and
+    its value is the future's result (``_speedups.FutureWait`` in C)."""
 
     __slots__ = ("_driver", "_future")
 
@@ -63,7 +56,7 @@ class _MessageWait(Generator[Any, None, Data]):
         self._driver = driver
         self._future = future
 
-    def __await__(self) -> _MessageWait:
+    def __await__(self) -> _PythonFutureWait:
         return self  # an iterator with send/throw/close: what ``await`` drives
 
     def __next__(self) -> asyncio.Future[Data]:
@@ -75,6 +68,29 @@ class _MessageWait(Generator[Any, None, Data]):
 
     def send(self, value: object) -> asyncio.Future[Data]:
         return self.__next__()
+
+
+# In C, a message costs no Python frame here: a coroutine echo round trip made
+# four calls to the Python one (__init__, __await__, two __next__).
+if TYPE_CHECKING or not ACCELERATED:
+    _FutureWait = _PythonFutureWait
+else:  # pragma: no cover - depends on the build
+    from .._speedups import FutureWait as _FutureWait  # type: ignore[no-redef, unused-ignore]
+
+
+class _MessageWait(_FutureWait, Generator[Any, None, Data]):
+    """What a reader awaits while no message is there: the future that
+    :meth:`Connection._progress` resolves with the message, awaited the way a
+    future is, plus cancel safety.
+
+    ``_progress`` takes the message from the queue as it resolves the future;
+    if the reader's task is cancelled before it runs, the cancellation is thrown
+    in here, and the message goes back to the front of the queue for the next
+    reader. Not a coroutine: an idle ``async for`` holds this object and the
+    future, not a coroutine frame (idle memory, GitHub issue #7).
+    """
+
+    __slots__ = ()
 
     def throw(self, typ: Any, val: Any = None, tb: Any = None) -> asyncio.Future[Data]:
         # throw(exception) or the older throw(type, value, traceback), as generators.
@@ -393,7 +409,8 @@ class Connection(ConnectionView, asyncio.Protocol):
         """The next message, to await: at once when one is queued or the connection
         is closed (a coroutine that returns it: cheaper than a done future), else
         through a future that :meth:`_progress` resolves when one comes."""
-        self._check_no_reader()
+        if self._recv_waiter is not None:
+            self._check_no_reader()
         driver = self._driver
         while True:
             if driver.has_message:

@@ -72,3 +72,19 @@ def test_a_reader_gone_before_its_message_cancels_the_future() -> None:
     wait2.close()  # an exception result is not a message: nothing to put back
     assert driver2.put_back_messages == []
     future2.exception()
+
+
+def test_the_compiled_base_is_used_when_accelerated() -> None:
+    """The wait itself is C when the accelerator is in use (the whole suite runs
+    again without it, testing the Python one), and as small either way."""
+    import sys
+
+    from rfc6455._mask import ACCELERATED
+    from rfc6455.asyncio.connection import _PythonFutureWait
+
+    base = _MessageWait.__mro__[1]
+    assert (base is not _PythonFutureWait) is ACCELERATED
+    assert base.__name__ in ("FutureWait", "_PythonFutureWait")
+    wait, _, _ = _wait()
+    assert not hasattr(wait, "__dict__")
+    assert sys.getsizeof(wait) <= 48  # idle memory: what an idle ``async for`` holds
