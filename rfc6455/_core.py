@@ -1103,7 +1103,7 @@ _python_methods = (Connection.deliver_messages, Connection.send)  # (tests compa
 #: The properties engine_accessors() gives getters for, in its order.
 _ACCESSED = ("state", "input_pending", "buffered_bytes", "has_data_to_send")
 _python_accessors = (  # (tests compare)
-    Connection.receive_data, Connection.data_to_send_parts,
+    Connection.receive_data, Connection.data_to_send_parts, Connection.next_event,
     vars(Connection)["input_pending"].fget, vars(Connection)["buffered_bytes"].fget,
     vars(Connection)["has_data_to_send"].fget)
 
@@ -1125,10 +1125,12 @@ if ACCELERATED and hasattr(_speedups, "engine_methods") \
             *_python_accessors,
             ("receive_data($self, data, /)\n--\n\n" + (Connection.receive_data.__doc__ or ""),
              "data_to_send_parts($self, /)\n--\n\n"
-             + (Connection.data_to_send_parts.__doc__ or "")))
+             + (Connection.data_to_send_parts.__doc__ or ""),
+             "next_event($self, /)\n--\n\n" + (Connection.next_event.__doc__ or "")))
     if _accessors is not None:
         # The same values: each calls the Python code above for what it does not do.
         (Connection.receive_data,  # type: ignore[method-assign]
-         Connection.data_to_send_parts) = _accessors[:2]  # type: ignore[method-assign]
-        for _name, _getter in zip(_ACCESSED, _accessors[2:], strict=True):
+         Connection.data_to_send_parts,  # type: ignore[method-assign]
+         Connection.next_event) = _accessors[:3]  # type: ignore[method-assign]
+        for _name, _getter in zip(_ACCESSED, _accessors[3:], strict=True):
             setattr(Connection, _name, property(_getter, doc=getattr(Connection, _name).__doc__))

@@ -327,12 +327,12 @@ class Driver(Generic[W]):
     """
 
     __slots__ = (
-        "_complete",
         "_pieces",
         "_pings",
         "_streaming",
         "acked",
         "closed",
+        "complete",
         "conn",
         "discard",
         "hold",
@@ -359,7 +359,8 @@ class Driver(Generic[W]):
         # created with the first one: an empty deque is ~600 bytes that an idle
         # connection need not hold (GitHub issue #7).
         self._pieces: deque[Text | Binary] | None = None
-        self._complete = 0  # messages whose last piece is queued
+        #: Whole messages queued (their last piece is): read it, never set it, outside.
+        self.complete = 0
         self._streaming = False  # what the engine was last told (new_engine: False)
         #: A message was handed to a waiting reader: parse nothing until it returns.
         self.hold = False
@@ -385,7 +386,7 @@ class Driver(Generic[W]):
     def pull(self, want: int, now: float) -> bool:
         """Pull engine events per the policy; True when ``want`` is satisfied."""
         if want == WANT_MESSAGE:
-            if self._complete:
+            if self.complete:
                 return True
         elif want == WANT_PIECE and self._pieces:
             return True
@@ -400,7 +401,7 @@ class Driver(Generic[W]):
             conn.streaming = self._streaming = streaming
         pieces = self._pieces
         limit = self.max_queue
-        while self._complete < limit:
+        while self.complete < limit:
             event = conn.next_event()
             if event is None:
                 break
@@ -413,7 +414,7 @@ class Driver(Generic[W]):
                     pieces = self._pieces = deque()
                 pieces.append(event)  # type: ignore[arg-type]
                 if event.final:  # type: ignore[union-attr]
-                    self._complete += 1
+                    self.complete += 1
                     if want == WANT_MESSAGE:
                         self.hold = True
                         return True
@@ -442,7 +443,7 @@ class Driver(Generic[W]):
         A message with nothing queued before it skips the queue altogether;
         anything else goes the general way.
         """
-        if not (self._complete or self._pieces or self._streaming or self.discard):
+        if not (self.complete or self._pieces or self._streaming or self.discard):
             self.hold = False  # as pull() does: the consumer is back
             conn = self.conn
             while True:
@@ -466,7 +467,7 @@ class Driver(Generic[W]):
         what remains to :meth:`pull_message`: for a consumer that takes every
         message as it comes, like :meth:`pull_message`'s."""
         conn = self.conn
-        if self._complete or self._pieces or self._streaming or self.discard:
+        if self.complete or self._pieces or self._streaming or self.discard:
             conn.receive_data(data)
             return
         self.hold = False  # as pull() does: the consumer is back
@@ -484,7 +485,7 @@ class Driver(Generic[W]):
         self.discard = True
         self.hold = False
         self._pieces = None
-        self._complete = 0
+        self.complete = 0
 
     @property
     def queue_full(self) -> bool:
@@ -493,11 +494,11 @@ class Driver(Generic[W]):
 
     def full_with(self, buffered: int) -> bool:
         """:attr:`queue_full`, for a caller that read ``conn.buffered_bytes`` already."""
-        return self._complete >= self.max_queue or buffered > self.read_limit
+        return self.complete >= self.max_queue or buffered > self.read_limit
 
     @property
     def has_message(self) -> bool:
-        return self._complete > 0
+        return self.complete > 0
 
     @property
     def has_piece(self) -> bool:
@@ -514,7 +515,7 @@ class Driver(Generic[W]):
         assert pieces is not None
         first = pieces.popleft()
         if first.final:
-            self._complete -= 1
+            self.complete -= 1
             return first.data
         parts: list[Any] = [first.data]
         while True:
@@ -522,7 +523,7 @@ class Driver(Generic[W]):
             parts.append(piece.data)
             if piece.final:
                 break
-        self._complete -= 1
+        self.complete -= 1
         return "".join(parts) if isinstance(first, Text) else b"".join(parts)
 
     def put_back(self, message: Data) -> None:
@@ -532,7 +533,7 @@ class Driver(Generic[W]):
         if pieces is None:
             pieces = self._pieces = deque()
         pieces.appendleft(Text(message) if isinstance(message, str) else Binary(message))
-        self._complete += 1
+        self.complete += 1
 
     def take_piece(self) -> Text | Binary:
         """Pop one queued piece (check :attr:`has_piece` first)."""
@@ -540,7 +541,7 @@ class Driver(Generic[W]):
         assert pieces is not None
         piece = pieces.popleft()
         if piece.final:
-            self._complete -= 1
+            self.complete -= 1
         return piece
 
     def closed_error(self) -> ConnectionClosed:

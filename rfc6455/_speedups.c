@@ -11,8 +11,8 @@
  * engine_methods(...) -> (deliver_messages, send)
  *     the engine's per-message methods with their common case in C
  * FutureWait(driver, future)    awaits a future (the asyncio reader's wait for a message)
- * engine_accessors(...) -> (receive_data, data_to_send_parts, state, input_pending,
- *                           buffered_bytes, has_data_to_send)
+ * engine_accessors(...) -> (receive_data, data_to_send_parts, next_event, state,
+ *                           input_pending, buffered_bytes, has_data_to_send)
  *     the small methods and properties adapters call per message, likewise
  *
  * Masking is a XOR with the 4-byte key repeated, so it is its own inverse. The
@@ -766,12 +766,12 @@ typedef struct {
     Py_ssize_t state, events, frame_left, msg_opcode, eof_received, more, extension, out,
                out_opcode, fragment_size;
     /* ... and what the accessors read too (engine_accessors()). */
-    Py_ssize_t more_size;
+    Py_ssize_t more_size, eof_pending, eof_sent;
     PyObject *open_state;  /* what _state holds while open */
 } EngineSlots;
 
 static EngineSlots engine_slots = {NULL, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
-                                   -1, -1, NULL};
+                                   -1, -1, -1, -1, NULL};
 
 #define SLOT(conn, offset) (*(PyObject **)((char *)(conn) + (offset)))
 
@@ -813,6 +813,8 @@ speedups_configure_engine(PyObject *module, PyObject *const *args, Py_ssize_t na
     engine_slots.out_opcode = member_offset(cls, "_out_opcode");
     engine_slots.fragment_size = member_offset(cls, "_fragment_size");
     engine_slots.more_size = member_offset(cls, "_more_size");
+    engine_slots.eof_pending = member_offset(cls, "_eof_pending");
+    engine_slots.eof_sent = member_offset(cls, "_eof_sent");
     Py_CLEAR(engine_slots.open_state);
     if (engine_slots.buf < 0 || engine_slots.pos < 0 || engine_slots.client < 0
             || engine_slots.limit < 0) {
@@ -1232,8 +1234,8 @@ speedups_engine_methods(PyObject *module, PyObject *const *args, Py_ssize_t narg
 
 /* ---------------------------------------------------------- engine accessors
  *
- * What every adapter calls once or more per message besides send and the
- * parse: receive_data() and data_to_send_parts(), and the properties state,
+ * What every adapter calls once or more per message besides send:
+ * receive_data(), next_event(), data_to_send_parts(), and the properties state,
  * input_pending, buffered_bytes and has_data_to_send. Each is a few attribute
  * reads in Python, but a Python frame per call; a coroutine echo round trip
  * made eight such calls (docs/performance.md). The common case in C, the
@@ -1242,6 +1244,7 @@ speedups_engine_methods(PyObject *module, PyObject *const *args, Py_ssize_t narg
 
 static PyObject *receive_python = NULL;  /* the Python implementations */
 static PyObject *parts_python = NULL;
+static PyObject *next_event_python = NULL;
 static PyObject *pending_python = NULL;  /* property getters */
 static PyObject *buffered_python = NULL;
 static PyObject *has_data_python = NULL;
@@ -1321,6 +1324,50 @@ engine_parts(PyObject *self, PyObject *unused)
         return out;
     }
     return PyObject_CallOneArg(parts_python, self);
+}
+
+/* Connection.next_event(). The common case: open, no event queued, no frame
+ * or message in progress: next_frame() on the buffer (a whole small data frame
+ * in one piece), or None when nothing at all is buffered. */
+static PyObject *
+engine_next_event(PyObject *self, PyObject *unused)
+{
+    PyObject *events = SLOT(self, engine_slots.events), *event;
+    const uint8_t *buf;
+    Py_ssize_t size, pos, stop = 0;
+    long long limit;
+    int client, ready;
+
+    (void)unused;
+    if (events != NULL && PyList_CheckExact(events) && PyList_GET_SIZE(events) == 0
+            && SLOT(self, engine_slots.state) == engine_slots.open_state
+            && text_event.type != NULL
+            && is_int(SLOT(self, engine_slots.frame_left), -1)
+            && is_int(SLOT(self, engine_slots.msg_opcode), 0)) {
+        ready = engine_input(self, &buf, &size, &pos, &client, &limit);
+        if (ready < 0) {
+            return NULL;
+        }
+        if (ready > 0) {
+            if (pos >= size && SLOT(self, engine_slots.more) == Py_None
+                    && SLOT(self, engine_slots.eof_received) == Py_False) {
+                Py_RETURN_NONE;  /* nothing buffered, nothing to report */
+            }
+            event = parse_frame(buf, size, pos, client, limit, &stop);
+            if (event == NULL) {
+                return NULL;
+            }
+            if (event != Py_None) {
+                if (set_engine_pos(self, stop) < 0) {
+                    Py_DECREF(event);
+                    return NULL;
+                }
+                return event;
+            }
+            Py_DECREF(event);
+        }
+    }
+    return PyObject_CallOneArg(next_event_python, self);
 }
 
 PyDoc_STRVAR(engine_state_doc, "state(connection, /)\n--\n\nConnection.state's getter.");
@@ -1407,15 +1454,19 @@ PyDoc_STRVAR(engine_has_data_doc,
 static PyObject *
 engine_has_data(PyObject *module, PyObject *conn)
 {
-    PyObject *out;
+    PyObject *out, *pending, *sent;
 
     (void)module;
     if (!check_accessor(conn, pending_python)) {
         return NULL;
     }
     out = SLOT(conn, engine_slots.out);
-    if (out != NULL && PyList_CheckExact(out) && PyList_GET_SIZE(out) > 0) {
-        Py_RETURN_TRUE;
+    pending = SLOT(conn, engine_slots.eof_pending);
+    sent = SLOT(conn, engine_slots.eof_sent);
+    if (out != NULL && PyList_CheckExact(out) && PyBool_Check(pending) && PyBool_Check(sent)) {
+        /* bool(_out) or (_eof_pending and not _eof_sent) */
+        return PyBool_FromLong(PyList_GET_SIZE(out) > 0 || (pending == Py_True
+                                                             && sent == Py_False));
     }
     return PyObject_CallOneArg(has_data_python, conn);
 }
@@ -1424,6 +1475,8 @@ static PyMethodDef receive_def = {
     "receive_data", (PyCFunction)engine_receive, METH_O, NULL};
 static PyMethodDef parts_def = {
     "data_to_send_parts", (PyCFunction)engine_parts, METH_NOARGS, NULL};
+static PyMethodDef next_event_def = {
+    "next_event", (PyCFunction)engine_next_event, METH_NOARGS, NULL};
 static PyMethodDef getter_defs[] = {
     {"state", (PyCFunction)engine_state, METH_O, engine_state_doc},
     {"input_pending", (PyCFunction)engine_input_pending, METH_O, engine_input_pending_doc},
@@ -1432,15 +1485,16 @@ static PyMethodDef getter_defs[] = {
 };
 
 PyDoc_STRVAR(engine_accessors_doc,
-"engine_accessors(receive_data, data_to_send_parts, input_pending, buffered_bytes,\n"
-"                 has_data_to_send, docs, /)\n--\n\n"
-"For the configured engine class: method descriptors for ``receive_data`` and\n"
-"``data_to_send_parts``, then getters (functions of the connection, for\n"
-"``property``) for ``state``, ``input_pending``, ``buffered_bytes`` and\n"
-"``has_data_to_send``, each with its common case in C and calling the given\n"
-"Python implementation (the two methods, then the three getters) for the rest;\n"
-"``docs`` is the two methods' docstrings. None when configure_engine() was not\n"
-"given the open state or the class lacks a slot they read.");
+"engine_accessors(receive_data, data_to_send_parts, next_event, input_pending,\n"
+"                 buffered_bytes, has_data_to_send, docs, /)\n--\n\n"
+"For the configured engine class: method descriptors for ``receive_data``,\n"
+"``data_to_send_parts`` and ``next_event``, then getters (functions of the\n"
+"connection, for ``property``) for ``state``, ``input_pending``,\n"
+"``buffered_bytes`` and ``has_data_to_send``, each with its common case in C and\n"
+"calling the given Python implementation (the three methods, then the three\n"
+"getters) for the rest; ``docs`` is the three methods' docstrings. None when\n"
+"configure_engine() was not given the open state or the class lacks a slot they\n"
+"read.");
 
 static PyObject *
 speedups_engine_accessors(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
@@ -1449,38 +1503,40 @@ speedups_engine_accessors(PyObject *module, PyObject *const *args, Py_ssize_t na
     EngineSlots *e = &engine_slots;
     Py_ssize_t i;
 
-    if (nargs != 6 || !PyTuple_Check(args[5]) || PyTuple_GET_SIZE(args[5]) != 2
-            || !PyUnicode_Check(PyTuple_GET_ITEM(args[5], 0))
-            || !PyUnicode_Check(PyTuple_GET_ITEM(args[5], 1))) {
-        PyErr_SetString(PyExc_TypeError, "engine_accessors() takes five callables and a "
-                        "pair of docstrings");
+    if (nargs != 7 || !PyTuple_Check(args[6]) || PyTuple_GET_SIZE(args[6]) != 3) {
+        PyErr_SetString(PyExc_TypeError, "engine_accessors() takes six callables and "
+                        "three docstrings");
         return NULL;
     }
-    for (i = 0; i < 5; i++) {
-        if (!PyCallable_Check(args[i])) {
-            PyErr_SetString(PyExc_TypeError, "engine_accessors() takes five callables and "
-                            "a pair of docstrings");
+    for (i = 0; i < 6; i++) {
+        if (!PyCallable_Check(args[i]) || (i < 3 && !PyUnicode_Check(
+                PyTuple_GET_ITEM(args[6], i)))) {
+            PyErr_SetString(PyExc_TypeError, "engine_accessors() takes six callables and "
+                            "three docstrings");
             return NULL;
         }
     }
     if (e->type == NULL || e->open_state == NULL || e->state < 0 || e->events < 0
             || e->frame_left < 0 || e->eof_received < 0 || e->more < 0 || e->out < 0
-            || e->more_size < 0) {
+            || e->more_size < 0 || e->eof_pending < 0 || e->eof_sent < 0 || e->msg_opcode < 0
+            || e->buf < 0 || e->pos < 0 || e->client < 0 || e->limit < 0) {
         Py_RETURN_NONE;
     }
-    Py_INCREF(args[5]);
-    Py_XSETREF(accessor_docs, args[5]);
-    receive_def.ml_doc = PyUnicode_AsUTF8(PyTuple_GET_ITEM(args[5], 0));
-    parts_def.ml_doc = PyUnicode_AsUTF8(PyTuple_GET_ITEM(args[5], 1));
-    if (receive_def.ml_doc == NULL || parts_def.ml_doc == NULL) {
+    Py_INCREF(args[6]);
+    Py_XSETREF(accessor_docs, args[6]);
+    receive_def.ml_doc = PyUnicode_AsUTF8(PyTuple_GET_ITEM(args[6], 0));
+    parts_def.ml_doc = PyUnicode_AsUTF8(PyTuple_GET_ITEM(args[6], 1));
+    next_event_def.ml_doc = PyUnicode_AsUTF8(PyTuple_GET_ITEM(args[6], 2));
+    if (receive_def.ml_doc == NULL || parts_def.ml_doc == NULL || next_event_def.ml_doc == NULL) {
         return NULL;
     }
     Py_XSETREF(receive_python, Py_NewRef(args[0]));
     Py_XSETREF(parts_python, Py_NewRef(args[1]));
-    Py_XSETREF(pending_python, Py_NewRef(args[2]));
-    Py_XSETREF(buffered_python, Py_NewRef(args[3]));
-    Py_XSETREF(has_data_python, Py_NewRef(args[4]));
-    result = PyTuple_New(6);
+    Py_XSETREF(next_event_python, Py_NewRef(args[2]));
+    Py_XSETREF(pending_python, Py_NewRef(args[3]));
+    Py_XSETREF(buffered_python, Py_NewRef(args[4]));
+    Py_XSETREF(has_data_python, Py_NewRef(args[5]));
+    result = PyTuple_New(7);
     if (result == NULL) {
         return NULL;
     }
@@ -1494,12 +1550,17 @@ speedups_engine_accessors(PyObject *module, PyObject *const *args, Py_ssize_t na
         goto error;
     }
     PyTuple_SET_ITEM(result, 1, item);
+    item = PyDescr_NewMethod(e->type, &next_event_def);
+    if (item == NULL) {
+        goto error;
+    }
+    PyTuple_SET_ITEM(result, 2, item);
     for (i = 0; i < 4; i++) {
         item = PyCFunction_NewEx(&getter_defs[i], module, NULL);
         if (item == NULL) {
             goto error;
         }
-        PyTuple_SET_ITEM(result, 2 + i, item);
+        PyTuple_SET_ITEM(result, 3 + i, item);
     }
     return result;
 error:

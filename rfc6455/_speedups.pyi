@@ -18,9 +18,10 @@ def engine_methods(
 ) -> tuple[Any, Any] | None: ...
 def engine_accessors(
     receive_data: Callable[..., None], data_to_send_parts: Callable[..., Any],
-    input_pending: Callable[[Any], bool], buffered_bytes: Callable[[Any], int],
-    has_data_to_send: Callable[[Any], bool], docs: tuple[str, str], /
-) -> tuple[Any, Any, Callable[[Any], Any], Callable[[Any], bool], Callable[[Any], int],
+    next_event: Callable[..., Any], input_pending: Callable[[Any], bool],
+    buffered_bytes: Callable[[Any], int], has_data_to_send: Callable[[Any], bool],
+    docs: tuple[str, str, str], /
+) -> tuple[Any, Any, Any, Callable[[Any], Any], Callable[[Any], bool], Callable[[Any], int],
            Callable[[Any], bool]] | None: ...
 def text_event(data: bytes, /) -> Any | None: ...
 

@@ -600,17 +600,19 @@ def test_engine_accessors_are_installed_when_accelerated() -> None:
     code they fall back to; without it, the Python code."""
     from rfc6455 import ServerConnection, _core
 
-    python_receive, python_parts, *python_getters = _core._python_accessors
+    python_receive, python_parts, python_next, *python_getters = _core._python_accessors
     getters = [getattr(ServerConnection, name).fget for name in _core._ACCESSED]
+    methods = [ServerConnection.receive_data, ServerConnection.data_to_send_parts,
+               ServerConnection.next_event]
     if not _mask.ACCELERATED:
-        assert ServerConnection.receive_data is python_receive
+        assert methods == [python_receive, python_parts, python_next]
         assert getters[1:] == python_getters
         return
-    assert type(ServerConnection.receive_data).__name__ == "method_descriptor"
-    assert type(ServerConnection.data_to_send_parts).__name__ == "method_descriptor"
+    assert {type(method).__name__ for method in methods} == {"method_descriptor"}
     assert {type(getter).__name__ for getter in getters} == {"builtin_function_or_method"}
-    assert ServerConnection.receive_data.__doc__ == python_receive.__doc__
-    assert ServerConnection.data_to_send_parts.__doc__ == python_parts.__doc__
+    for method, python in zip(methods, (python_receive, python_parts, python_next),
+                              strict=True):
+        assert method.__doc__ == python.__doc__
     for name, python in zip(_core._ACCESSED[1:], python_getters, strict=True):
         assert getattr(ServerConnection, name).__doc__ == python.__doc__
 
@@ -635,14 +637,15 @@ _step = st.one_of(
        streaming=st.booleans())
 def test_c_accessors_match_python(stream: bytes, steps: list[tuple[str, int]],
                                   handshake: bool, streaming: bool) -> None:
-    """receive_data and data_to_send_parts in C leave the engine as the Python ones
-    do (same events, same output, same errors), and after every step the C getters
-    of state, input_pending, buffered_bytes and has_data_to_send read what the
-    Python ones read: whatever was received, in whatever pieces, in any state."""
+    """receive_data, next_event and data_to_send_parts in C leave the engine as
+    the Python ones do (same events, same output, same errors), and after every
+    step the C getters of state, input_pending, buffered_bytes and
+    has_data_to_send read what the Python ones read: whatever was received, in
+    whatever pieces, in any state."""
     from rfc6455 import LocalProtocolError, ServerConnection, _core
     from tests.helpers import client_request
 
-    python_receive, python_parts, *python_getters = _core._python_accessors
+    python_receive, python_parts, python_next, *python_getters = _core._python_accessors
     if handshake:  # from CONNECTING: the request, then the frames right behind it
         conns = [ServerConnection() for _ in range(2)]
         stream = client_request() + stream
@@ -650,18 +653,19 @@ def test_c_accessors_match_python(stream: bytes, steps: list[tuple[str, int]],
         conns = [open_server() for _ in range(2)]
     for conn in conns:
         conn.streaming = streaming
-    methods = [(type(conns[0]).receive_data, type(conns[0]).data_to_send_parts),
-               (python_receive, python_parts)]
+    cls = type(conns[0])
+    methods = [(cls.receive_data, cls.data_to_send_parts, cls.next_event),
+               (python_receive, python_parts, python_next)]
 
     for what, size in steps:
         outcomes = []
-        for conn, (receive, parts) in zip(conns, methods, strict=True):
+        for conn, (receive, parts, next_event) in zip(conns, methods, strict=True):
             try:
                 if what == "data":
                     receive(conn, stream[:size])
                     outcome: object = None
                 elif what == "event":
-                    outcome = conn.next_event()
+                    outcome = next_event(conn)
                     if type(outcome).__name__ == "Request":
                         conn.accept()
                 elif what == "send":

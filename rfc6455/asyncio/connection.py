@@ -389,7 +389,7 @@ class Connection(ConnectionView, asyncio.Protocol):
         Raises :class:`ConnectionClosedOK` / :class:`ConnectionClosedError` once
         the connection is closed and every queued message was received.
         """
-        return await self._next_message(WANT_MESSAGE)
+        return await self.__anext__(WANT_MESSAGE)
 
     # The connection is its own async iterator rather than handing out an async
     # generator, and when no message is there __anext__ returns a _MessageWait
@@ -400,20 +400,21 @@ class Connection(ConnectionView, asyncio.Protocol):
     def __aiter__(self) -> Connection:
         return self
 
-    def __anext__(self) -> Awaitable[Data]:
+    def __anext__(self, want: int = WANT_MESSAGE | _ITERATING) -> Awaitable[Data]:
         """The next message; iteration ends at a normal close (1000/1001, §7.4.1)
-        and an abnormal one raises ConnectionClosedError."""
-        return self._next_message(WANT_MESSAGE | _ITERATING)
+        and an abnormal one raises ConnectionClosedError.
 
-    def _next_message(self, want: int) -> Awaitable[Data]:
-        """The next message, to await: at once when one is queued or the connection
-        is closed (a coroutine that returns it: cheaper than a done future), else
-        through a future that :meth:`_progress` resolves when one comes."""
+        To await: at once when one is queued or the connection is closed (a
+        coroutine that returns it: cheaper than a done future), else through a
+        future that :meth:`_progress` resolves when one comes. (``recv()`` passes
+        ``want=WANT_MESSAGE``: a normal close raises there too. One method for
+        both: a Python call less per message.)
+        """
         if self._recv_waiter is not None:
             self._check_no_reader()
         driver = self._driver
         while True:
-            if driver.has_message:
+            if driver.complete:
                 message = driver.take_message()
                 if self._reading_paused:
                     self._after_pull()

@@ -280,7 +280,7 @@ def test_backpressure_bounds_memory_on_both_sides() -> None:
             assert conn._writing_paused
             assert state["max_buffer"] <= 65536 + 65536 + 16
             # The client stopped reading: its queue holds at most max_queue messages.
-            assert ws._driver._complete <= 4
+            assert ws._driver.complete <= 4
             assert ws.engine.buffered_bytes <= 256 * 1024 + 262144
             ws.abort()
 
@@ -335,7 +335,7 @@ def test_slow_reader_server_pauses_reading() -> None:
             await asyncio.sleep(0.2)
             server_side = conns[0]
             assert server_side._reading_paused
-            assert server_side._driver._complete <= 2
+            assert server_side._driver.complete <= 2
             assert server_side.engine.buffered_bytes <= 256 * 1024 + 262144
             ws.abort()
 

@@ -211,7 +211,7 @@ def test_backpressure_bounds_memory() -> None:
         time.sleep(0.4)
         assert state["sent"] < 400  # the handler is blocked in send()
         assert state["max_outbox"] <= 65536 + 16
-        assert ws._driver._complete <= 4
+        assert ws._driver.complete <= 4
         assert ws.engine.buffered_bytes <= 256 * 1024 + 65536
         ws.abort()
 
