@@ -873,8 +873,9 @@ PyDoc_STRVAR(next_frame_doc,
 "event, with ``connection._pos`` moved past the frame; None (position unchanged)\n"
 "when the Python parser must handle what is there.");
 
+/* next_frame() for a connection of the configured class (checked by the caller). */
 static PyObject *
-speedups_next_frame(PyObject *module, PyObject *conn)
+engine_next_frame(PyObject *conn)
 {
     const uint8_t *buf;
     Py_ssize_t size, pos, stop = 0;
@@ -882,12 +883,6 @@ speedups_next_frame(PyObject *module, PyObject *conn)
     int client, ready;
     PyObject *event;
 
-    (void)module;
-    if (engine_slots.type == NULL || text_event.type == NULL
-            || !PyObject_TypeCheck(conn, engine_slots.type)) {
-        PyErr_SetString(PyExc_TypeError, "next_frame() needs a configured engine");
-        return NULL;
-    }
     ready = engine_input(conn, &buf, &size, &pos, &client, &limit);
     if (ready <= 0) {
         return ready < 0 ? NULL : Py_NewRef(Py_None);
@@ -901,6 +896,18 @@ speedups_next_frame(PyObject *module, PyObject *conn)
         return NULL;
     }
     return event;
+}
+
+static PyObject *
+speedups_next_frame(PyObject *module, PyObject *conn)
+{
+    (void)module;
+    if (engine_slots.type == NULL || text_event.type == NULL
+            || !PyObject_TypeCheck(conn, engine_slots.type)) {
+        PyErr_SetString(PyExc_TypeError, "next_frame() needs a configured engine");
+        return NULL;
+    }
+    return engine_next_frame(conn);
 }
 
 /* ------------------------------------------------------------ engine methods
@@ -1248,7 +1255,7 @@ static PyObject *next_event_python = NULL;
 static PyObject *pending_python = NULL;  /* property getters */
 static PyObject *buffered_python = NULL;
 static PyObject *has_data_python = NULL;
-static PyObject *accessor_docs = NULL;  /* keeps the two docstrings' UTF-8 alive */
+static PyObject *accessor_docs = NULL;  /* keeps the three docstrings' UTF-8 alive */
 
 /* The engine's unconsumed input in its current chunk (len(_buf) - _pos): 1 and
  * ``*left`` set, or 0 when the slots are not as expected. */
@@ -1333,10 +1340,7 @@ static PyObject *
 engine_next_event(PyObject *self, PyObject *unused)
 {
     PyObject *events = SLOT(self, engine_slots.events), *event;
-    const uint8_t *buf;
-    Py_ssize_t size, pos, stop = 0;
-    long long limit;
-    int client, ready;
+    Py_ssize_t left;
 
     (void)unused;
     if (events != NULL && PyList_CheckExact(events) && PyList_GET_SIZE(events) == 0
@@ -1344,28 +1348,16 @@ engine_next_event(PyObject *self, PyObject *unused)
             && text_event.type != NULL
             && is_int(SLOT(self, engine_slots.frame_left), -1)
             && is_int(SLOT(self, engine_slots.msg_opcode), 0)) {
-        ready = engine_input(self, &buf, &size, &pos, &client, &limit);
-        if (ready < 0) {
-            return NULL;
+        if (chunk_left(self, &left) && left <= 0
+                && SLOT(self, engine_slots.more) == Py_None
+                && SLOT(self, engine_slots.eof_received) == Py_False) {
+            Py_RETURN_NONE;  /* nothing buffered, nothing to report */
         }
-        if (ready > 0) {
-            if (pos >= size && SLOT(self, engine_slots.more) == Py_None
-                    && SLOT(self, engine_slots.eof_received) == Py_False) {
-                Py_RETURN_NONE;  /* nothing buffered, nothing to report */
-            }
-            event = parse_frame(buf, size, pos, client, limit, &stop);
-            if (event == NULL) {
-                return NULL;
-            }
-            if (event != Py_None) {
-                if (set_engine_pos(self, stop) < 0) {
-                    Py_DECREF(event);
-                    return NULL;
-                }
-                return event;
-            }
-            Py_DECREF(event);
+        event = engine_next_frame(self);
+        if (event != Py_None) {
+            return event;  /* the event, or NULL on an error */
         }
+        Py_DECREF(event);
     }
     return PyObject_CallOneArg(next_event_python, self);
 }
