@@ -110,6 +110,9 @@ _new_utf8_decoder = codecs.getincrementaldecoder("utf-8")
 _from_bytes = int.from_bytes
 _OPEN: Final = State.OPEN
 _CLOSING: Final = State.CLOSING
+# Unsent output frames past which a new automatic pong replaces an unsent one
+# instead of adding to them (§5.5.3; see Connection._queue_pong).
+_PONG_BACKLOG: Final = 16
 
 # The C accelerator's version of next_event's fast path (same frames, same
 # events): _speedups.next_frame(connection), set up at the end of this module
@@ -222,6 +225,7 @@ class Connection:
         "_pos",
         "_state",
         "_streaming",
+        "_unsent_pong",
         "_utf8",
         "close_code",
         "close_reason",
@@ -272,6 +276,9 @@ class Connection:
         self._closed_event = False
         # Send side.
         self._out: list[bytes] = []
+        # The latest automatic pong, while it may still be in _out: a later one may
+        # take its place (§5.5.3, _queue_pong).
+        self._unsent_pong: bytes | None = None
         self._out_opcode = 0  # opcode of an outgoing message sent in parts, else 0
         self._out_compressed = False
         self._close_sent = False
@@ -862,7 +869,7 @@ class Connection:
         if opcode == Opcode.PING:
             # §5.5.2: answer with the same payload, unless we already sent a close.
             if self._auto_pong and self._state is State.OPEN:
-                self._write(serialize_frame(Opcode.PONG, payload, masked=self._client))
+                self._queue_pong(serialize_frame(Opcode.PONG, payload, masked=self._client))
             return Ping(payload)
         if opcode == Opcode.PONG:
             return Pong(payload)
@@ -921,9 +928,32 @@ class Connection:
     def _write(self, data: bytes) -> None:
         self._out.append(data)
 
+    def _queue_pong(self, pong: bytes) -> None:
+        """Queue an automatic pong; once output is backed up, in place of one unsent.
+
+        §5.5.3: when several pings are unanswered, a pong may answer only the most
+        recent one. Pings that come together are all answered (peers such as the
+        Autobahn suite count the pongs), but once ``_PONG_BACKLOG`` frames wait
+        unsent the adapter is not writing (its peer does not read), and the new
+        pong takes the place of the latest unsent one: however many pings arrive,
+        the output grows by at most that many pongs.
+        """
+        out = self._out
+        previous = self._unsent_pong
+        self._unsent_pong = pong
+        if previous is not None and len(out) >= _PONG_BACKLOG:
+            # Each pong is one whole item of _out: swapping it never splits a frame.
+            # (Output taken by data_to_send is a new list, where it is not found.)
+            for index in range(len(out) - 1, -1, -1):
+                if out[index] is previous:
+                    out[index] = pong
+                    return
+        out.append(pong)
+
     def data_to_send(self) -> bytes | _EOFType:
         """Bytes to write to the transport; :data:`EOF` once it must be shut down; else b""."""
         out = self._out
+        self._unsent_pong = None
         if out:
             data = out[0] if len(out) == 1 else b"".join(out)
             out.clear()
@@ -946,6 +976,9 @@ class Connection:
         there is nothing to send.
         """
         out = self._out
+        # (Also where the accelerator hands back an empty list: an idle connection
+        # then keeps no reference to a pong it sent.)
+        self._unsent_pong = None
         if out:
             self._out = []
             return out

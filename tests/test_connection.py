@@ -110,8 +110,35 @@ def test_5_5_2_ping_is_answered_with_same_payload(payload: bytes) -> None:
 
 def test_5_5_2_each_ping_is_answered() -> None:
     server = open_server()
-    feed(server, cframe(PING, b"1") + cframe(PING, b"2"))
-    assert [f.payload for f in written_frames(server)] == [b"1", b"2"]
+    feed(server, cframe(PING, b"1"))
+    assert [f.payload for f in written_frames(server)] == [b"1"]
+    feed(server, cframe(PING, b"2"))
+    assert [f.payload for f in written_frames(server)] == [b"2"]
+
+
+@pytest.mark.parametrize("role", ["server", "client"])
+def test_5_5_3_backed_up_output_keeps_one_pong_for_the_latest_pings(role: str) -> None:
+    """Pings that come together are all answered; once 16 frames wait unsent, each
+    new pong takes the place of the latest unsent one (§5.5.3), in its place
+    among the other output, whatever the number of pings."""
+    conn = open_server() if role == "server" else open_client()
+    ping = cframe if role == "server" else sframe
+    feed(conn, b"".join(ping(PING, b"%d" % i) for i in range(10)))
+    assert [f.payload for f in written_frames(conn)] == [b"%d" % i for i in range(10)]
+    data: list[bytes] = []
+    for i in range(1000):
+        data.append(ping(PING, b"%d" % i))
+        if i == 500:
+            data.append(ping(TEXT, b"between"))
+    events = feed(conn, b"".join(data))
+    assert len([e for e in events if isinstance(e, Ping)]) == 1000
+    conn.send("reply")  # queued behind the pongs
+    frames = written_frames(conn)
+    assert [(f.opcode, f.payload) for f in frames] == [
+        *((PONG, b"%d" % i) for i in range(15)), (PONG, b"999"), (TEXT, b"reply")]
+    # Output taken: the next ping gets a pong of its own.
+    feed(conn, ping(PING, b"again"))
+    assert [(f.opcode, f.payload) for f in written_frames(conn)] == [(PONG, b"again")]
 
 
 def test_5_5_2_auto_pong_can_be_disabled() -> None:

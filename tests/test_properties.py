@@ -106,16 +106,25 @@ def cut(data: bytes, points: list[int]) -> list[bytes]:
 
 
 def run(conn: Engine, pieces: list[bytes], eof: bool = True) -> tuple[list[Event], bytes]:
-    """Feed pieces, collecting events after each; return the events and everything written."""
+    """Feed pieces, collecting events after each; return the events and everything written.
+
+    The output is taken after every event: a pong still unsent when the next ping
+    arrives is replaced by that ping's (§5.5.3), so output taken less often
+    depends on where the input was split.
+    """
     evs: list[Event] = []
     written = []
     for piece in pieces:
         conn.receive_data(piece)
-        evs.extend(conn.events())
+        for event in conn.events():
+            evs.append(event)
+            written.append(drain(conn)[0])
         written.append(drain(conn)[0])
     if eof:
         conn.receive_eof()
-        evs.extend(conn.events())
+        for event in conn.events():
+            evs.append(event)
+            written.append(drain(conn)[0])
     written.append(drain(conn)[0])
     return evs, b"".join(written)
 
