@@ -50,6 +50,13 @@ def _positive_int(text: str) -> int | None:
     return value
 
 
+def _connection_cap(text: str) -> int | str | None:
+    """``N``, ``none`` (no cap) or ``auto`` (derived from the open files limit)."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    return _positive_int(text)
+
+
 def _byte_count(text: str) -> int:
     size = parse_size(text) if text.strip() not in ("0", "none") else 0
     assert size is not None
@@ -83,6 +90,16 @@ def _server_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-queue", type=int, default=16, metavar="N",
                         help="incoming messages buffered per connection before reading "
                         "pauses (default: %(default)s)")
+    parser.add_argument("--max-connections", type=_connection_cap, default="auto",
+                        metavar="N", help="open WebSocket connections at most; further "
+                        "upgrade requests get HTTP 503. 'none' for no cap. Default 'auto': "
+                        "L - 64 - L // 8 where L is the open files limit (soft "
+                        "RLIMIT_NOFILE; ulimit -n), keeping descriptors for handshakes "
+                        "in progress, 503 answers, listening sockets, logs and the "
+                        "backplane; the value is logged at startup")
+    parser.add_argument("--max-connections-per-ip", type=_positive_int, default=None,
+                        metavar="N", help="open connections per client address at most; "
+                        "HTTP 503 past it (default: none)")
     parser.add_argument("--no-compression", action="store_true",
                         help="do not negotiate permessage-deflate (RFC 7692)")
     parser.add_argument("--compression-threshold", type=_byte_count, metavar="BYTES",
@@ -98,6 +115,9 @@ def _server_options(parser: argparse.ArgumentParser) -> None:
                         help="how long to wait for closing handshakes (default: %(default)s)")
     parser.add_argument("--ping-interval", type=_seconds, default=20.0, metavar="SECONDS",
                         help="keepalive ping period, 'none' to disable (default: %(default)s)")
+    parser.add_argument("--ping-timeout", type=_seconds, default=20.0, metavar="SECONDS",
+                        help="close with 1011 when a ping's pong has not come back after "
+                        "this long, 'none' to wait forever (default: %(default)s)")
     parser.add_argument("--log-level", default="info",
                         choices=("debug", "info", "warning", "error", "critical"),
                         help="logging threshold (default: %(default)s)")

@@ -32,6 +32,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Generic, TypeVar
+from urllib.parse import urljoin, urlsplit, urlunsplit
 
 from ._core import Limits, State
 from .connection import ClientConnection, ServerConnection
@@ -40,6 +41,7 @@ from .events import Binary, HTTPRequest, Pong, Request, Text
 from .events import ConnectionClosed as ClosedEvent
 from .extensions.base import ClientExtensionFactory, ServerExtensionFactory
 from .headers import Headers
+from .uri import parse_uri
 
 __all__ = [
     "ClientOptions",
@@ -48,6 +50,7 @@ __all__ = [
     "ConnectionClosedError",
     "ConnectionClosedOK",
     "Driver",
+    "InvalidRedirect",
     "InvalidStatus",
     "ServerOptions",
 ]
@@ -108,6 +111,22 @@ class InvalidStatus(WebSocketError):
         self.status = status
         self.headers = headers
         self.body = body
+
+
+class InvalidRedirect(WebSocketError):
+    """Client: the server redirected the opening handshake somewhere the client will not go.
+
+    The server's fault: ``status`` and ``location`` are its 3xx answer's, ``reason``
+    says why it was not followed: it leaves TLS (``wss`` to ``ws`` or ``http``), its
+    scheme is not ws, wss, http or https, or the Location is not a URI.
+    """
+
+    def __init__(self, status: int, location: str, reason: str) -> None:
+        super().__init__(f"server redirected the WebSocket upgrade with HTTP {status} to "
+                         f"{location!r}, not followed: {reason}")
+        self.status = status
+        self.location = location
+        self.reason = reason
 
 
 def closed_exception(code: int | None, reason: str, error: Exception | None) -> ConnectionClosed:
@@ -215,14 +234,104 @@ class ClientOptions(_Common):
     max_redirects: int = 3
     proxy: str | None = None
 
-    def new_engine(self, uri: str) -> ClientConnection:
+    def new_engine(self, uri: str, extra_headers: Sequence[tuple[str, str]] | None = None
+                   ) -> ClientConnection:
+        """The engine of one opening handshake to ``uri``; ``extra_headers`` replaces the
+        option's (after a cross-origin redirect, see :func:`redirect`)."""
         extensions = self.extensions
         if extensions is None:
             extensions = self._once("_extensions", lambda: tuple(
                 _deflate("client", self.compression, self.compression_options)))
+        if extra_headers is None:
+            extra_headers = self.extra_headers
         return ClientConnection(uri, origin=self.origin, subprotocols=self.subprotocols,
-                                extensions=extensions, extra_headers=self.extra_headers,
+                                extensions=extensions, extra_headers=extra_headers,
                                 limits=self.engine_limits(), streaming=False)
+
+
+# ---------------------------------------------------------------- redirects
+
+#: Schemes a redirect may name, and the WebSocket scheme each means: RFC 6455 §3
+#: makes ws and wss URIs stand for the same resources as http and https, and
+#: servers behind HTTP frameworks answer with http(s) Locations.
+_REDIRECT_SCHEMES: Final = {"ws": "ws", "http": "ws", "wss": "wss", "https": "wss"}
+
+#: Headers that carry the caller's credentials: never sent on to another origin
+#: (RFC 9110 §15.4 asks a client following a redirect to consider removing them).
+CREDENTIAL_HEADERS: Final = frozenset({"authorization", "cookie", "proxy-authorization"})
+
+
+def redirect(current_uri: str, location: str, extra_headers: Sequence[tuple[str, str]],
+             status: int = 302) -> tuple[str, tuple[tuple[str, str], ...]]:
+    """Where a ``status`` redirect to ``location`` from ``current_uri`` goes, and the
+    extra headers to send there.
+
+    ``location`` may be relative (RFC 9110 §10.2.2); ``http`` and ``https`` mean
+    ``ws`` and ``wss`` (RFC 6455 §3); a fragment is dropped (a WebSocket URI has
+    none, §3). On a cross-origin redirect (scheme, host or port differ)
+    ``Authorization``, ``Cookie`` and ``Proxy-Authorization`` are dropped.
+    Raises :class:`InvalidRedirect` for a redirect from ``wss`` to ``ws``, another
+    scheme, or a Location that is not a URI.
+    """
+    # RFC 3986 §2: a URI is printable ASCII; whitespace would also split the
+    # request line (RFC 9112 §3).
+    if any(not " " < char < "\x7f" for char in location):
+        raise InvalidRedirect(status, location, "not a URI (RFC 3986)")
+    try:
+        parts = urlsplit(location)
+        if not parts.scheme:  # a relative reference (RFC 3986 §5.2)
+            parts = urlsplit(urljoin(current_uri, location))
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        raise InvalidRedirect(status, location, "not a URI (RFC 3986)") from None
+    scheme = _REDIRECT_SCHEMES.get(parts.scheme.lower())
+    if scheme is None:
+        raise InvalidRedirect(status, location, f"unsupported scheme {parts.scheme!r} "
+                              "(ws, wss, http or https only)")
+    new_uri = urlunsplit((scheme, parts.netloc, parts.path, parts.query, ""))
+    try:
+        target = parse_uri(new_uri)
+    except ValueError as exc:
+        raise InvalidRedirect(status, location, str(exc)) from None
+    here = parse_uri(current_uri)
+    if here.secure and not target.secure:
+        raise InvalidRedirect(status, location, "it leaves TLS (wss to ws)")
+    headers = tuple(extra_headers)
+    if (target.secure, target.host, target.port) != (here.secure, here.host, here.port):
+        headers = tuple((name, value) for name, value in headers
+                        if name.lower() not in CREDENTIAL_HEADERS)
+    return new_uri, headers
+
+
+class Redirects:
+    """Both clients' redirect loop, less the waiting: where the next attempt goes.
+
+    Start at ``uri`` with the options' extra headers; after each
+    :class:`InvalidStatus`, :meth:`follow` moves :attr:`uri` and
+    :attr:`extra_headers` to the redirect's target, at most ``max_redirects`` times.
+    """
+
+    __slots__ = ("extra_headers", "left", "uri")
+
+    def __init__(self, uri: str, options: ClientOptions) -> None:
+        self.uri = uri
+        self.extra_headers: tuple[tuple[str, str], ...] = tuple(options.extra_headers)
+        self.left = options.max_redirects
+
+    def follow(self, error: InvalidStatus) -> bool:
+        """True to try again at the redirect's target, False to raise ``error`` (not a
+        redirect, or the last one allowed); :class:`InvalidRedirect` if refused."""
+        locations = error.headers.get_all("location")
+        if not 300 <= error.status < 400 or not locations or not locations[0] \
+                or self.left <= 0:
+            return False
+        if len(locations) > 1:
+            raise InvalidRedirect(error.status, ", ".join(locations),
+                                  "several Location headers (RFC 9110 §10.2.2)")
+        self.uri, self.extra_headers = redirect(self.uri, locations[0], self.extra_headers,
+                                                error.status)
+        self.left -= 1
+        return True
 
 
 def split_options(cls: type[_Common], options: dict[str, Any]) -> Any:

@@ -13,16 +13,49 @@ import asyncio
 import logging
 import ssl
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from ..events import HTTPRequest, Request
 from . import web
 from .backplane import Backplane, RedisBackplane, RelayBackplane
 from .hub import Hub
 
-__all__ = ["ServerConfig", "run_server"]
+__all__ = ["ServerConfig", "default_max_connections", "open_files_limit", "run_server"]
 
 logger = logging.getLogger("rfc6455.server")
+
+#: ``--max-connections auto`` (the default): derived from the open files limit.
+AUTO: Final = "auto"
+
+#: File descriptors never given to connections: stdio, the listening sockets, the
+#: event loop's own, log files, the backplane's sockets, files still to be opened
+#: (modules imported late, certificates).
+FD_RESERVE: Final = 64
+
+
+def open_files_limit() -> int | None:
+    """The soft ``RLIMIT_NOFILE`` of this process; None when unlimited or unknown."""
+    try:
+        import resource
+    except ImportError:  # not on every platform
+        return None
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return None if soft == resource.RLIM_INFINITY else soft
+
+
+def default_max_connections(fd_limit: int | None) -> int | None:
+    """``--max-connections`` by default: ``fd_limit - 64 - fd_limit // 8``, at least 1.
+
+    An open connection holds one file descriptor on either backend. The cap
+    counts open connections only, so besides :data:`FD_RESERVE` an eighth of
+    the limit stays free for connections still in their opening handshake and
+    for the 503 answers past the cap: a surplus client gets 503 (RFC 9110
+    §15.6.4) instead of waiting in the listen backlog for an ``accept()`` that
+    fails with EMFILE. None (no cap) when the limit is unknown or unlimited.
+    """
+    if fd_limit is None:
+        return None
+    return max(1, fd_limit - FD_RESERVE - fd_limit // 8)
 
 
 @dataclass(frozen=True)
@@ -43,6 +76,12 @@ class ServerConfig:
     keyfile: str | None = None
     close_timeout: float | None = 10.0
     ping_interval: float | None = 20.0
+    ping_timeout: float | None = 20.0
+    #: Open WebSocket connections at most, past it HTTP 503 (None: no cap).
+    max_connections: int | None = None
+    max_connections_per_ip: int | None = None
+    #: The open files limit ``max_connections`` was derived from, if it was.
+    fd_limit: int | None = None
     client_buffer: int = 1024 * 1024
     slow_policy: str = "drop"
     slow_close_code: int = 1008
@@ -53,6 +92,10 @@ class ServerConfig:
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> ServerConfig:
+        max_connections, fd_limit = args.max_connections, None
+        if max_connections == AUTO:
+            fd_limit = open_files_limit()
+            max_connections = default_max_connections(fd_limit)
         return cls(
             app=args.command, host=args.host, port=args.port, backend=args.backend,
             max_size=args.max_size, max_fragments=args.max_fragments,
@@ -61,6 +104,8 @@ class ServerConfig:
             origins=tuple(args.origins) if args.origins else None,
             certfile=args.certfile, keyfile=args.keyfile,
             close_timeout=args.close_timeout, ping_interval=args.ping_interval,
+            ping_timeout=args.ping_timeout, max_connections=max_connections,
+            max_connections_per_ip=args.max_connections_per_ip, fd_limit=fd_limit,
             client_buffer=getattr(args, "client_buffer", None) or 1024 * 1024,
             slow_policy=getattr(args, "slow_policy", "drop"),
             slow_close_code=getattr(args, "slow_close_code", 1008),
@@ -89,6 +134,9 @@ class ServerConfig:
             "compression_options": compression_options,
             "close_timeout": self.close_timeout,
             "ping_interval": self.ping_interval,
+            "ping_timeout": self.ping_timeout,
+            "max_connections": self.max_connections,
+            "max_connections_per_ip": self.max_connections_per_ip,
             "process_request": self.process_request,
             "reuse_port": self.reuse_port,
         }
@@ -130,7 +178,22 @@ def _url(config: ServerConfig, address: Any) -> str:
     return f"{scheme}://{host}:{port}/ws"
 
 
+def _caps(config: ServerConfig) -> str:
+    if config.max_connections is None:
+        total = "no cap on connections"
+    else:
+        total = f"at most {config.max_connections} connections"
+    if config.fd_limit is not None:
+        total += (f" (open files limit {config.fd_limit} - {FD_RESERVE} - "
+                  f"{config.fd_limit} // 8)")
+    per_ip = config.max_connections_per_ip
+    return total + ", " + ("no cap per client address" if per_ip is None
+                           else f"at most {per_ip} per client address")
+
+
 def log_start(config: ServerConfig, address: Any) -> None:
+    # Past a cap, upgrade requests get 503 (the adapters' Admission).
+    logger.info("%s", _caps(config))
     logger.info("%s server (%s backend) listening on %s", config.app, config.backend,
                 _url(config, address))
 

@@ -19,6 +19,7 @@ from .._driver import (
     ConnectionClosed,
     ConnectionClosedError,
     ConnectionClosedOK,
+    InvalidRedirect,
     InvalidStatus,
 )
 from .client import connect
@@ -32,6 +33,7 @@ __all__ = [
     "ConnectionClosed",
     "ConnectionClosedError",
     "ConnectionClosedOK",
+    "InvalidRedirect",
     "InvalidStatus",
     "Listener",
     "Server",

@@ -9,12 +9,13 @@ import ssl as ssl_module
 from collections.abc import Generator
 from time import monotonic as _now
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urlsplit
 
 from .._core import State
 from .._driver import (
     ClientOptions,
     InvalidStatus,
+    Redirects,
     client_logger,
     proxy_connect_request,
     proxy_connect_status,
@@ -31,8 +32,9 @@ __all__ = ["connect"]
 class _ClientProtocol(Connection):
     __slots__ = ("_keepalive_timer", "_opened")
 
-    def __init__(self, uri: str, options: ClientOptions, logger: logging.Logger) -> None:
-        super().__init__(options.new_engine(uri), options, logger)
+    def __init__(self, uri: str, extra_headers: tuple[tuple[str, str], ...],
+                 options: ClientOptions, logger: logging.Logger) -> None:
+        super().__init__(options.new_engine(uri, extra_headers), options, logger)
         self._opened: asyncio.Future[None] = self._loop.create_future()
         self._keepalive_timer: asyncio.TimerHandle | None = None
 
@@ -119,9 +121,18 @@ class connect:
     ``async with connect(uri) as ws`` also closes it. Options: ``ssl`` (an
     :class:`ssl.SSLContext` for ``wss://``), ``path`` (a unix socket),
     ``server_hostname``, ``logger``, ``proxy`` ("http://host:port", HTTP CONNECT),
-    ``max_redirects`` (3xx answers followed), and the fields of
+    ``max_redirects`` (3xx answers followed, default 3), and the fields of
     :class:`rfc6455._driver.ClientOptions` (``origin``, ``subprotocols``,
     ``extra_headers``, ``compression``, ``max_size``, ``ping_interval``...).
+
+    Redirects: a 3xx answer with a ``Location`` is followed (relative ones
+    too); ``http://`` and ``https://`` Locations mean ``ws://`` and ``wss://``
+    (RFC 6455 §3). To another origin (scheme, host or port) the
+    ``Authorization``, ``Cookie`` and ``Proxy-Authorization`` headers of
+    ``extra_headers`` are not sent. A redirect from ``wss`` to ``ws``, to
+    another scheme, or to something that is not a URI raises
+    :class:`~rfc6455.asyncio.InvalidRedirect`; past ``max_redirects`` the last
+    answer raises :class:`~rfc6455.asyncio.InvalidStatus`.
     """
 
     def __init__(self, uri: str, *, ssl: ssl_module.SSLContext | None = None,
@@ -135,7 +146,8 @@ class connect:
         self._logger = logger or client_logger
         self._ws: Connection | None = None
 
-    async def _attempt(self, uri: str) -> Connection:
+    async def _attempt(self, uri: str, extra_headers: tuple[tuple[str, str], ...]
+                       ) -> Connection:
         loop = asyncio.get_running_loop()
         wsuri = parse_uri(uri)
         context = self._ssl
@@ -146,7 +158,7 @@ class connect:
         hostname = (self._server_hostname or wsuri.host) if context is not None else None
 
         def factory() -> _ClientProtocol:
-            return _ClientProtocol(uri, self.options, self._logger)
+            return _ClientProtocol(uri, extra_headers, self.options, self._logger)
 
         if self._path is not None:
             _, protocol = await loop.create_unix_connection(
@@ -166,20 +178,16 @@ class connect:
         return protocol
 
     async def _open(self) -> Connection:
-        uri = self.uri
-        redirects = 0
+        hops = Redirects(self.uri, self.options)
         while True:
+            attempt = self._attempt(hops.uri, hops.extra_headers)
             try:
                 if self.options.open_timeout is None:
-                    ws = await self._attempt(uri)
+                    ws = await attempt
                 else:
-                    ws = await asyncio.wait_for(self._attempt(uri), self.options.open_timeout)
+                    ws = await asyncio.wait_for(attempt, self.options.open_timeout)
             except InvalidStatus as exc:
-                location = exc.headers.get("location")
-                if 300 <= exc.status < 400 and location and redirects < self.options.max_redirects:
-                    redirects += 1
-                    uri = urljoin(uri.replace("ws", "http", 1), location)
-                    uri = "ws" + uri[4:] if uri.startswith("http") else uri
+                if hops.follow(exc):
                     continue
                 raise
             self._ws = ws

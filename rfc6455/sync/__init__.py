@@ -14,6 +14,7 @@ from .._driver import (
     ConnectionClosed,
     ConnectionClosedError,
     ConnectionClosedOK,
+    InvalidRedirect,
     InvalidStatus,
 )
 from .client import connect
@@ -26,6 +27,7 @@ __all__ = [
     "ConnectionClosed",
     "ConnectionClosedError",
     "ConnectionClosedOK",
+    "InvalidRedirect",
     "InvalidStatus",
     "Server",
     "connect",

@@ -8,11 +8,12 @@ import socket
 import ssl as ssl_module
 import time
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urlsplit
 
 from .._driver import (
     ClientOptions,
     InvalidStatus,
+    Redirects,
     client_logger,
     proxy_connect_request,
     proxy_connect_status,
@@ -49,7 +50,8 @@ def _tunnel(proxy: str, host: str, port: int, timeout: float | None) -> socket.s
     return sock
 
 
-def _attempt(uri: str, options: ClientOptions, context: ssl_module.SSLContext | None,
+def _attempt(uri: str, extra_headers: tuple[tuple[str, str], ...], options: ClientOptions,
+             context: ssl_module.SSLContext | None,
              path: str | None, server_hostname: str | None,
              logger: logging.Logger) -> Connection:
     wsuri = parse_uri(uri)
@@ -75,7 +77,7 @@ def _attempt(uri: str, options: ClientOptions, context: ssl_module.SSLContext | 
     try:
         if context is not None:
             sock = context.wrap_socket(sock, server_hostname=server_hostname or wsuri.host)
-        engine = options.new_engine(uri)
+        engine = options.new_engine(uri, extra_headers)
         event = handshake_io(sock, engine, deadline)
         if isinstance(event, Accepted):
             conn = Connection(sock, engine, options, logger)
@@ -100,17 +102,19 @@ def connect(uri: str, *, ssl: ssl_module.SSLContext | None = None, path: str | N
     Options as for :func:`rfc6455.asyncio.connect`: ``ssl``, ``path`` (unix
     socket), ``proxy``, ``max_redirects``, ``origin``, ``subprotocols``,
     ``extra_headers``, ``compression``, ``max_size``, ``ping_interval``...
+
+    Redirects as there: 3xx answers followed up to ``max_redirects`` (default
+    3), ``http(s)://`` Locations meaning ``ws(s)://``, credentials
+    (``Authorization``, ``Cookie``, ``Proxy-Authorization``) not sent to
+    another origin, :class:`~rfc6455.sync.InvalidRedirect` for a redirect from
+    ``wss`` to ``ws``, another scheme or a Location that is not a URI.
     """
     opts: ClientOptions = split_options(ClientOptions, options)
-    redirects = 0
+    hops = Redirects(uri, opts)
     while True:
         try:
-            return _attempt(uri, opts, ssl, path, server_hostname, logger or client_logger)
+            return _attempt(hops.uri, hops.extra_headers, opts, ssl, path, server_hostname,
+                            logger or client_logger)
         except InvalidStatus as exc:
-            location = exc.headers.get("location")
-            if 300 <= exc.status < 400 and location and redirects < opts.max_redirects:
-                redirects += 1
-                uri = urljoin(uri.replace("ws", "http", 1), location)
-                uri = "ws" + uri[4:] if uri.startswith("http") else uri
-                continue
-            raise
+            if not hops.follow(exc):
+                raise

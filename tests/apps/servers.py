@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 _URL = re.compile(r"listening on (wss?)://([^\s/]+):(\d+)(/\S*)")
@@ -21,13 +22,15 @@ BACKENDS = ("asyncio", "sync")  # every server test runs on both adapters
 class Server:
     """``python -m rfc6455 APP --port 0 ...`` with its log captured in a file."""
 
-    def __init__(self, app: str, backend: str, *args: str, timeout: float = 20.0) -> None:
+    def __init__(self, app: str, backend: str, *args: str, timeout: float = 20.0,
+                 preexec_fn: Callable[[], object] | None = None) -> None:
         self.log_path = Path(tempfile.mkstemp(prefix=f"rfc6455-{app}-", suffix=".log")[1])
         self._log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "rfc6455", app, "--port", "0", "--backend", backend,
              "--log-level", "info", *args],
-            stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT)
+            stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
+            preexec_fn=preexec_fn)
         deadline = time.monotonic() + timeout
         while True:
             match = _URL.search(self.log())
