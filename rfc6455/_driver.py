@@ -198,15 +198,18 @@ class ServerOptions(_Common):
     max_connections_per_ip: int | None = None
 
     def __post_init__(self) -> None:
-        # Refused when the server is set up, not at its first connection.
-        validate_origin_options(self.origins, self.check_origin)
+        # Refused when the server is set up, not at its first connection; the list
+        # is parsed once, here, for all connections (frozen forbids setattr only).
+        self.__dict__["_origin_allow_list"] = validate_origin_options(
+            self.origins, self.check_origin)
 
     def new_engine(self) -> ServerConnection:
         extensions = self.extensions
         if extensions is None:
             extensions = self._once("_extensions", lambda: tuple(
                 _deflate("server", self.compression, self.compression_options)))
-        return ServerConnection(origins=self.origins, check_origin=self.check_origin,
+        return ServerConnection(origins=self.__dict__["_origin_allow_list"],
+                                check_origin=self.check_origin,
                                 subprotocols=self.subprotocols,
                                 extensions=extensions, limits=self.engine_limits(),
                                 streaming=False)

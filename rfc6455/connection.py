@@ -20,7 +20,7 @@ from ._core import EOF, Connection, Limits, State
 from .errors import CloseCode, LocalProtocolError, RemoteProtocolError
 from .events import Accepted, Event, Rejected, Request
 from .extensions.base import ClientExtensionFactory, ServerExtensionFactory
-from .handshake import ClientHandshake, ServerHandshake
+from .handshake import ClientHandshake, OriginAllowList, ServerHandshake
 from .headers import Headers
 from .uri import parse_uri
 
@@ -34,7 +34,8 @@ class ServerConnection(Connection):
 
     ``origins`` is the origin policy (see :func:`rfc6455.handshake.origin_allowed`):
     ``None`` allows requests without ``Origin`` and same-host origins only; a list
-    allows exactly its origins (``None`` in it: requests without ``Origin``).
+    allows exactly its origins (``None`` in it: requests without ``Origin``); an
+    :class:`~rfc6455.handshake.OriginAllowList` is such a list parsed once.
     ``check_origin(request)`` replaces that policy: False, or an exception, refuses
     the request with 403 (the exception is the ``__cause__`` of the reported error).
     ``subprotocols`` are the ones the server speaks, most preferred first;
@@ -46,7 +47,7 @@ class ServerConnection(Connection):
     def __init__(
         self,
         *,
-        origins: Collection[str | None] | None = None,
+        origins: Collection[str | None] | OriginAllowList | None = None,
         check_origin: Callable[[Request], bool] | None = None,
         subprotocols: Sequence[str] = (),
         extensions: Sequence[ServerExtensionFactory] = (),

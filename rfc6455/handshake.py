@@ -118,11 +118,12 @@ def _origin_key(origin: str) -> _OriginKey | None:
     """(scheme, host, port) of a serialized origin (RFC 6454 §6.2), or None if it is not one.
 
     Scheme and host compare case-insensitively, a default port (80/443) equals its
-    absence; nothing else is normalized, so a path, userinfo, whitespace or any other
-    character is no origin and matches nothing.
+    absence, an IPv6 address compares as an address; nothing else is normalized, so
+    a path, userinfo, whitespace, an empty port or any other character is no origin
+    and matches nothing.
     """
     match = _ORIGIN_RE.fullmatch(origin)
-    if match is None or not match.group("host"):
+    if match is None or not match.group("host") or match.group("port") == "":
         return None
     authority = _authority(match)
     if authority is None:
@@ -143,7 +144,7 @@ class OriginAllowList:
 
 
 def validate_origin_options(
-    origins: Collection[str | None] | None,
+    origins: Collection[str | None] | OriginAllowList | None,
     check_origin: Callable[[Request], bool] | None,
 ) -> OriginAllowList | None:
     """Check the server's origin options; the allow-list they make, or None for none.
@@ -152,7 +153,9 @@ def validate_origin_options(
     (``"https://app.example"``), ``"null"``, ``"*"`` and ``None``. A ``str`` is
     refused (``TypeError``): iterating over it would allow its characters. An
     entry that is no ``scheme://host[:port]`` raises ``ValueError``, as do both
-    options given at once (``check_origin`` replaces the policy).
+    options given at once (``check_origin`` replaces the policy). An
+    :class:`OriginAllowList` (this function's result) is returned as it is: a
+    server parses its list once for all its connections.
     """
     if check_origin is not None and not callable(check_origin):
         raise TypeError(f"check_origin must be callable, not {type(check_origin).__name__}")
@@ -160,9 +163,14 @@ def validate_origin_options(
         return None
     if check_origin is not None:
         raise ValueError("give origins or check_origin, not both")
-    if isinstance(origins, (str, bytes, bytearray)) or not isinstance(origins, Collection):
-        raise TypeError(f"origins must be a list of origins, not {type(origins).__name__} "
+    if isinstance(origins, OriginAllowList):
+        return origins
+    if isinstance(origins, (str, bytes, bytearray)):
+        raise TypeError(f"origins must be a list of origins, not the {type(origins).__name__} "
                         f"{origins!r}: write origins=[{origins!r}]")
+    if not isinstance(origins, Collection):
+        # An iterator would be used up by the first connection.
+        raise TypeError(f"origins must be a list of origins, not {type(origins).__name__}")
     keys: set[_OriginKey] = set()
     allow_missing = allow_null = allow_any = False
     for entry in origins:
@@ -250,7 +258,7 @@ class ServerHandshake:
         self,
         *,
         max_header_bytes: int,
-        origins: Collection[str | None] | None,
+        origins: Collection[str | None] | OriginAllowList | None,
         subprotocols: Sequence[str],
         extensions: Sequence[ServerExtensionFactory],
         check_origin: Callable[[Request], bool] | None = None,

@@ -234,7 +234,7 @@ TRUSTED = ["https://trusted-site.com"]
     "h", ":", "https://trusted-site.co", "https://trusted-site.com.evil.example",
     "https://evil.example/https://trusted-site.com", "http://trusted-site.com",
     "https://trusted-site.com:8443", "https://trusted-site.com/", "wss://trusted-site.com",
-    "https://trusted\t-site.com", "null", "*", "",
+    "https://trusted\t-site.com", "https://trusted-site.com:", "null", "*", "",
 ])
 def test_allow_list_refuses_everything_but_the_exact_origin(origin: str) -> None:
     assert outcome(with_origin(origin), origins=TRUSTED) == 403
@@ -338,6 +338,34 @@ def test_check_origin_through_server_options() -> None:
         ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="), ("Sec-WebSocket-Version", "13")]))
     assert isinstance(next(server.events()), ConnectionClosed)
     assert status_of(drain(server)[0]) == 403
+
+
+def test_check_origin_through_serve(caplog: pytest.LogCaptureFixture) -> None:
+    """The adapters take ``check_origin`` like any server option (ServerOptions)."""
+    from rfc6455.sync import Connection, connect, serve
+
+    def echo(ws: Connection) -> None:
+        for message in ws:
+            ws.send(message)
+
+    def loopback_only(request: Request) -> bool:
+        return (request.host or "").startswith("127.0.0.1:")
+
+    with caplog.at_level(logging.ERROR):
+        server = serve(echo, "127.0.0.1", 0, check_origin=loopback_only)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            with RawClient(server.port, handshake=False) as raw:
+                raw.send(with_host("attacker.example"))
+                assert raw.read_until_eof(10).startswith(b"HTTP/1.1 403 Forbidden\r\n")
+            with connect(f"ws://127.0.0.1:{server.port}/", origin="https://any.example") as ws:
+                ws.send("allowed")
+                assert ws.recv(timeout=10) == "allowed"
+        finally:
+            server.shutdown()
+            thread.join(5)
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
 
 
 def test_check_origin_options_are_validated() -> None:
