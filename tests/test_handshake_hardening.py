@@ -134,9 +134,16 @@ def test_upgrade_h2c_with_a_body_is_a_plain_request_and_never_switches() -> None
         server.accept()
 
 
-def _smuggle_over_socket(port: int) -> bytes:
+SMUGGLING = {
+    "content-length": upgrade([("Content-Length", str(len(SMUGGLED)))]) + SMUGGLED,
+    "chunked": upgrade([("Transfer-Encoding", "chunked")])
+    + f"{len(SMUGGLED):x}\r\n".encode() + SMUGGLED + b"\r\n0\r\n\r\n",
+}
+
+
+def _smuggle_over_socket(port: int, how: str) -> bytes:
     with RawClient(port, handshake=False) as raw:
-        raw.send(upgrade([("Content-Length", str(len(SMUGGLED)))]) + SMUGGLED)
+        raw.send(SMUGGLING[how])
         return raw.read_until_eof(10)
 
 
@@ -146,7 +153,9 @@ def _assert_smuggling_refused(reply: bytes) -> None:
     assert b"smuggled" not in reply and not body.startswith(b"\x81"), body
 
 
-def test_smuggled_frame_is_refused_by_the_asyncio_server(caplog: pytest.LogCaptureFixture) -> None:
+@pytest.mark.parametrize("how", sorted(SMUGGLING))
+def test_smuggled_frame_is_refused_by_the_asyncio_server(
+        how: str, caplog: pytest.LogCaptureFixture) -> None:
     from rfc6455.asyncio import Connection, connect, serve
 
     async def echo(ws: Connection) -> None:
@@ -155,7 +164,7 @@ def test_smuggled_frame_is_refused_by_the_asyncio_server(caplog: pytest.LogCaptu
 
     async def main() -> None:
         async with serve(echo, "127.0.0.1", 0) as srv:
-            reply = await asyncio.to_thread(_smuggle_over_socket, srv.port)
+            reply = await asyncio.to_thread(_smuggle_over_socket, srv.port, how)
             _assert_smuggling_refused(reply)
             # Everyone else is still served.
             async with connect(f"ws://127.0.0.1:{srv.port}/") as ws:
@@ -167,7 +176,9 @@ def test_smuggled_frame_is_refused_by_the_asyncio_server(caplog: pytest.LogCaptu
     assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
 
 
-def test_smuggled_frame_is_refused_by_the_sync_server(caplog: pytest.LogCaptureFixture) -> None:
+@pytest.mark.parametrize("how", sorted(SMUGGLING))
+def test_smuggled_frame_is_refused_by_the_sync_server(
+        how: str, caplog: pytest.LogCaptureFixture) -> None:
     from rfc6455.sync import Connection, connect, serve
 
     def echo(ws: Connection) -> None:
@@ -179,7 +190,7 @@ def test_smuggled_frame_is_refused_by_the_sync_server(caplog: pytest.LogCaptureF
         thread = threading.Thread(target=server.serve_forever, daemon=True)
         thread.start()
         try:
-            _assert_smuggling_refused(_smuggle_over_socket(server.port))
+            _assert_smuggling_refused(_smuggle_over_socket(server.port, how))
             with connect(f"ws://127.0.0.1:{server.port}/") as ws:
                 ws.send("still here")
                 assert ws.recv(timeout=10) == "still here"
