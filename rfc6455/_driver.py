@@ -29,7 +29,7 @@ import logging
 import os
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Generic, TypeVar
 from urllib.parse import urljoin, urlsplit, urlunsplit
@@ -40,6 +40,7 @@ from .errors import CloseCode, WebSocketError
 from .events import Binary, HTTPRequest, Pong, Request, Text
 from .events import ConnectionClosed as ClosedEvent
 from .extensions.base import ClientExtensionFactory, ServerExtensionFactory
+from .handshake import validate_origin_options
 from .headers import Headers
 from .uri import parse_uri
 
@@ -205,7 +206,9 @@ class _Common:
 class ServerOptions(_Common):
     """Server options, shared by both adapters (see ``serve``'s docstring)."""
 
-    origins: Sequence[str] | None = None
+    origins: Collection[str | None] | None = None
+    #: Replaces the ``origins`` policy: ``check_origin(request)`` False refuses with 403.
+    check_origin: Callable[[Request], bool] | None = None
     subprotocols: Sequence[str] = ()
     extensions: Sequence[ServerExtensionFactory] | None = None
     extra_headers: Sequence[tuple[str, str]] = ()
@@ -213,12 +216,20 @@ class ServerOptions(_Common):
     max_connections: int | None = None
     max_connections_per_ip: int | None = None
 
+    def __post_init__(self) -> None:
+        # Refused when the server is set up, not at its first connection; the list
+        # is parsed once, here, for all connections (frozen forbids setattr only).
+        self.__dict__["_origin_allow_list"] = validate_origin_options(
+            self.origins, self.check_origin)
+
     def new_engine(self) -> ServerConnection:
         extensions = self.extensions
         if extensions is None:
             extensions = self._once("_extensions", lambda: tuple(
                 _deflate("server", self.compression, self.compression_options)))
-        return ServerConnection(origins=self.origins, subprotocols=self.subprotocols,
+        return ServerConnection(origins=self.__dict__["_origin_allow_list"],
+                                check_origin=self.check_origin,
+                                subprotocols=self.subprotocols,
                                 extensions=extensions, limits=self.engine_limits(),
                                 streaming=False)
 

@@ -14,13 +14,13 @@ Typical server loop (any event loop; see docs for complete examples)::
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 
 from ._core import EOF, Connection, Limits, State
 from .errors import CloseCode, LocalProtocolError, RemoteProtocolError
 from .events import Accepted, Event, Rejected, Request
 from .extensions.base import ClientExtensionFactory, ServerExtensionFactory
-from .handshake import ClientHandshake, ServerHandshake
+from .handshake import ClientHandshake, OriginAllowList, ServerHandshake
 from .headers import Headers
 from .uri import parse_uri
 
@@ -33,7 +33,11 @@ class ServerConnection(Connection):
     """Server role of one WebSocket connection, from the first request byte to the close.
 
     ``origins`` is the origin policy (see :func:`rfc6455.handshake.origin_allowed`):
-    ``None`` allows requests without ``Origin`` and same-host origins only.
+    ``None`` allows requests without ``Origin`` and same-host origins only; a list
+    allows exactly its origins (``None`` in it: requests without ``Origin``); an
+    :class:`~rfc6455.handshake.OriginAllowList` is such a list parsed once.
+    ``check_origin(request)`` replaces that policy: False, or an exception, refuses
+    the request with 403 (the exception is the ``__cause__`` of the reported error).
     ``subprotocols`` are the ones the server speaks, most preferred first;
     ``extensions`` the extension factories it may negotiate.
     """
@@ -43,7 +47,8 @@ class ServerConnection(Connection):
     def __init__(
         self,
         *,
-        origins: Sequence[str] | None = None,
+        origins: Collection[str | None] | OriginAllowList | None = None,
+        check_origin: Callable[[Request], bool] | None = None,
         subprotocols: Sequence[str] = (),
         extensions: Sequence[ServerExtensionFactory] = (),
         limits: Limits = Limits(),  # noqa: B008 - frozen, shared safely
@@ -55,7 +60,7 @@ class ServerConnection(Connection):
                          auto_pong=auto_pong, fragment_size=fragment_size)
         self._handshake: ServerHandshake | None = ServerHandshake(
             max_header_bytes=limits.max_header_bytes, origins=origins,
-            subprotocols=subprotocols, extensions=extensions)
+            check_origin=check_origin, subprotocols=subprotocols, extensions=extensions)
         #: The WebSocket request once received.
         self.request: Request | None = None
         #: The subprotocol chosen by :meth:`accept`, if any.

@@ -12,9 +12,12 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import ipaddress
 import os
-from collections.abc import Iterable, Sequence
-from urllib.parse import urlsplit
+import re
+from collections.abc import Callable, Collection, Iterable, Sequence
+from dataclasses import dataclass
+from http import HTTPStatus
 
 import h11
 
@@ -35,7 +38,15 @@ from .headers import (
     parse_token_list,
 )
 
-__all__ = ["ClientHandshake", "ServerHandshake", "accept_token", "origin_allowed"]
+__all__ = [
+    "ClientHandshake",
+    "OriginAllowList",
+    "ServerHandshake",
+    "accept_token",
+    "origin_allowed",
+    "parse_host",
+    "validate_origin_options",
+]
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # §1.3
 SUPPORTED_VERSION = "13"  # §4.1 item 9
@@ -65,37 +76,155 @@ def _parse_extension_offers(headers: Headers) -> tuple[ExtensionOffer, ...]:
     return tuple(offers)
 
 
+# ---------------------------------------------------------------- hosts and origins
+
+# RFC 3986 §3.2.2-3.2.3 as RFC 9112 §3.2 uses them for Host: uri-host [ ":" port ].
+# One grammar for the Host header and for an origin's host (RFC 6454 §6.2).
+_SUB_DELIMS = "!$&'()*+,;="
+_REG_NAME = rf"(?:[A-Za-z0-9\-._~{re.escape(_SUB_DELIMS)}]|%[0-9A-Fa-f]{{2}})*"
+_IP_LITERAL = (rf"\[(?:(?P<ipv6>[0-9A-Fa-f:.]+)"
+               rf"|v[0-9A-Fa-f]+\.[A-Za-z0-9\-._~{re.escape(_SUB_DELIMS)}:]+)\]")
+_AUTHORITY = rf"(?P<host>{_IP_LITERAL}|{_REG_NAME})(?::(?P<port>[0-9]*))?"
+_HOST_RE = re.compile(_AUTHORITY)
+_ORIGIN_RE = re.compile(rf"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*)://{_AUTHORITY}")
 _DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 
+_Authority = tuple[str, int | None]  # (lower-cased host, port or None)
+_OriginKey = tuple[str, str, int | None]  # (scheme, host, port): RFC 6454 §4's tuple
 
-def origin_allowed(origin: str | None, host: str | None, allowed: Sequence[str] | None) -> bool:
-    """The default origin policy (§10.2): protect browsers from cross-site hijacking.
 
-    Requests without ``Origin`` come from non-browser clients and pass. With an
-    explicit ``allowed`` list, the origin must be in it (``"*"`` allows all).
-    Without one, the origin's host and port must match the ``Host`` header:
-    a page may open a WebSocket to the server that served it.
+def _authority(match: re.Match[str]) -> _Authority | None:
+    host = match.group("host").lower()
+    ipv6 = match.group("ipv6")
+    if ipv6 is not None:
+        try:
+            host = f"[{ipaddress.IPv6Address(ipv6).compressed}]"
+        except ValueError:
+            return None
+    port_text = match.group("port")
+    if not port_text:
+        return host, None  # "host:" is allowed by the grammar: no port
+    port = int(port_text)
+    return (host, port) if port <= 65535 else None
+
+
+def parse_host(value: str) -> _Authority | None:
+    """(host, port) of a ``Host`` value (RFC 9112 §3.2), or None if it is not valid."""
+    match = _HOST_RE.fullmatch(value)
+    return None if match is None else _authority(match)
+
+
+def _origin_key(origin: str) -> _OriginKey | None:
+    """(scheme, host, port) of a serialized origin (RFC 6454 §6.2), or None if it is not one.
+
+    Scheme and host compare case-insensitively, a default port (80/443) equals its
+    absence, an IPv6 address compares as an address; nothing else is normalized, so
+    a path, userinfo, whitespace, an empty port or any other character is no origin
+    and matches nothing.
     """
+    match = _ORIGIN_RE.fullmatch(origin)
+    if match is None or not match.group("host") or match.group("port") == "":
+        return None
+    authority = _authority(match)
+    if authority is None:
+        return None
+    scheme = match.group("scheme").lower()
+    host, port = authority
+    return scheme, host, _DEFAULT_PORTS.get(scheme) if port is None else port
+
+
+@dataclass(frozen=True, slots=True)
+class OriginAllowList:
+    """An explicit ``origins`` list, parsed once (see :func:`validate_origin_options`)."""
+
+    origins: frozenset[_OriginKey]
+    allow_missing: bool  # None was listed: requests without Origin pass
+    allow_null: bool  # "null" was listed: opaque origins (sandboxed pages, file:) pass
+    allow_any: bool  # "*" was listed: no origin check at all
+
+
+def validate_origin_options(
+    origins: Collection[str | None] | OriginAllowList | None,
+    check_origin: Callable[[Request], bool] | None,
+) -> OriginAllowList | None:
+    """Check the server's origin options; the allow-list they make, or None for none.
+
+    ``origins`` is None (the default same-host policy) or a collection of origins
+    (``"https://app.example"``), ``"null"``, ``"*"`` and ``None``. A ``str`` is
+    refused (``TypeError``): iterating over it would allow its characters. An
+    entry that is no ``scheme://host[:port]`` raises ``ValueError``, as do both
+    options given at once (``check_origin`` replaces the policy). An
+    :class:`OriginAllowList` (this function's result) is returned as it is: a
+    server parses its list once for all its connections.
+    """
+    if check_origin is not None and not callable(check_origin):
+        raise TypeError(f"check_origin must be callable, not {type(check_origin).__name__}")
+    if origins is None:
+        return None
+    if check_origin is not None:
+        raise ValueError("give origins or check_origin, not both")
+    if isinstance(origins, OriginAllowList):
+        return origins
+    if isinstance(origins, (str, bytes, bytearray)):
+        raise TypeError(f"origins must be a list of origins, not the {type(origins).__name__} "
+                        f"{origins!r}: write origins=[{origins!r}]")
+    if not isinstance(origins, Collection):
+        # An iterator would be used up by the first connection.
+        raise TypeError(f"origins must be a list of origins, not {type(origins).__name__}")
+    keys: set[_OriginKey] = set()
+    allow_missing = allow_null = allow_any = False
+    for entry in origins:
+        if entry is None:
+            allow_missing = True
+        elif not isinstance(entry, str):
+            raise TypeError(f"origins entries are str or None, not {entry!r}")
+        elif entry == "*":
+            allow_any = True
+        elif entry == "null":
+            allow_null = True
+        else:
+            key = _origin_key(entry)
+            if key is None:
+                raise ValueError(f"not an origin (scheme://host[:port]): {entry!r}")
+            keys.add(key)
+    return OriginAllowList(frozenset(keys), allow_missing, allow_null, allow_any)
+
+
+def _origin_passes(origin: str | None, host: str | None, allowed: OriginAllowList | None) -> bool:
+    if allowed is not None:
+        if allowed.allow_any:
+            return True
+        if origin is None:
+            return allowed.allow_missing
+        if origin == "null":
+            return allowed.allow_null
+        return _origin_key(origin) in allowed.origins
     if origin is None:
         return True
-    if allowed is not None:
-        return "*" in allowed or origin in allowed
-    if host is None or origin == "null":
-        return False
-    try:
-        # urlsplit raises on an unbalanced "[" (IPv6 brackets), found by fuzz/: the
-        # peer's header is refused (403), never an exception out of the engine.
-        parts = urlsplit(origin)
-        if not parts.scheme or not parts.hostname:
-            return False
-        origin_port = parts.port or _DEFAULT_PORTS.get(parts.scheme.lower())
-        host_parts = urlsplit("//" + host)
-        host_port = host_parts.port
-    except ValueError:
-        return False
-    if host_parts.hostname is None or host_parts.hostname != parts.hostname.lower():
-        return False
-    return host_port is None or host_port == origin_port
+    key = _origin_key(origin)
+    authority = None if host is None else parse_host(host)
+    if key is None or authority is None:
+        return False  # "null" (RFC 6454 §7.3) and garbage included
+    _, origin_host, origin_port = key
+    host_name, host_port = authority
+    return host_name == origin_host and (host_port is None or host_port == origin_port)
+
+
+def origin_allowed(origin: str | None, host: str | None,
+                   allowed: Collection[str | None] | None) -> bool:
+    """The origin policy (§10.2): protect browsers from cross-site hijacking.
+
+    Without an ``allowed`` list, requests without ``Origin`` come from non-browser
+    clients and pass, and a browser's origin must have the host (and the port, when
+    ``Host`` names one) of the ``Host`` header: a page may open a WebSocket to the
+    server that served it. ``null`` never passes.
+
+    With a list, the origin must equal an entry as (scheme, host, port), compared
+    case-insensitively with default ports filled in; ``"null"`` passes only if
+    listed, a missing ``Origin`` only if ``None`` is listed; ``"*"`` allows every
+    request. See :func:`validate_origin_options` for what the list may hold.
+    """
+    return _origin_passes(origin, host, validate_origin_options(allowed, None))
 
 
 class _Answer(Exception):
@@ -114,6 +243,14 @@ def _error_response(status: int, message: str, extra: ExtraHeaders = ()) -> tupl
     return status, headers, body
 
 
+def _reason(status: int) -> bytes:
+    """The standard reason phrase of ``status`` (RFC 9110 §15), empty for an unregistered one."""
+    try:
+        return HTTPStatus(status).phrase.encode("ascii")
+    except ValueError:
+        return b""  # RFC 9112 §4: the reason-phrase may be empty
+
+
 class ServerHandshake:
     """Server role: parse a request, then answer it with 101 or an HTTP response."""
 
@@ -121,12 +258,14 @@ class ServerHandshake:
         self,
         *,
         max_header_bytes: int,
-        origins: Sequence[str] | None,
+        origins: Collection[str | None] | OriginAllowList | None,
         subprotocols: Sequence[str],
         extensions: Sequence[ServerExtensionFactory],
+        check_origin: Callable[[Request], bool] | None = None,
     ) -> None:
         self._h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=max_header_bytes)
-        self._origins = origins
+        self._origins = validate_origin_options(origins, check_origin)
+        self._check_origin = check_origin
         self._subprotocols = tuple(subprotocols)
         self._factories = tuple(extensions)
         self._request: Request | HTTPRequest | None = None
@@ -136,7 +275,12 @@ class ServerHandshake:
         self._max_header_bytes = max_header_bytes
         self._received = 0
         self._head_bytes = 0  # bytes of the request head, once parsed
+        # Where the request line ends (just past its LF), once seen: tells a request
+        # line too long (414) from a header section too large (431).
+        self._line_end: int | None = None
         self._head_request = False
+        # The refusal found in the request, with the headers its answer carries.
+        self._pending_error: _Answer | None = None
         self.extension: Extension | None = None
         self.subprotocol: str | None = None
 
@@ -146,6 +290,11 @@ class ServerHandshake:
         return self._request is not None
 
     def receive_data(self, data: bytes) -> None:
+        if self._line_end is None:
+            # Each byte is searched once, and only until the first LF.
+            found = data.find(b"\n")
+            if found >= 0:
+                self._line_end = self._received + found + 1
         self._received += len(data)
         self._h11.receive_data(data)
 
@@ -158,6 +307,14 @@ class ServerHandshake:
         """
         return self._received - self._head_bytes
 
+    def _too_large(self) -> RemoteProtocolError:
+        # RFC 9110 §15.5.15: 414 when the request target makes the request line alone
+        # exceed the bound; RFC 6585 §5: 431 when the header section does.
+        line_end = self._line_end
+        if line_end is None or line_end > self._max_header_bytes:
+            return RemoteProtocolError("request line too long", CloseCode.PROTOCOL_ERROR, 414)
+        return RemoteProtocolError("request head too large", CloseCode.PROTOCOL_ERROR, 431)
+
     def next_event(self) -> Request | HTTPRequest | RemoteProtocolError | None:
         """The request once its head is complete; an error already answered; None for more data.
 
@@ -168,9 +325,10 @@ class ServerHandshake:
         try:
             event = self._h11.next_event()
         except h11.RemoteProtocolError as exc:
-            status = exc.error_status_hint
+            if exc.error_status_hint == 431:  # h11: the incomplete head outgrew the bound
+                return self._too_large()
             return RemoteProtocolError(f"malformed HTTP request: {exc}",
-                                       CloseCode.PROTOCOL_ERROR, status)
+                                       CloseCode.PROTOCOL_ERROR, exc.error_status_hint)
         if event is h11.NEED_DATA or event is h11.PAUSED:
             return None
         if isinstance(event, h11.ConnectionClosed):
@@ -180,27 +338,47 @@ class ServerHandshake:
         self._head_request = event.method == b"HEAD"
         self._head_bytes = self._received - len(self._h11.trailing_data[0])
         if self._head_bytes > self._max_header_bytes:
-            return RemoteProtocolError("request head too large", CloseCode.PROTOCOL_ERROR, 431)
+            return self._too_large()
         try:
             self._request = self._check_request(event)
         except _Answer as answer:
             self._pending_error = answer
-            return RemoteProtocolError(str(answer), CloseCode.PROTOCOL_ERROR, answer.status)
+            error = RemoteProtocolError(str(answer), CloseCode.PROTOCOL_ERROR, answer.status)
+            # A failing check_origin: the application's exception, for it to log.
+            error.__cause__ = answer.__cause__
+            return error
         return self._request
 
     def _check_request(self, event: h11.Request) -> Request | HTTPRequest:
         headers = Headers(event.headers)
+        # RFC 9112 §3.2: a Host with an invalid value is a 400, for any request (h11
+        # already refuses a second Host, or none in HTTP/1.1).
+        host = headers.get("host")
+        authority = None if host is None else parse_host(host)
+        if host is not None and authority is None:
+            raise _Answer(400, "invalid Host header")
         method = event.method.decode("ascii")
         target = event.target.decode("latin-1")
         upgrade_present = _has_token(headers, "upgrade", "websocket")
         if not upgrade_present and "sec-websocket-key" not in headers:
-            # Not a WebSocket request at all: the application may answer it.
+            # Not a WebSocket request at all: the application may answer it. Its body,
+            # if any, is never read: the answer closes the connection (respond), and
+            # such a request cannot be accepted, so no byte of it reaches the frames.
             return HTTPRequest(method, target, headers)
+        # RFC 9112 §6.3 with RFC 6455 §4.1: an upgrade request has no content. Were a
+        # body allowed, h11 would leave it in trailing_data and the frame reader would
+        # take it for the client's first frames (request smuggling).
+        if "transfer-encoding" in headers or any(
+                int(value) != 0 for value in headers.get_all("content-length")):
+            raise _Answer(400, "a WebSocket upgrade request has no body")
         # §4.2.1: everything below must hold, else "400 Bad Request".
         if method != "GET":
             raise _Answer(400, "WebSocket upgrade requires GET")
         if event.http_version < b"1.1":
             raise _Answer(400, "WebSocket upgrade requires HTTP/1.1")
+        if authority is None or not authority[0]:
+            # §4.1 item 4: the Host names the server's authority (h11 allows "Host:").
+            raise _Answer(400, "WebSocket upgrade requires a Host")
         if not upgrade_present:
             raise _Answer(400, "missing 'Upgrade: websocket'")
         if not _has_token(headers, "connection", "upgrade"):
@@ -219,15 +397,30 @@ class ServerHandshake:
         if [v.strip() for v in versions] != [SUPPORTED_VERSION]:
             raise _Answer(426, "unsupported WebSocket version",
                           [("sec-websocket-version", SUPPORTED_VERSION)])
-        if not origin_allowed(headers.get("origin"), headers.get("host"), self._origins):
-            raise _Answer(403, "origin not allowed")
         try:
             subprotocols = tuple(parse_token_list(headers.get("sec-websocket-protocol", "") or ""))
             extensions = _parse_extension_offers(headers)
         except ValueError as exc:
             raise _Answer(400, str(exc)) from exc
+        request = Request(target, headers, subprotocols, extensions)
+        if not self._origin_passes(request):
+            raise _Answer(403, "origin not allowed")
         self._key = keys[0].strip()
-        return Request(target, headers, subprotocols, extensions)
+        return request
+
+    def _origin_passes(self, request: Request) -> bool:
+        check = self._check_origin
+        if check is not None:
+            try:
+                return bool(check(request))
+            except Exception as exc:
+                # Fail closed: a broken policy lets nothing through. The peer learns
+                # only "403"; the exception travels as the error's __cause__.
+                raise _Answer(403, "origin not allowed") from exc
+        origins = request.headers.get_all("origin")
+        if len(origins) > 1:
+            return False  # RFC 6454 §7.3: one origin per request; several are ambiguous
+        return _origin_passes(origins[0] if origins else None, request.host, self._origins)
 
     def select_subprotocol(self, request: Request) -> str | None:
         """The first of the server's subprotocols that the client offered (§4.2.2 item 5.4)."""
@@ -254,7 +447,8 @@ class ServerHandshake:
             headers.append(("sec-websocket-extensions", response_ext))
         headers.extend(extra_headers)
         try:
-            response = h11.InformationalResponse(status_code=101, headers=headers)
+            response = h11.InformationalResponse(status_code=101, headers=headers,
+                                                  reason=_reason(101))
         except h11.LocalProtocolError as exc:  # e.g. CR/LF in an extra header
             raise LocalProtocolError(f"cannot send this response: {exc}") from exc
         self.subprotocol = subprotocol
@@ -292,7 +486,8 @@ class ServerHandshake:
                        if k.lower() not in ("content-length", "connection")]
         all_headers += [("content-length", str(len(body))), ("connection", "close")]
         try:
-            out = conn.send(h11.Response(status_code=status, headers=all_headers)) or b""
+            out = conn.send(h11.Response(status_code=status, headers=all_headers,
+                                         reason=_reason(status))) or b""
         except h11.LocalProtocolError as exc:
             raise LocalProtocolError(f"cannot send this response: {exc}") from exc
         if conn.our_state is h11.SWITCHED_PROTOCOL:
@@ -306,11 +501,10 @@ class ServerHandshake:
         return out
 
     def answer_error(self, error: RemoteProtocolError) -> bytes:
-        extra = getattr(self, "_pending_error", None)
-        status = error.status or 400
-        text = str(error)
+        """The HTTP error response for ``error``, as returned by :meth:`next_event`."""
+        pending = self._pending_error
         status, headers, body = _error_response(
-            status, text, extra.headers if extra is not None else ())
+            error.status or 400, str(error), pending.headers if pending is not None else ())
         return self.respond(status, headers, body)
 
 

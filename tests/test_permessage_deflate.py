@@ -717,7 +717,9 @@ def test_data_after_final_block_fails_1007_rfc7692_7_2_2() -> None:
     assert info.value.code == CloseCode.INVALID_FRAME_PAYLOAD_DATA
 
 
-@pytest.mark.parametrize("payload", [b"\xff\xff\xff\xff", b"\x07garbage", b"\x03\x00\x00"])
+# (03 00 00 is no longer here: an empty final block then the octet that starts an
+# empty stored block is an empty message, RFC 7692 §7.2.3.4; see test_deflate_rfc_example.)
+@pytest.mark.parametrize("payload", [b"\xff\xff\xff\xff", b"\x07garbage", b"\x03\x00\x07"])
 def test_corrupt_compressed_data_fails_1007_rfc7692_7_2_2(payload: bytes) -> None:
     """Undecodable deflate data is invalid frame payload data (RFC 6455 §7.4.1, 1007)."""
     p = pair()
@@ -766,7 +768,8 @@ def test_tail_joined_or_fed_apart_same_result_and_bound_rfc7692_7_2_2(size: int)
     Either way (``size`` of random bytes compresses to about ``size`` bytes, below or
     above the join threshold) the message inflates the same, the bound is exact
     (1009 from one byte over), corrupt data fails with 1007, and a final block
-    followed by our tail is accepted.
+    followed by our tail, or by the octet starting an empty stored block (RFC 7692
+    §7.2.3.4), is accepted; another octet after it fails with 1007.
     """
     data = random.Random(size).randbytes(size)
     payload = deflate_ref(data)
@@ -782,8 +785,9 @@ def test_tail_joined_or_fed_apart_same_result_and_bound_rfc7692_7_2_2(size: int)
     c = zlib.compressobj(1, zlib.DEFLATED, -15)
     ended = c.compress(data) + c.flush(zlib.Z_FINISH)
     assert PerMessageDeflate().decode(ended, True, size) == data
+    assert PerMessageDeflate().decode(ended + b"\x00", True, size) == data
     with pytest.raises(RemoteProtocolError) as info:
-        PerMessageDeflate().decode(ended + b"\x00", True, size)
+        PerMessageDeflate().decode(ended + b"\xff", True, size)
     assert info.value.code == CloseCode.INVALID_FRAME_PAYLOAD_DATA
 
 

@@ -49,6 +49,13 @@ Bounds: :meth:`PerMessageDeflate.decode` never returns more than the room the
 engine allows (``max_length``), inflating with zlib's ``max_length`` so a
 decompression bomb stops after ``max_length + 1`` bytes (close 1009); corrupt
 data fails with 1007.
+
+Final blocks (§7.2.3.4): a peer may end a message's DEFLATE data with a BFINAL
+block, as in the RFC's example ``f3 48 cd c9 c9 07 00 00`` ("Hello"). Only empty
+stored blocks may follow it in the message (the RFC's trailing ``00`` starts one,
+which our appended tail completes); anything else fails with 1007 as soon as it
+arrives. The final block ends the stream and its LZ77 window: the next message
+is inflated afresh, with or without context takeover.
 """
 
 from __future__ import annotations
@@ -112,6 +119,30 @@ def _check_settings(compress_level: int, mem_level: int, threshold: int) -> None
         raise ValueError(f"threshold must be >= 0, not {threshold}")
 
 
+def _skip_empty_stored_blocks(data: bytes) -> bytes | None:
+    """``data`` after its whole empty stored blocks; None unless all of it is such blocks.
+
+    An empty stored block at a byte boundary (RFC 1951 §3.2.4) is a header octet
+    with BFINAL 0 and BTYPE 00 (its other 5 bits are padding), then LEN 0 and NLEN
+    0xffff: ``00 00 ff ff``. The returned rest (under 5 bytes) begins such a block.
+    """
+    pos = 0
+    end = len(data)
+    while pos < end:
+        block = data[pos:pos + 5]
+        if block[0] & 0x07 or not _TAIL.startswith(block[1:]):
+            return None
+        if len(block) < 5:
+            return block
+        pos += 5
+    return b""
+
+
+def _after_final_error() -> RemoteProtocolError:
+    return RemoteProtocolError("data after the final deflate block",
+                               CloseCode.INVALID_FRAME_PAYLOAD_DATA)
+
+
 # ------------------------------------------------------------------ the extension
 
 
@@ -126,9 +157,9 @@ class PerMessageDeflate:
     name = NAME
     rsv_bits = _RSV1  # §6: permessage-deflate owns RSV1 ("Per-Message Compressed")
 
-    __slots__ = ("_compress_level", "_compressor", "_decompressor", "_drop_compressor",
-                 "_mem_level", "_send_wbits", "_threshold", "recv_bits", "recv_reset",
-                 "send_bits", "send_reset")
+    __slots__ = ("_after_final", "_compress_level", "_compressor", "_decompressor",
+                 "_drop_compressor", "_mem_level", "_send_wbits", "_threshold", "recv_bits",
+                 "recv_reset", "send_bits", "send_reset")
 
     def __init__(
         self,
@@ -160,6 +191,9 @@ class PerMessageDeflate:
         # Created lazily, on the first compressed message of each direction.
         self._compressor: zlib._Compress | None = None
         self._decompressor: zlib._Decompress | None = None
+        # Once the peer's message held a final block (BFINAL, §7.2.3.4): the bytes
+        # after it not yet making a whole empty stored block (at most 4); else None.
+        self._after_final: bytes | None = None
 
     def __copy__(self) -> PerMessageDeflate:
         """The same negotiated parameters and settings, with no compression state yet.
@@ -194,6 +228,10 @@ class PerMessageDeflate:
 
     def decode(self, data: bytes, final: bool, max_length: int | None) -> bytes:
         """Inflate a piece of a compressed message, at most ``max_length`` bytes out."""
+        if self._after_final is not None:
+            # The message's DEFLATE data ended with a final block: no more output.
+            self._check_after_final(self._after_final + data, final)
+            return b""
         inflater = self._decompressor
         if inflater is None:
             # §7.1.2: our inflater's window is the one we negotiated for the peer;
@@ -225,19 +263,42 @@ class PerMessageDeflate:
             raise RemoteProtocolError(f"message exceeds {max_length} more bytes once inflated",
                                       CloseCode.MESSAGE_TOO_BIG)
         if inflater.eof:
-            # §7.2.3.3 allows a final (BFINAL) block; it ends the context. Bytes
-            # after it other than our own appended tail are not deflate data.
+            # §7.2.3.4: a final block ends the DEFLATE stream, and with it the LZ77
+            # context: the next message starts a fresh one. What follows it in this
+            # message (zlib's unused_data, with our tail in the last piece) is checked.
+            self._decompressor = None
             extra = inflater.unused_data
-            if extra and not (final and extra == _TAIL[-len(extra):]):
-                self._decompressor = None
-                raise RemoteProtocolError("data after the final deflate block",
-                                          CloseCode.INVALID_FRAME_PAYLOAD_DATA)
             if final:
-                self._decompressor = None
+                if extra.endswith(_TAIL):
+                    extra = extra[:-4]
+                elif _TAIL.endswith(extra):
+                    # The final block ended inside our tail (its last bits were zeros
+                    # the sender had stripped with the tail, §7.2.1): nothing follows.
+                    extra = b""
+                else:  # pragma: no cover - the tail is always fed last
+                    raise _after_final_error()
+            self._check_after_final(extra, final)
         elif final and self.recv_reset:
             # §7.1.1: no context takeover for the peer's messages: start afresh.
             self._decompressor = None
         return out
+
+    def _check_after_final(self, peer_bytes: bytes, final: bool) -> None:
+        """Only empty stored blocks may follow a final block (§7.2.3.4's example).
+
+        ``peer_bytes`` are the peer's, without our tail. A block cut between frames
+        waits (at most 4 bytes are kept); anything else fails at once with 1007.
+        """
+        rest = _skip_empty_stored_blocks(peer_bytes)
+        if rest is not None and final and rest:
+            # The RFC's example: the last block's LEN and NLEN are our 00 00 ff ff.
+            rest = _skip_empty_stored_blocks(rest + _TAIL)
+            if rest:
+                rest = None
+        if rest is None:
+            self._after_final = None
+            raise _after_final_error()
+        self._after_final = None if final else rest
 
     # ------------------------------------------------------------ outgoing
 
