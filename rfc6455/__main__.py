@@ -107,8 +107,10 @@ def _server_options(parser: argparse.ArgumentParser) -> None:
                         "leaves it to the sender; default: the extension's, 128; 0 "
                         "compresses everything)")
     parser.add_argument("--origin", action="append", dest="origins", metavar="ORIGIN",
-                        help="allow browser pages from ORIGIN (repeatable; '*' allows all). "
-                        "Default: only pages served by this host and port")
+                        help="allow browser pages from ORIGIN (repeatable; '*' allows all; "
+                        "'none' lets in clients that send no Origin, which a list otherwise "
+                        "refuses). Default: pages served by this host and port, and clients "
+                        "without Origin")
     parser.add_argument("--certfile", help="PEM certificate chain: serve wss:// and https://")
     parser.add_argument("--keyfile", help="PEM private key (if not in --certfile)")
     parser.add_argument("--close-timeout", type=_seconds, default=10.0, metavar="SECONDS",

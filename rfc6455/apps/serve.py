@@ -71,7 +71,8 @@ class ServerConfig:
     max_queue: int = 16
     compression: bool = True
     compression_threshold: int | None = None
-    origins: tuple[str, ...] | None = None
+    #: None in the list lets clients that send no Origin in (non-browsers).
+    origins: tuple[str | None, ...] | None = None
     certfile: str | None = None
     keyfile: str | None = None
     close_timeout: float | None = 10.0
@@ -101,7 +102,8 @@ class ServerConfig:
             max_size=args.max_size, max_fragments=args.max_fragments,
             max_queue=args.max_queue, compression=not args.no_compression,
             compression_threshold=args.compression_threshold,
-            origins=tuple(args.origins) if args.origins else None,
+            origins=tuple(None if origin.lower() == "none" else origin
+                          for origin in args.origins) if args.origins else None,
             certfile=args.certfile, keyfile=args.keyfile,
             close_timeout=args.close_timeout, ping_interval=args.ping_interval,
             ping_timeout=args.ping_timeout, max_connections=max_connections,

@@ -168,6 +168,18 @@ def test_origin_allow_list_rfc6455_s10_2(backend: str) -> None:
         with pytest.raises(InvalidStatus) as info:
             connect(server.url, origin="https://evil.example")  # type: ignore[arg-type]
         assert info.value.response.status_code == 403
+        # With a list, a client without Origin is refused too ...
+        with pytest.raises(InvalidStatus) as info:
+            connect(server.url)
+        assert info.value.response.status_code == 403
+    # ... unless the list says 'none'.
+    with Server("echo", backend, "--origin", "https://app.example", "--origin", "none") as server:
+        with connect(server.url) as ws:
+            ws.send("no origin")
+            assert ws.recv(timeout=10) == "no origin"
+        with pytest.raises(InvalidStatus) as info:
+            connect(server.url, origin="https://evil.example")  # type: ignore[arg-type]
+        assert info.value.response.status_code == 403
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
