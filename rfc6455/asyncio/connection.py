@@ -359,10 +359,21 @@ class Connection(ConnectionView, asyncio.Protocol):
             if type(parts) is not list:  # EOF
                 if self._lost:
                     break
-                if self._eof_received or not transport.can_write_eof():
-                    transport.close()
-                else:
+                if self._eof_received:
+                    if not transport.is_closing():
+                        transport.close()
+                elif transport.can_write_eof():
+                    # Half-close: our last frame is followed by FIN, and we read on
+                    # (discarding, the engine is closed) until the peer's EOF, so
+                    # that closing never leaves unread data for the kernel to answer
+                    # with RST, which could destroy our close frame in flight.
                     transport.write_eof()
+                elif not transport.is_closing():
+                    # TLS cannot half-close below the record layer: close() sends
+                    # close_notify, then asyncio's TLS transport reads and discards
+                    # until the peer's close_notify or EOF before closing the socket
+                    # (the close timer aborts a peer that never ends).
+                    transport.close()
                 continue
             if not parts:
                 break
