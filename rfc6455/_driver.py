@@ -25,6 +25,8 @@ Keepalive
 
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
 import os
 import time
@@ -351,6 +353,46 @@ def split_options(cls: type[_Common], options: dict[str, Any]) -> Any:
         return cls(**options)
     except TypeError as exc:
         raise TypeError(f"unknown option: {exc}") from None
+
+
+def check_callback(callback: object, what: str, positional: int,
+                   asynchronous: bool) -> None:
+    """Refuse, with a :class:`TypeError` naming ``what``, a callback that cannot run.
+
+    ``callback`` must be callable with ``positional`` positional arguments (checked
+    with :func:`inspect.signature` when it has one). ``asynchronous``: the asyncio
+    server awaits what a handler returns, so a plain ``def`` function (or a
+    :func:`functools.partial` of one, a lambda) is refused there; any other callable
+    is accepted, and what its call returns is checked when it runs. Where the
+    call's result is used as it is (the blocking server, a listener factory), a
+    coroutine function is refused: its coroutine would never run.
+    """
+    if not callable(callback):
+        raise TypeError(f"the {what} must be callable, not {type(callback).__name__}")
+    try:
+        signature = inspect.signature(callback)
+    except (TypeError, ValueError):  # some builtins have none: the call will tell
+        signature = None
+    if signature is not None:
+        try:
+            signature.bind(*[None] * positional)
+        except TypeError:
+            expected = "no argument" if positional == 0 else \
+                f"{positional} positional argument{'s' if positional > 1 else ''}"
+            raise TypeError(f"the {what} {callback!r} must be callable with {expected};"
+                            f" its signature is {signature}") from None
+    coroutine = inspect.iscoroutinefunction(callback) or \
+        inspect.iscoroutinefunction(getattr(callback, "__call__", None))  # noqa: B004
+    if asynchronous:
+        plain: Any = callback
+        while isinstance(plain, functools.partial):
+            plain = plain.func
+        if not coroutine and (inspect.isfunction(plain) or inspect.ismethod(plain)):
+            raise TypeError(f"the {what} {callback!r} must be a coroutine function "
+                            "(async def) for the asyncio server")
+    elif coroutine:
+        raise TypeError(f"the {what} {callback!r} is a coroutine function; "
+                        "it must be a plain function here")
 
 
 def default_http_response(request: HTTPRequest) -> tuple[int, list[tuple[str, str]], bytes]:

@@ -149,8 +149,13 @@ class Connection(ConnectionView, asyncio.Protocol):
         "transport",
     )
 
-    #: Stop reading while the transport's write buffer is over its limit: for
-    #: callbacks that send without waiting (a coroutine waits in send() instead).
+    #: Stop reading while the transport's write buffer is over ``write_limit``,
+    #: whatever the frames read (§5.5.3 lets pongs wait; data would pile up in
+    #: replies): a peer that sends without reading then holds the server to about
+    #: ``write_limit`` of output. True for servers; a client keeps reading. If both
+    #: peers stopped reading while their writes are backed up (bulk echo both ways),
+    #: neither would drain the other: they would deadlock. Our client reads on, so a
+    #: server that stops is safe.
     _reads_follow_writes = False
 
     def __init__(self, engine: ServerConnection | ClientConnection, options: _Common,
@@ -204,12 +209,17 @@ class Connection(ConnectionView, asyncio.Protocol):
         self._eof_received = True
         self.engine.receive_eof()
         self._progress()
-        if self.engine.state is State.CLOSED and self.transport is not None:
-            # Nothing more can be exchanged: the peer already ended its side.
-            self.transport.close()
-        # Keep the transport half open while frames are still to be parsed (TLS
-        # transports cannot be half open: they close, and would warn about True).
-        return self.transport is None or self.transport.get_extra_info("sslcontext") is None
+        transport = self.transport
+        if transport is None:
+            return False
+        if self.engine.state is State.CLOSED and not transport.is_closing():
+            # Nothing more can be exchanged: the peer already ended its side. (Once
+            # only: asyncio's TLS transport drops its state on a second close().)
+            transport.close()
+        # Keep the transport half open while frames are still to be parsed. A TLS
+        # transport cannot be half open (it cannot write_eof either): it closes
+        # after the peer's close_notify, and would warn about True.
+        return transport.can_write_eof()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._lost = True
@@ -229,10 +239,20 @@ class Connection(ConnectionView, asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self._writing_paused = True
+        if self._reads_follow_writes and not self._reading_paused \
+                and self.engine.state is _OPEN and not self._lost:
+            # (Server side: see _reads_follow_writes.) _after_pull keeps it so.
+            transport = self.transport
+            if transport is not None:
+                self._reading_paused = True
+                transport.pause_reading()
 
     def resume_writing(self) -> None:
         self._writing_paused = False
         self._wake_drain()
+        if self.engine.state is not State.CONNECTING:  # (the server holds reads there)
+            # Write what the engine kept while the buffer was full, read again.
+            self._after_pull()
 
     def _wake_drain(self) -> None:
         waiters = self._drain_waiters
@@ -285,13 +305,19 @@ class Connection(ConnectionView, asyncio.Protocol):
                 if not waiter.done():
                     waiter.set_result(latency)
         engine = self.engine
-        if not self._coalesced and engine.has_data_to_send:
+        if not self._coalesced and engine.has_data_to_send \
+                and not (self._writing_paused and engine.state is _OPEN):
+            # (While the transport is over its write limit and the connection open,
+            # what the engine produced itself, pongs, stays in the engine, which then
+            # lets a new pong replace an unsent one, §5.5.3; resume_writing writes
+            # it. Closing frames go out at once and arm the close timer.)
             self._flush()
         buffered = engine.buffered_bytes  # read once: both tests below need it
         transport = self.transport
         if transport is not None and not self._lost:
             if (driver.full_with(buffered)
-                    or (self._writing_paused and self._reads_follow_writes)) \
+                    or (self._writing_paused and self._reads_follow_writes
+                        and engine.state is _OPEN)) \
                     and driver.closed is None:
                 if not self._reading_paused:
                     self._reading_paused = True
@@ -333,10 +359,21 @@ class Connection(ConnectionView, asyncio.Protocol):
             if type(parts) is not list:  # EOF
                 if self._lost:
                     break
-                if self._eof_received or not transport.can_write_eof():
-                    transport.close()
-                else:
+                if self._eof_received:
+                    if not transport.is_closing():
+                        transport.close()
+                elif transport.can_write_eof():
+                    # Half-close: our last frame is followed by FIN, and we read on
+                    # (discarding, the engine is closed) until the peer's EOF, so
+                    # that closing never leaves unread data for the kernel to answer
+                    # with RST, which could destroy our close frame in flight.
                     transport.write_eof()
+                elif not transport.is_closing():
+                    # TLS cannot half-close below the record layer: close() sends
+                    # close_notify, then asyncio's TLS transport reads and discards
+                    # until the peer's close_notify or EOF before closing the socket
+                    # (the close timer aborts a peer that never ends).
+                    transport.close()
                 continue
             if not parts:
                 break

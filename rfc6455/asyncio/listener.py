@@ -22,7 +22,7 @@ from time import monotonic as _now
 from typing import Any
 
 from .._core import State
-from .._driver import Data
+from .._driver import Data, check_callback
 from ..errors import CloseCode
 from .connection import Connection
 from .server import Server, _ServerProtocol, serve
@@ -47,8 +47,6 @@ class Listener:
 
 class _ListenerProtocol(_ServerProtocol):
     __slots__ = ("_dispatching", "_listener")
-
-    _reads_follow_writes = True
 
     def __init__(self, server: Server) -> None:
         super().__init__(server)
@@ -149,14 +147,6 @@ class _ListenerProtocol(_ServerProtocol):
             # §7.4.1: 1011, the server met a condition it could not handle.
             self._start_close(CloseCode.INTERNAL_ERROR, "")
 
-    def pause_writing(self) -> None:
-        super().pause_writing()
-        self._after_pull()  # stop reading too
-
-    def resume_writing(self) -> None:
-        super().resume_writing()
-        self._after_pull()  # read again (unless the queue is full)
-
 
 class serve_listener(serve):
     """Start a server whose connections call a :class:`Listener` (awaitable, and an
@@ -172,3 +162,7 @@ class serve_listener(serve):
         super().__init__(factory, host, port, **kwargs)  # type: ignore[arg-type]
 
     _protocol = _ListenerProtocol
+
+    @staticmethod
+    def _check_handler(handler: Any) -> None:
+        check_callback(handler, "listener factory", 0, asynchronous=False)

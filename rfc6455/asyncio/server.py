@@ -15,6 +15,7 @@ from .._driver import (
     Admission,
     ConnectionClosed,
     ServerOptions,
+    check_callback,
     default_http_response,
     internal_error_response,
     ip_of,
@@ -36,7 +37,9 @@ Response = tuple[int, Any, bytes]
 class _ServerProtocol(Connection):
     """Server side of one connection: the opening handshake, then the handler."""
 
-    __slots__ = ("_handler_task", "_open_timer", "_server")
+    __slots__ = ("_handler_task", "_ip", "_open_timer", "_server")
+
+    _reads_follow_writes = True  # (why: Connection._reads_follow_writes)
 
     def __init__(self, server: Server) -> None:
         options = server.options
@@ -44,6 +47,9 @@ class _ServerProtocol(Connection):
         self._server = server
         self._open_timer: asyncio.TimerHandle | None = None
         self._handler_task: asyncio.Future[None] | None = None
+        # The address admitted, released as it was counted: a closed TLS
+        # transport no longer knows its peer.
+        self._ip: Any = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -131,7 +137,16 @@ class _ServerProtocol(Connection):
         # a callback rather than a wrapping coroutine: one frame less per
         # connection while it waits (idle memory, GitHub issue #7).
         server = self._server
-        task = asyncio.ensure_future(server.handler(self))
+        try:
+            task = asyncio.ensure_future(server.handler(self))
+        except Exception as exc:
+            # The handler raised before its first await, or returned no awaitable
+            # (not a coroutine function): serve() refuses what it can tell early.
+            self.logger.error("connection handler %r could not start: %s: %s",
+                              server.handler, type(exc).__name__, exc)
+            # §7.4.1: 1011, the server met a condition it could not handle.
+            self._start_close(CloseCode.INTERNAL_ERROR, "")
+            return
         # The server's context rather than a copy per connection (64 bytes each):
         # _handler_done reads no context variable.
         task.add_done_callback(self._handler_done, context=server._context)
@@ -190,11 +205,12 @@ class Server:
         return self._admission.check(conn, ip_of(conn.remote_address), event)
 
     def _opened(self, conn: _ServerProtocol) -> None:
-        self._admission.opened(conn, ip_of(conn.remote_address))
+        conn._ip = ip_of(conn.remote_address)
+        self._admission.opened(conn, conn._ip)
 
     def _forget(self, conn: _ServerProtocol) -> None:
         self._connections.discard(conn)
-        self._admission.forget(conn, ip_of(conn.remote_address))
+        self._admission.forget(conn, conn._ip)
 
     def _tick_interval(self) -> float | None:
         options = self.options
@@ -292,6 +308,12 @@ class serve:
     ``subprotocols``, ``extra_headers``, ``process_request``,
     ``max_connections``, ``max_connections_per_ip``...).
 
+    ``handler`` must be a coroutine function (``async def``) or another callable
+    taking the connection and returning an awaitable; a plain function, or a
+    wrong signature, is refused here with :class:`TypeError`. If calling it
+    raises or gives no awaitable, that is logged and the connection closes
+    with 1011.
+
     ``process_request(ws, request)`` may return ``(status, headers, body)`` to
     answer instead of upgrading (or a coroutine giving it); it sees plain HTTP
     requests too, which get 426 when it returns None.
@@ -301,12 +323,17 @@ class serve:
                  *, path: str | None = None, ssl: Any = None, reuse_port: bool | None = None,
                  sock: Any = None, logger: logging.Logger | None = None,
                  **options: Any) -> None:
+        self._check_handler(handler)
         self._server = Server(handler, split_options(ServerOptions, options),
                               logger or server_logger, self._protocol)
         self._args = (host, port, path, ssl, reuse_port, sock)
 
     #: What runs each connection: a coroutine handler here, callbacks in serve_listener.
     _protocol: Callable[[Server], _ServerProtocol] = _ServerProtocol
+
+    @staticmethod
+    def _check_handler(handler: Any) -> None:
+        check_callback(handler, "connection handler", 1, asynchronous=True)
 
     async def _start(self) -> Server:
         await self._server.start(*self._args)

@@ -28,6 +28,7 @@ from .._driver import (
     Admission,
     ConnectionClosed,
     ServerOptions,
+    check_callback,
     default_http_response,
     internal_error_response,
     ip_of,
@@ -209,6 +210,7 @@ def serve(handler: Handler, host: str | None = None, port: int | None = None, *,
     ``handler(ws)`` runs in a thread per connection; the connection closes (1000)
     when it returns, 1011 if it raises. Options as for :func:`rfc6455.asyncio.serve`.
     """
+    check_callback(handler, "connection handler", 1, asynchronous=False)
     opts: ServerOptions = split_options(ServerOptions, options)
     if sock is None:
         if path is not None:
