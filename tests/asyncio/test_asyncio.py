@@ -186,6 +186,7 @@ def test_close_codes_both_ways() -> None:
     run(main())
 
 
+@pytest.mark.expect_error_log("rfc6455.server", "connection handler failed")
 def test_handler_error_closes_1011_and_server_keeps_serving(
         caplog: pytest.LogCaptureFixture) -> None:
     """§7.4.1: 1011 when the server cannot go on; other connections are unaffected."""

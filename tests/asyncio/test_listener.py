@@ -113,6 +113,7 @@ def test_listener_reply_goes_out_before_the_close_a_bad_frame_causes_section_8_1
     run(main())
 
 
+@pytest.mark.expect_error_log("rfc6455.server", "listener failed in on_message")
 def test_listener_exception_closes_1011_and_server_keeps_serving(
         caplog: pytest.LogCaptureFixture) -> None:
     class Fails(Echo):
@@ -137,7 +138,11 @@ def test_listener_exception_closes_1011_and_server_keeps_serving(
     assert any("on_message" in r.message and r.exc_info for r in caplog.records)
 
 
-@pytest.mark.parametrize("action", ["raise", "close"])
+@pytest.mark.parametrize("action", [
+    pytest.param("raise", marks=pytest.mark.expect_error_log("rfc6455.server",
+                                                             "listener failed in on_message")),
+    "close",
+])
 def test_listener_callback_ends_the_connection_mid_read_section_7_1_2(
         action: str, caplog: pytest.LogCaptureFixture) -> None:
     # Messages arriving in one read go to on_message one by one (the C loop with the

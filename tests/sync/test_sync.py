@@ -151,6 +151,7 @@ def test_close_codes_both_ways() -> None:
             ws.send("late")
 
 
+@pytest.mark.expect_error_log("rfc6455.server", "connection handler failed")
 def test_handler_error_closes_1011(caplog: pytest.LogCaptureFixture) -> None:
     """§7.4.1: 1011 when the server cannot go on; it keeps serving others."""
 
