@@ -192,11 +192,10 @@ def _track_servers(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     return made
 
 
-def _open_connections(servers: list[Any]) -> list[str]:
+def _open_connections(servers: list[Any], deadline: float) -> list[str]:
     from rfc6455.asyncio import server as async_server
 
     problems = []
-    deadline = time.monotonic() + WIND_DOWN_SECONDS
     for server in servers:
         if isinstance(server, async_server.Server):
             # The loop is gone by now: whatever is left will never close.
@@ -213,8 +212,7 @@ def _open_connections(servers: list[Any]) -> list[str]:
     return problems
 
 
-def _running_threads(before: set[threading.Thread]) -> list[str]:
-    deadline = time.monotonic() + WIND_DOWN_SECONDS
+def _running_threads(before: set[threading.Thread], deadline: float) -> list[str]:
     watched = [t for t in threading.enumerate()
                if t not in before and (not t.daemon or t.name.startswith("rfc6455"))]
     for thread in watched:
@@ -257,9 +255,11 @@ def _no_silent_failures(request: pytest.FixtureRequest,
     yield
     item = request.node
     problems: list[str] = []
+    deadline = time.monotonic() + WIND_DOWN_SECONDS
     if not item.get_closest_marker("keeps_threads"):
-        problems += [f"thread still running: {t}" for t in _running_threads(threads_before)]
-    problems += _open_connections(servers)
+        problems += [f"thread still running: {t}"
+                     for t in _running_threads(threads_before, deadline)]
+    problems += _open_connections(servers, deadline)
     problems += [f"task still pending when asyncio.run() returned: {t}"
                  for t in _activity.leftover_tasks]
     _activity.tests += 1
