@@ -39,6 +39,7 @@ class Server:
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 self.proc.kill()
                 self.proc.wait()
+                self._log.close()
                 raise RuntimeError(f"{app} did not start:\n{self.log()}")
             time.sleep(0.02)
         scheme, self.host, port, self.path = match.groups()
@@ -71,6 +72,8 @@ class Server:
             self.proc.kill()
             self.proc.wait()
             raise AssertionError(f"server did not exit on signal {sig}:\n{self.log()}") from None
+        finally:
+            self._log.close()  # the child has exited: log() reads the file by its path
 
     def close(self) -> None:
         if self.proc.poll() is None:

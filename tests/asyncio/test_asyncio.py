@@ -21,6 +21,7 @@ from rfc6455.asyncio import (
     connect,
     serve,
 )
+from tests.conftest import Transport
 from tests.helpers import CLOSE, PING, TEXT, client_request, frame
 from tests.sync.raw import RawClient, frames_after_handshake
 
@@ -31,13 +32,10 @@ def run(coro: Coroutine[Any, Any, Any], *, loop_factory: Any = None) -> Any:
     async def bounded() -> Any:
         return await asyncio.wait_for(coro, 30)
 
-    if loop_factory is None:
-        return asyncio.run(bounded())
-    loop = loop_factory()
-    try:
-        return loop.run_until_complete(bounded())
-    finally:
-        loop.close()
+    # asyncio.Runner, like asyncio.run, cancels what is left and shuts the executor down
+    # (and the guard in tests/conftest.py reports what was left).
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        return runner.run(bounded())
 
 
 async def echo(ws: Connection) -> None:
@@ -49,10 +47,28 @@ def url(server: Any, path: str = "/") -> str:
     return f"ws://127.0.0.1:{server.port}{path}"
 
 
-async def open_raw(port: int, *, read_head: bool = True) -> tuple[asyncio.StreamReader,
-                                                                  asyncio.StreamWriter]:
-    """A raw TCP peer that sent an opening request (§4.1) and, by default, read the 101."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+def serving(transport: Transport, handler: Any, **options: Any) -> serve:
+    """``serve()`` listening on the transport under test (TCP, TLS or a unix socket)."""
+    return serve(handler, **transport.serve_kwargs, **options)
+
+
+def connecting(transport: Transport, server: Any, path: str = "/", **options: Any) -> connect:
+    """``connect()`` to ``server`` over the transport under test."""
+    return connect(transport.url(server, path), **transport.connect_kwargs, **options)
+
+
+async def open_raw(target: Any, *, read_head: bool = True, transport: Transport | None = None
+                   ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A raw peer that sent an opening request (§4.1) and, by default, read the 101: over
+    TCP to port ``target``, or over ``transport`` to the server ``target``."""
+    if transport is None or transport.name == "tcp":
+        port = target if transport is None else target.port
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    elif transport.name == "tls":
+        reader, writer = await asyncio.open_connection(
+            "127.0.0.1", target.port, ssl=transport.connect_kwargs["ssl"])
+    else:
+        reader, writer = await asyncio.open_unix_connection(transport.connect_kwargs["path"])
     writer.write(client_request())
     if read_head:
         head = await reader.readuntil(b"\r\n\r\n")
@@ -64,12 +80,12 @@ async def open_raw(port: int, *, read_head: bool = True) -> tuple[asyncio.Stream
 
 
 @pytest.mark.parametrize("compression", [None, "deflate"])
-def test_echo_every_size_class(compression: str | None) -> None:
+def test_echo_every_size_class(compression: str | None, transport: Transport) -> None:
     """§5.2: 7-bit, 16-bit and 64-bit payload lengths, text and binary, both directions."""
 
     async def main() -> None:
-        async with serve(echo, "127.0.0.1", 0, max_size=2**21, compression=compression) as srv, \
-                connect(url(srv), max_size=2**21, compression=compression) as ws:
+        async with serving(transport, echo, max_size=2**21, compression=compression) as srv, \
+                connecting(transport, srv, max_size=2**21, compression=compression) as ws:
             assert (ws.engine.extension is not None) == (compression is not None)
             for size in SIZES:
                 text = "é" * (size // 2)
@@ -82,7 +98,7 @@ def test_echo_every_size_class(compression: str | None) -> None:
     run(main())
 
 
-def test_fragments_both_directions() -> None:
+def test_fragments_both_directions(transport: Transport) -> None:
     """§5.4: a message sent in parts arrives whole, and can be received piece by piece."""
     received: list[Any] = []
 
@@ -98,7 +114,7 @@ def test_fragments_both_directions() -> None:
         await ws.recv()
 
     async def main() -> None:
-        async with serve(handler, "127.0.0.1", 0) as srv, connect(url(srv)) as ws:
+        async with serving(transport, handler) as srv, connecting(transport, srv) as ws:
             await ws.send(iter(["hel", "lo"]))
             pieces = [piece async for piece in ws.recv_streaming()]
             assert b"".join(pieces) == b"abcdef" and all(isinstance(p, bytes) for p in pieces)
@@ -109,23 +125,23 @@ def test_fragments_both_directions() -> None:
     run(main())
 
 
-def test_json_helpers() -> None:
+def test_json_helpers(transport: Transport) -> None:
     async def handler(ws: Connection) -> None:
         await ws.send_json({"got": await ws.recv_json()})
 
     async def main() -> None:
-        async with serve(handler, "127.0.0.1", 0) as srv, connect(url(srv)) as ws:
+        async with serving(transport, handler) as srv, connecting(transport, srv) as ws:
             await ws.send_json([1, "a"])
             assert await ws.recv_json() == {"got": [1, "a"]}
 
     run(main())
 
 
-def test_ping_returns_latency() -> None:
+def test_ping_returns_latency(transport: Transport) -> None:
     """§5.5.2: the peer answers our ping with a pong; the round trip is measured."""
 
     async def main() -> None:
-        async with serve(echo, "127.0.0.1", 0) as srv, connect(url(srv)) as ws:
+        async with serving(transport, echo) as srv, connecting(transport, srv) as ws:
             latency = await ws.ping()
             assert latency > 0 and ws.latency == latency
             await ws.ping(b"custom")
@@ -155,7 +171,7 @@ def test_echo_before_failing_on_following_bad_frame() -> None:
 # ------------------------------------------------------------------ closing
 
 
-def test_close_codes_both_ways() -> None:
+def test_close_codes_both_ways(transport: Transport) -> None:
     """§7.4: each side's close code reaches the other."""
     seen: list[Any] = []
 
@@ -169,13 +185,13 @@ def test_close_codes_both_ways() -> None:
         await ws.close(1001, "bye")
 
     async def main() -> None:
-        async with serve(handler, "127.0.0.1", 0) as srv:
-            ws = await connect(url(srv))
+        async with serving(transport, handler) as srv:
+            ws = await connecting(transport, srv)
             await ws.close(4000, "app")
             assert ws.close_code == 4000  # the reply echoes the code only (§5.5.1)
             await asyncio.sleep(0.05)
-        async with serve(closer, "127.0.0.1", 0) as srv:
-            ws = await connect(url(srv))
+        async with serving(transport, closer) as srv:
+            ws = await connecting(transport, srv)
             with pytest.raises(ConnectionClosedOK) as info:
                 await ws.recv()
             assert (info.value.code, info.value.reason) == (1001, "bye")
@@ -186,8 +202,9 @@ def test_close_codes_both_ways() -> None:
     run(main())
 
 
+@pytest.mark.expect_error_log("rfc6455.server", "connection handler failed")
 def test_handler_error_closes_1011_and_server_keeps_serving(
-        caplog: pytest.LogCaptureFixture) -> None:
+        transport: Transport, caplog: pytest.LogCaptureFixture) -> None:
     """§7.4.1: 1011 when the server cannot go on; other connections are unaffected."""
 
     async def handler(ws: Connection) -> None:
@@ -196,13 +213,13 @@ def test_handler_error_closes_1011_and_server_keeps_serving(
         await ws.send("fine")
 
     async def main() -> None:
-        async with serve(handler, "127.0.0.1", 0) as srv:
-            async with connect(url(srv)) as ws:
+        async with serving(transport, handler) as srv:
+            async with connecting(transport, srv) as ws:
                 await ws.send("boom")
                 with pytest.raises(ConnectionClosedError) as info:
                     await ws.recv()
                 assert info.value.code == 1011
-            async with connect(url(srv)) as ws:
+            async with connecting(transport, srv) as ws:
                 await ws.send("ok")
                 assert await ws.recv() == "fine"
 
@@ -211,12 +228,12 @@ def test_handler_error_closes_1011_and_server_keeps_serving(
     assert any("handler failed" in r.message and r.exc_info for r in caplog.records)
 
 
-def test_server_close_sends_1001_to_every_client() -> None:
+def test_server_close_sends_1001_to_every_client(transport: Transport) -> None:
     """§7.4.1: 1001 "going away" when the server shuts down."""
 
     async def main() -> None:
-        srv = await serve(echo, "127.0.0.1", 0)
-        clients = [await connect(url(srv)) for _ in range(3)]
+        srv = await serving(transport, echo)
+        clients = [await connecting(transport, srv) for _ in range(3)]
         await asyncio.sleep(0.05)
         assert len(srv.connections) == 3
         await srv.aclose()
@@ -242,10 +259,10 @@ def test_keepalive_times_out_a_silent_peer() -> None:
     assert frames[-1].opcode == CLOSE and frames[-1].close_code == 1011
 
 
-def test_client_keepalive_keeps_a_live_connection() -> None:
+def test_client_keepalive_keeps_a_live_connection(transport: Transport) -> None:
     async def main() -> None:
-        async with serve(echo, "127.0.0.1", 0) as srv, \
-                connect(url(srv), ping_interval=0.02, ping_timeout=0.5) as ws:
+        async with serving(transport, echo) as srv, \
+                connecting(transport, srv, ping_interval=0.02, ping_timeout=0.5) as ws:
             await asyncio.sleep(0.15)
             assert ws.latency > 0
             await ws.send("still here")
@@ -257,7 +274,7 @@ def test_client_keepalive_keeps_a_live_connection() -> None:
 # ------------------------------------------------------------------ flow control
 
 
-def test_backpressure_bounds_memory_on_both_sides() -> None:
+def test_backpressure_bounds_memory_on_both_sides(transport: Transport) -> None:
     """A client that never reads: the server's sends wait, its buffers stay bounded; a
     server that never reads: its queue and engine buffer stay bounded, reading pauses."""
     state: dict[str, Any] = {}
@@ -272,8 +289,8 @@ def test_backpressure_bounds_memory_on_both_sides() -> None:
                                       ws.transport.get_write_buffer_size())
 
     async def main() -> None:
-        async with serve(flooder, "127.0.0.1", 0, write_limit=65536, compression=None) as srv:
-            ws = await connect(url(srv), max_queue=4)
+        async with serving(transport, flooder, write_limit=65536, compression=None) as srv:
+            ws = await connecting(transport, srv, max_queue=4)
             await asyncio.sleep(0.3)
             conn = state["conn"]
             # The handler is stuck in send(): far fewer than 400 chunks went out.
@@ -287,7 +304,8 @@ def test_backpressure_bounds_memory_on_both_sides() -> None:
     run(main())
 
 
-def test_ping_behind_a_message_is_answered_while_the_reader_is_busy_rfc6455_s5_5_2() -> None:
+def test_ping_behind_a_message_is_answered_while_the_reader_is_busy_rfc6455_s5_5_2(
+        transport: Transport) -> None:
     """§5.5.2: a ping that arrives in the same read as two messages is answered while
     the handler, having taken the first, is busy; the second waits for its next recv()."""
     busy = asyncio.Event()
@@ -301,8 +319,8 @@ def test_ping_behind_a_message_is_answered_while_the_reader_is_busy_rfc6455_s5_5
         await ws.send(f"{first} then {second}")
 
     async def main() -> None:
-        async with serve(handler, "127.0.0.1", 0, compression=None) as srv:
-            reader, writer = await open_raw(srv.port)
+        async with serving(transport, handler, compression=None) as srv:
+            reader, writer = await open_raw(srv, transport=transport)
             await asyncio.sleep(0.1)  # the handler waits in recv()
             writer.write(frame(TEXT, b"a") + frame(TEXT, b"b") + frame(PING, b"p"))
             await asyncio.wait_for(busy.wait(), 5)
@@ -316,7 +334,7 @@ def test_ping_behind_a_message_is_answered_while_the_reader_is_busy_rfc6455_s5_5
     run(main())
 
 
-def test_slow_reader_server_pauses_reading() -> None:
+def test_slow_reader_server_pauses_reading(transport: Transport) -> None:
     async def sleeper(ws: Connection) -> None:
         await asyncio.sleep(10)
 
@@ -327,17 +345,24 @@ def test_slow_reader_server_pauses_reading() -> None:
             conns.append(ws)
             await sleeper(ws)
 
-        async with serve(keep, "127.0.0.1", 0, max_queue=2, close_timeout=0.1,
+        async with serving(transport, keep, max_queue=2, close_timeout=0.1,
                          compression=None) as srv:
-            ws = await connect(url(srv))
-            for _ in range(200):
-                await ws.send(b"y" * 16384)
+            ws = await connecting(transport, srv)
+
+            async def flood() -> None:
+                for _ in range(200):
+                    await ws.send(b"y" * 16384)
+
+            # Over TCP the kernel buffers take all 3 MiB; a unix socket's take far less,
+            # and the client's sends wait: either way the server must stop reading.
+            sender = asyncio.create_task(flood())
             await asyncio.sleep(0.2)
             server_side = conns[0]
             assert server_side._reading_paused
             assert server_side._driver.complete <= 2
             assert server_side.engine.buffered_bytes <= 256 * 1024 + 262144
             ws.abort()
+            await asyncio.gather(sender, return_exceptions=True)  # closed under its send
 
     run(main())
 
@@ -360,36 +385,36 @@ def test_slowloris_handshake_times_out() -> None:
     assert run(main()) == b""
 
 
-def test_origin_policy() -> None:
+def test_origin_policy(transport: Transport) -> None:
     """§10.2: an Origin outside the allow-list is refused with 403."""
 
     async def main() -> None:
-        async with serve(echo, "127.0.0.1", 0, origins=["https://good.example"]) as srv:
-            async with connect(url(srv), origin="https://good.example") as ws:
+        async with serving(transport, echo, origins=["https://good.example"]) as srv:
+            async with connecting(transport, srv, origin="https://good.example") as ws:
                 await ws.send("hi")
                 assert await ws.recv() == "hi"
             with pytest.raises(InvalidStatus) as info:
-                await connect(url(srv), origin="https://evil.example")
+                await connecting(transport, srv, origin="https://evil.example")
             assert info.value.status == 403
 
     run(main())
 
 
-def test_connection_caps_answer_503() -> None:
+def test_connection_caps_answer_503(transport: Transport) -> None:
     async def main() -> None:
-        async with serve(echo, "127.0.0.1", 0, max_connections=1) as srv:
-            first = await connect(url(srv))
+        async with serving(transport, echo, max_connections=1) as srv:
+            first = await connecting(transport, srv)
             with pytest.raises(InvalidStatus) as info:
-                await connect(url(srv))
+                await connecting(transport, srv)
             assert info.value.status == 503
             await first.close()
             await asyncio.sleep(0.05)
-            second = await connect(url(srv))
+            second = await connecting(transport, srv)
             await second.close()
-        async with serve(echo, "127.0.0.1", 0, max_connections_per_ip=2) as srv:
-            keep = [await connect(url(srv)) for _ in range(2)]
+        async with serving(transport, echo, max_connections_per_ip=2) as srv:
+            keep = [await connecting(transport, srv) for _ in range(2)]
             with pytest.raises(InvalidStatus) as info:
-                await connect(url(srv))
+                await connecting(transport, srv)
             assert info.value.status == 503
             for ws in keep:
                 await ws.close()
@@ -428,7 +453,7 @@ def test_plain_http_requests_and_redirects() -> None:
     run(main())
 
 
-def test_subprotocol_and_headers() -> None:
+def test_subprotocol_and_headers(transport: Transport) -> None:
     """§4.2.2: the server picks a subprotocol the client offered."""
 
     async def handler(ws: Connection) -> None:
@@ -436,9 +461,9 @@ def test_subprotocol_and_headers() -> None:
         await ws.send(f"{ws.subprotocol} {ws.request_headers.get('x-test')}")
 
     async def main() -> None:
-        async with serve(handler, "127.0.0.1", 0, subprotocols=["chat"],
+        async with serving(transport, handler, subprotocols=["chat"],
                          extra_headers=[("X-Server", "ours")]) as srv, \
-                connect(url(srv), subprotocols=["other", "chat"],
+                connecting(transport, srv, subprotocols=["other", "chat"],
                         extra_headers=[("X-Test", "1")]) as ws:
             assert ws.subprotocol == "chat"
             assert ws.response_headers is not None
@@ -493,11 +518,11 @@ def test_ipv6_loopback() -> None:
     run(main())
 
 
-def test_uvloop() -> None:
+def test_uvloop(transport: Transport) -> None:
     uvloop = pytest.importorskip("uvloop")
 
     async def main() -> None:
-        async with serve(echo, "127.0.0.1", 0) as srv, connect(url(srv)) as ws:
+        async with serving(transport, echo) as srv, connecting(transport, srv) as ws:
             for size in SIZES:
                 data = os.urandom(size)
                 await ws.send(data)
@@ -619,26 +644,26 @@ def test_close_timeout_aborts_a_peer_that_never_replies() -> None:
     assert [f.opcode for f in frames] == [CLOSE] and frames[0].close_code == 1000
 
 
-def test_async_process_request_and_redirect_bound() -> None:
+def test_async_process_request_and_redirect_bound(transport: Transport) -> None:
     async def hook(ws: Connection, request: Any) -> Any:
         await asyncio.sleep(0)
         return 302, [("Location", request.path + "x")], b""
 
     async def main() -> None:
-        async with serve(echo, "127.0.0.1", 0, process_request=hook) as srv:
+        async with serving(transport, echo, process_request=hook) as srv:
             with pytest.raises(InvalidStatus) as info:
-                await connect(url(srv, "/a"), max_redirects=2)
+                await connecting(transport, srv, "/a", max_redirects=2)
             assert info.value.status == 302
             assert info.value.headers.get("location") == "/axxx"
 
     run(main())
 
 
-def test_concurrent_recv_is_refused() -> None:
+def test_concurrent_recv_is_refused(transport: Transport) -> None:
     from rfc6455.asyncio import ConcurrencyError
 
     async def main() -> None:
-        async with serve(echo, "127.0.0.1", 0) as srv, connect(url(srv)) as ws:
+        async with serving(transport, echo) as srv, connecting(transport, srv) as ws:
             first = asyncio.ensure_future(ws.recv())
             await asyncio.sleep(0.01)
             with pytest.raises(ConcurrencyError):
@@ -649,13 +674,13 @@ def test_concurrent_recv_is_refused() -> None:
     run(main())
 
 
-def test_cancelled_recv_loses_no_message() -> None:
+def test_cancelled_recv_loses_no_message(transport: Transport) -> None:
     """A reader cancelled while waiting leaves the next message for the next reader,
     whether it waited in recv() or in ``async for``; recv() stays a coroutine function
     (so ``create_task(ws.recv())`` works)."""
 
     async def main() -> None:
-        async with serve(echo, "127.0.0.1", 0) as srv, connect(url(srv)) as ws:
+        async with serving(transport, echo) as srv, connecting(transport, srv) as ws:
             assert asyncio.iscoroutinefunction(ws.recv)  # create_task(ws.recv()) works
             for waiting in (lambda: asyncio.create_task(ws.recv()),
                             lambda: asyncio.ensure_future(ws.__anext__())):
@@ -676,7 +701,8 @@ def test_cancelled_recv_loses_no_message() -> None:
 
 
 @pytest.mark.parametrize("how", ["recv", "async for", "wait_for"])
-def test_reader_cancelled_as_its_message_arrives_loses_nothing(how: str) -> None:
+def test_reader_cancelled_as_its_message_arrives_loses_nothing(
+        how: str, transport: Transport) -> None:
     """The message handed to a waiting reader whose task is cancelled before it runs
     (a timeout firing in the same loop iteration) goes to the next reader."""
 
@@ -690,7 +716,7 @@ def test_reader_cancelled_as_its_message_arrives_loses_nothing(how: str) -> None
         return None
 
     async def main() -> None:
-        async with serve(echo, "127.0.0.1", 0) as srv, connect(url(srv)) as ws:
+        async with serving(transport, echo) as srv, connecting(transport, srv) as ws:
             reader = asyncio.create_task(read_one(ws))
             await asyncio.sleep(0.01)  # it waits
             assert ws._recv_waiter is not None and not ws._recv_waiter.done()
@@ -715,7 +741,8 @@ def test_reader_cancelled_as_its_message_arrives_loses_nothing(how: str) -> None
     run(main())
 
 
-def test_async_for_ends_at_normal_close_and_raises_at_abnormal_rfc6455_s7_4_1() -> None:
+def test_async_for_ends_at_normal_close_and_raises_at_abnormal_rfc6455_s7_4_1(
+        transport: Transport) -> None:
     """§7.4.1: 1000 ends ``async for`` after every message was taken; 1011 raises
     ConnectionClosedError, both when the close is already there and when it comes
     while the reader waits."""
@@ -729,15 +756,15 @@ def test_async_for_ends_at_normal_close_and_raises_at_abnormal_rfc6455_s7_4_1() 
         await ws.close(code)
 
     async def main() -> None:
-        async with serve(talker, "127.0.0.1", 0) as srv:
+        async with serving(transport, talker) as srv:
             for path in ("/normal", "/normal-late"):
-                async with connect(url(srv, path)) as ws:
+                async with connecting(transport, srv, path) as ws:
                     if not path.endswith("late"):
                         await asyncio.sleep(0.05)  # the close is queued behind the messages
                     assert [m async for m in ws] == ["one", "two"]
                     assert ws.close_code == 1000
             for path in ("/error", "/error-late"):
-                async with connect(url(srv, path)) as ws:
+                async with connecting(transport, srv, path) as ws:
                     got = []
                     with pytest.raises(ConnectionClosedError) as info:
                         async for message in ws:
@@ -747,15 +774,15 @@ def test_async_for_ends_at_normal_close_and_raises_at_abnormal_rfc6455_s7_4_1() 
     run(main())
 
 
-def test_abnormal_closure_is_1006() -> None:
+def test_abnormal_closure_is_1006(transport: Transport) -> None:
     """§7.1.5: the TCP connection ends without a closing handshake: 1006."""
 
     async def dropper(ws: Connection) -> None:
         ws.abort()
 
     async def main() -> None:
-        async with serve(dropper, "127.0.0.1", 0) as srv:
-            ws = await connect(url(srv))
+        async with serving(transport, dropper) as srv:
+            ws = await connecting(transport, srv)
             with pytest.raises(ConnectionClosedError) as info:
                 await ws.recv()
             assert info.value.code == 1006
@@ -798,12 +825,12 @@ def test_client_echoes_before_failing_on_bad_frame_sent_with_the_response() -> N
     assert frames[1].opcode == CLOSE and frames[1].close_code == 1002
 
 
-def test_compression_options_reach_the_negotiation() -> None:
+def test_compression_options_reach_the_negotiation(transport: Transport) -> None:
     """RFC 7692 §7.1.1: no_context_takeover parameters requested by the client."""
 
     async def main() -> None:
-        async with serve(echo, "127.0.0.1", 0) as srv, \
-                connect(url(srv), compression_options={"client_no_context_takeover": True,
+        async with serving(transport, echo) as srv, \
+                connecting(transport, srv, compression_options={"client_no_context_takeover": True,
                                                        "server_no_context_takeover": True}) as ws:
             extension = ws.engine.extension
             assert extension is not None
@@ -814,7 +841,7 @@ def test_compression_options_reach_the_negotiation() -> None:
     run(main())
 
 
-def test_fan_out_api_queue_frame_and_send_nowait() -> None:
+def test_fan_out_api_queue_frame_and_send_nowait(transport: Transport) -> None:
     """A frame serialized once goes to several connections without waiting (§5.2)."""
     from rfc6455.frames import serialize_frame
 
@@ -825,8 +852,8 @@ def test_fan_out_api_queue_frame_and_send_nowait() -> None:
         await ws.wait_closed()
 
     async def main() -> None:
-        async with serve(member, "127.0.0.1", 0, compression=None) as srv:
-            clients = [await connect(url(srv)) for _ in range(3)]
+        async with serving(transport, member, compression=None) as srv:
+            clients = [await connecting(transport, srv) for _ in range(3)]
             while len(members) < 3:
                 await asyncio.sleep(0.01)
             frame_bytes = serialize_frame(0x1, b"to all")
@@ -846,14 +873,14 @@ def test_fan_out_api_queue_frame_and_send_nowait() -> None:
     run(main())
 
 
-def test_send_during_closing_reports_our_close_code() -> None:
+def test_send_during_closing_reports_our_close_code(transport: Transport) -> None:
     """§7.1.2: after starting the close, sending fails with the code we sent."""
 
     async def silent(ws: Connection) -> None:
         await asyncio.sleep(0.3)
 
     async def main() -> None:
-        async with serve(silent, "127.0.0.1", 0) as srv, connect(url(srv)) as ws:
+        async with serving(transport, silent) as srv, connecting(transport, srv) as ws:
             ws.start_close(1001, "")
             with pytest.raises(ConnectionClosedOK) as info:
                 await ws.send("late")
@@ -863,15 +890,16 @@ def test_send_during_closing_reports_our_close_code() -> None:
 
 
 @pytest.mark.parametrize("uvloop_loop", [False, True])
-def test_pipelined_messages_echo_in_order_through_write_coalescing(uvloop_loop: bool) -> None:
+def test_pipelined_messages_echo_in_order_through_write_coalescing(
+        uvloop_loop: bool, transport: Transport) -> None:
     """Sends made while more input waits are written together at the end of the loop
     iteration (and at once past 64 KiB): order and content must not change, and a
     lone reply still goes out without waiting for more input."""
     sizes = [1, 40, 200, 70_000, 3, 65536, 10, 150_000] * 25
 
     async def main() -> None:
-        async with serve(echo, "127.0.0.1", 0, max_size=2**21, compression=None) as srv:
-            reader, writer = await open_raw(srv.port)
+        async with serving(transport, echo, max_size=2**21, compression=None) as srv:
+            reader, writer = await open_raw(srv, transport=transport)
             payloads = [os.urandom(n) for n in sizes]
             # Every message in one write: the server sees them pipelined.
             writer.write(b"".join(frame(0x2, p) for p in payloads))

@@ -60,5 +60,6 @@ def test_7_1_5_abnormal_peer_close_is_not_logged_as_handler_failure_sync(
         assert client.recv(timeout=10) == "x"
         client.sock.shutdown(socket.SHUT_RDWR)
         assert finished.wait(10)
+        client.close()  # its reader thread and socket stay until the application closes it
         server.shutdown()
     assert not any("handler failed" in r.getMessage() for r in caplog.records)

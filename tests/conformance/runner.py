@@ -228,6 +228,9 @@ def _process(command: Sequence[str], **kwargs: Any) -> Iterator[subprocess.Popen
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
+        for pipe in (proc.stdin, proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()  # ours to close: an unclosed pipe is a ResourceWarning
 
 
 def _wait_for_line(stream: IO[str], pattern: str, what: str) -> re.Match[str]:

@@ -26,6 +26,7 @@ from rfc6455.sync import (
     connect,
     serve,
 )
+from tests.conftest import Transport
 from tests.helpers import CLOSE, PING, TEXT, frame
 from tests.sync.raw import RawClient
 
@@ -38,9 +39,13 @@ def echo(ws: Connection) -> None:
 
 
 @contextmanager
-def running(handler: Callable[[Connection], None], host: str = "127.0.0.1",
-            **options: Any) -> Iterator[Server]:
-    server = serve(handler, host, 0, **options)
+def running(handler: Callable[[Connection], None], host: str = "127.0.0.1", *,
+            transport: Transport | None = None, **options: Any) -> Iterator[Server]:
+    """A server accepting in a thread, on ``host`` over TCP or over ``transport``."""
+    if transport is None:
+        server = serve(handler, host, 0, **options)
+    else:
+        server = serve(handler, **transport.serve_kwargs, **options)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -54,11 +59,17 @@ def url(server: Server, path: str = "/") -> str:
     return f"ws://127.0.0.1:{server.port}{path}"
 
 
+def connecting(transport: Transport, server: Server, path: str = "/",
+               **options: Any) -> Connection:
+    """``connect()`` to ``server`` over the transport under test."""
+    return connect(transport.url(server, path), **transport.connect_kwargs, **options)
+
+
 @pytest.mark.parametrize("compression", [None, "deflate"])
-def test_echo_every_size_class(compression: str | None) -> None:
+def test_echo_every_size_class(compression: str | None, transport: Transport) -> None:
     """§5.2: 7-bit, 16-bit and 64-bit payload lengths, text and binary, both directions."""
-    with running(echo, max_size=2**21, compression=compression) as srv, \
-            connect(url(srv), max_size=2**21, compression=compression) as ws:
+    with running(echo, transport=transport, max_size=2**21, compression=compression) as srv, \
+            connecting(transport, srv, max_size=2**21, compression=compression) as ws:
         assert (ws.engine.extension is not None) == (compression is not None)
         for size in SIZES:
             text = "é" * (size // 2)
@@ -69,7 +80,7 @@ def test_echo_every_size_class(compression: str | None) -> None:
             assert ws.recv(timeout=10) == binary
 
 
-def test_fragments_both_directions() -> None:
+def test_fragments_both_directions(transport: Transport) -> None:
     """§5.4: a message sent in parts arrives whole, and can be received piece by piece."""
     received: list[Any] = []
 
@@ -78,7 +89,7 @@ def test_fragments_both_directions() -> None:
         ws.send([b"ab", b"cd", b"ef"])
         ws.recv()
 
-    with running(handler) as srv, connect(url(srv)) as ws:
+    with running(handler, transport=transport) as srv, connecting(transport, srv) as ws:
         ws.send(iter(["hel", "lo"]))
         pieces = list(ws.recv_streaming(timeout=5))
         assert b"".join(pieces) == b"abcdef"  # type: ignore[arg-type]
@@ -86,9 +97,9 @@ def test_fragments_both_directions() -> None:
     assert received == ["hello"]
 
 
-def test_concurrent_senders_do_not_interleave_frames() -> None:
+def test_concurrent_senders_do_not_interleave_frames(transport: Transport) -> None:
     """send() is thread-safe: frames of concurrent messages never mix (§5.4)."""
-    with running(echo) as srv, connect(url(srv)) as ws:
+    with running(echo, transport=transport) as srv, connecting(transport, srv) as ws:
         def sender(tag: str) -> None:
             for _ in range(50):
                 ws.send(tag * 1000)
@@ -103,9 +114,9 @@ def test_concurrent_senders_do_not_interleave_frames() -> None:
         assert sorted(m[0] for m in got) == sorted("abcd" * 50)  # type: ignore[index]
 
 
-def test_ping_returns_latency_and_recv_times_out() -> None:
+def test_ping_returns_latency_and_recv_times_out(transport: Transport) -> None:
     """§5.5.2: the peer answers our ping with a pong; recv(timeout) gives up."""
-    with running(echo) as srv, connect(url(srv)) as ws:
+    with running(echo, transport=transport) as srv, connecting(transport, srv) as ws:
         assert ws.ping(timeout=5) > 0
         with pytest.raises(TimeoutError):
             ws.recv(timeout=0.05)
@@ -122,7 +133,7 @@ def test_echo_before_failing_on_following_bad_frame() -> None:
     assert frames[1].opcode == CLOSE and frames[1].close_code == 1002
 
 
-def test_close_codes_both_ways() -> None:
+def test_close_codes_both_ways(transport: Transport) -> None:
     """§7.4: each side's close code reaches the other."""
     seen: list[Any] = []
 
@@ -132,8 +143,8 @@ def test_close_codes_both_ways() -> None:
         except ConnectionClosedError as exc:
             seen.append(exc.code)
 
-    with running(handler) as srv:
-        ws = connect(url(srv))
+    with running(handler, transport=transport) as srv:
+        ws = connecting(transport, srv)
         ws.close(4000, "app")
         assert ws.close_code == 4000
         time.sleep(0.05)
@@ -142,8 +153,8 @@ def test_close_codes_both_ways() -> None:
     def closer(ws: Connection) -> None:
         ws.close(1001, "bye")
 
-    with running(closer) as srv:
-        ws = connect(url(srv))
+    with running(closer, transport=transport) as srv:
+        ws = connecting(transport, srv)
         with pytest.raises(ConnectionClosedOK) as info:
             ws.recv(timeout=5)
         assert (info.value.code, info.value.reason) == (1001, "bye")
@@ -151,7 +162,8 @@ def test_close_codes_both_ways() -> None:
             ws.send("late")
 
 
-def test_handler_error_closes_1011(caplog: pytest.LogCaptureFixture) -> None:
+@pytest.mark.expect_error_log("rfc6455.server", "connection handler failed")
+def test_handler_error_closes_1011(caplog: pytest.LogCaptureFixture, transport: Transport) -> None:
     """§7.4.1: 1011 when the server cannot go on; it keeps serving others."""
 
     def handler(ws: Connection) -> None:
@@ -159,21 +171,22 @@ def test_handler_error_closes_1011(caplog: pytest.LogCaptureFixture) -> None:
             raise RuntimeError("boom")
         ws.send("fine")
 
-    with caplog.at_level(logging.ERROR, logger="rfc6455.server"), running(handler) as srv:
-        with connect(url(srv)) as ws:
+    with caplog.at_level(logging.ERROR, logger="rfc6455.server"), \
+            running(handler, transport=transport) as srv:
+        with connecting(transport, srv) as ws:
             ws.send("boom")
             with pytest.raises(ConnectionClosedError) as info:
                 ws.recv(timeout=5)
             assert info.value.code == 1011
-        with connect(url(srv)) as ws:
+        with connecting(transport, srv) as ws:
             ws.send("ok")
             assert ws.recv(timeout=5) == "fine"
     assert any("handler failed" in r.message and r.exc_info for r in caplog.records)
 
 
-def test_shutdown_closes_every_connection_with_1001() -> None:
-    with running(echo) as srv:
-        clients = [connect(url(srv)) for _ in range(3)]
+def test_shutdown_closes_every_connection_with_1001(transport: Transport) -> None:
+    with running(echo, transport=transport) as srv:
+        clients = [connecting(transport, srv) for _ in range(3)]
         time.sleep(0.05)
         assert len(srv.connections) == 3
         srv.shutdown()
@@ -193,7 +206,7 @@ def test_keepalive_times_out_a_silent_peer() -> None:
     assert frames[-1].opcode == CLOSE and frames[-1].close_code == 1011
 
 
-def test_backpressure_bounds_memory() -> None:
+def test_backpressure_bounds_memory(transport: Transport) -> None:
     """A client that never reads: the sender blocks, the outbox stays under the limit;
     the client's queue is bounded by max_queue."""
     state: dict[str, Any] = {"sent": 0}
@@ -206,8 +219,9 @@ def test_backpressure_bounds_memory() -> None:
             state["sent"] += 1
             state["max_outbox"] = max(state.get("max_outbox", 0), ws._outbox_bytes)
 
-    with running(flooder, write_limit=65536, compression=None, close_timeout=0.2) as srv:
-        ws = connect(url(srv), max_queue=4)
+    with running(flooder, transport=transport, write_limit=65536, compression=None,
+                 close_timeout=0.2) as srv:
+        ws = connecting(transport, srv, max_queue=4)
         time.sleep(0.4)
         assert state["sent"] < 400  # the handler is blocked in send()
         assert state["max_outbox"] <= 65536 + 16
@@ -222,15 +236,16 @@ def test_slowloris_handshake_times_out() -> None:
         assert raw.read_until_eof(5) == b""
 
 
-def test_origin_policy_and_caps() -> None:
+def test_origin_policy_and_caps(transport: Transport) -> None:
     """§10.2: a foreign Origin gets 403; past max_connections, 503."""
-    with running(echo, origins=["https://good.example"], max_connections=1) as srv:
+    with running(echo, transport=transport, origins=["https://good.example"],
+                 max_connections=1) as srv:
         with pytest.raises(InvalidStatus) as info:
-            connect(url(srv), origin="https://evil.example")
+            connecting(transport, srv, origin="https://evil.example")
         assert info.value.status == 403
-        with connect(url(srv), origin="https://good.example"):
+        with connecting(transport, srv, origin="https://good.example"):
             with pytest.raises(InvalidStatus) as info:
-                connect(url(srv), origin="https://good.example")
+                connecting(transport, srv, origin="https://good.example")
             assert info.value.status == 503
 
 
@@ -348,28 +363,29 @@ def test_close_timeout_aborts_a_peer_that_never_replies() -> None:
     assert [f.opcode for f in frames] == [CLOSE] and frames[0].close_code == 1000
 
 
-def test_abnormal_closure_is_1006() -> None:
+def test_abnormal_closure_is_1006(transport: Transport) -> None:
     """§7.1.5: the TCP connection ends without a closing handshake: 1006."""
 
     def dropper(ws: Connection) -> None:
         ws.abort()
 
-    with running(dropper) as srv:
-        ws = connect(url(srv))
+    with running(dropper, transport=transport) as srv:
+        ws = connecting(transport, srv)
         with pytest.raises(ConnectionClosedError) as info:
             ws.recv(timeout=5)
         assert info.value.code == 1006
 
 
-def test_client_keepalive_measures_latency() -> None:
-    with running(echo) as srv, connect(url(srv), ping_interval=0.02, ping_timeout=1) as ws:
+def test_client_keepalive_measures_latency(transport: Transport) -> None:
+    with running(echo, transport=transport) as srv, \
+            connecting(transport, srv, ping_interval=0.02, ping_timeout=1) as ws:
         time.sleep(0.15)
         assert ws.latency > 0
         ws.send("alive")
         assert ws.recv(timeout=5) == "alive"
 
 
-def test_fan_out_api_queue_frame_send_nowait_flush() -> None:
+def test_fan_out_api_queue_frame_send_nowait_flush(transport: Transport) -> None:
     """Non-blocking sends queue in the outbox; flush() writes them (§5.2 frames intact)."""
     from rfc6455.frames import serialize_frame
 
@@ -380,8 +396,8 @@ def test_fan_out_api_queue_frame_send_nowait_flush() -> None:
         members.append(ws)
         done.wait(5)
 
-    with running(member, compression=None) as srv:
-        clients = [connect(url(srv)) for _ in range(2)]
+    with running(member, transport=transport, compression=None) as srv:
+        clients = [connecting(transport, srv) for _ in range(2)]
         deadline = time.monotonic() + 5
         while len(members) < 2 and time.monotonic() < deadline:
             time.sleep(0.01)
