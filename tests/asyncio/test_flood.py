@@ -140,6 +140,9 @@ def start_server(kind: str, tls: bool, certificates: tuple[str, ssl.SSLContext],
             proc.kill()
             proc.wait()
             raise
+        finally:
+            assert proc.stdout is not None
+            proc.stdout.close()
 
 
 def flood(sock: socket.socket, data: bytes, total: int, stall: float) -> tuple[int, str]:

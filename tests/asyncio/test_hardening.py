@@ -327,6 +327,7 @@ class _RaisesAtOnce:
         raise RuntimeError("broken handler")
 
 
+@pytest.mark.expect_error_log("rfc6455.server", "could not start")
 @pytest.mark.parametrize("handler", [_ReturnsNothing(), _RaisesAtOnce()],
                          ids=["no-awaitable", "raises"])
 def test_handler_that_cannot_start_logs_one_line_and_closes_1011(
