@@ -5,9 +5,9 @@ either side and deliveries of any number of bytes in flight (so frames arrive
 re-chunked at every boundary). Every step checks the engines' contract:
 
 * messages arrive intact and in order (§5.4, §6.2); a close never overtakes them;
-* every ping the peer saw while open is answered, in order, before its close (§5.5.2),
-  except one whose pong was still unsent when a later ping came: that pong
-  answers only the later one (§5.5.3);
+* pongs answer pings the peer saw while open, in order, and the latest of them is
+  answered before the close (§5.5.2; §5.5.3 lets a pong still unsent give way to
+  a later ping's);
 * once both closes crossed, both engines are CLOSED and each reports the code
   the other sent (§7.1.5), the server closes TCP first (§7.1.1);
 * nothing raises except :class:`LocalProtocolError` for a send after the close.
@@ -70,7 +70,7 @@ class EnginePair(RuleBasedStateMachine):
         self.pings: list[list[bytes]] = [[], []]  # pings sent by side i
         self.seen_pings: list[list[bytes]] = [[], []]  # pings side i received
         self.answered: list[list[bytes]] = [[], []]  # pings side i answered
-        self.pong_unsent = [False, False]  # side i's last pong is not on the wire yet
+        self.ponged = [0, 0]  # pings of the peer's answered that side i saw pongs for
         self.pongs: list[list[bytes]] = [[], []]
         self.close_code: list[int | None] = [None, None]  # what side i put on the wire
         self.closed: list[ConnectionClosed | None] = [None, None]
@@ -117,7 +117,6 @@ class EnginePair(RuleBasedStateMachine):
     def _flush(self, side: int) -> None:
         """Move what ``side`` wants to send onto its half of the pipe."""
         conn = self.conn[side]
-        self.pong_unsent[side] = False
         while (out := conn.data_to_send()):
             if out is EOF:
                 assert not self.eof_out[side]
@@ -155,14 +154,14 @@ class EnginePair(RuleBasedStateMachine):
                 if self.close_code[side] is None:
                     # §5.5.2: the engine queued the pong while parsing; §5.5.3: in
                     # place of one still unsent.
-                    if self.pong_unsent[side]:
-                        self.answered[side][-1] = event.payload
-                    else:
-                        self.answered[side].append(event.payload)
-                    self.pong_unsent[side] = True
+                    self.answered[side].append(event.payload)
             elif isinstance(event, Pong):
                 self.pongs[side].append(event.payload)
-                assert self.pongs[side] == self.answered[peer][:len(self.pongs[side])]
+                # A pong answers one of the pings not answered yet, in order.
+                answered = self.answered[peer]
+                start = self.ponged[side]
+                assert event.payload in answered[start:], "a pong for no pending ping"
+                self.ponged[side] = answered.index(event.payload, start) + 1
             elif isinstance(event, ConnectionClosed):
                 assert self.closed[side] is None
                 self.closed[side] = event
@@ -176,7 +175,7 @@ class EnginePair(RuleBasedStateMachine):
                     self.close_code[side] = event.code
                 # Nothing the peer sent before its close is lost.
                 assert self.received[side] == self.sent[peer]
-                assert self.pongs[side] == self.answered[peer]
+                assert self.pongs[side][-1:] == self.answered[peer][-1:]
             else:
                 raise AssertionError(f"unexpected event {event!r}")
         self._flush(side)
