@@ -181,7 +181,8 @@ class ServerProcess:
             f"({took:.1f} s)\n{self.log()[-4000:]}"
         bad = [line for line in self.log().splitlines() if BAD_LOG.search(line)
                and not (allow_log and allow_log.search(line))]
-        assert not bad, f"{self.label}: the server logged failures:\n" + "\n".join(bad[:10])
+        assert not bad, f"{self.label}: the server logged {len(bad)} failures, first:\n" + \
+            "\n".join(line[:400] for line in bad[:2])
 
 
 def start_server(backend: str, *, app: str = "echo", tls: TLSFiles | None = None,
@@ -478,7 +479,7 @@ class FloodResult:
 
 
 def flood(sock: socket.socket, chunk: bytes, *, total: int, seconds: float,
-          stall: float | None = 1.5, until_dropped: bool = False,
+          stall: float | None = 1.0, until_dropped: bool = False,
           drain: Callable[[], None] | None = None) -> FloodResult:
     """Write ``chunk`` over and over, never reading (unless ``drain`` reads).
 
