@@ -298,12 +298,16 @@ def test_server_that_sends_forever_to_an_app_that_does_not_read(kind: str) -> No
         options = {"max_queue": max_queue, "max_size": max_size, "close_timeout": 1,
                    "compression": None}
 
+        sent = 0
+
         def watch(seconds: float) -> None:
-            nonlocal peak
+            nonlocal peak, sent
             end = time.monotonic() + seconds
             while time.monotonic() < end:
                 peak = max(peak, rss_of_self())
                 time.sleep(0.05)
+            # What the server could write while the application did not read.
+            sent = server.events[-1][1] if server.events else 0
 
         if kind == "asyncio":
             async def idle() -> None:
@@ -314,7 +318,6 @@ def test_server_that_sends_forever_to_an_app_that_does_not_read(kind: str) -> No
         else:
             with rfc6455.sync.connect(uri, **options):
                 watch(3.0)
-        sent = server.events[-1][1] if server.events else 0
         server.stop.set()
     growth = peak - baseline
     bound = max_queue * max_size + 16 * MiB
