@@ -52,6 +52,7 @@ def make_listener_factory(app: str, hub: Hub | None) -> Any:
         return Echo
 
     assert hub is not None
+    the_hub: Hub = hub
     members: dict[Connection, AsyncMember] = {}
 
     class Broadcast(Listener):
@@ -60,17 +61,17 @@ def make_listener_factory(app: str, hub: Hub | None) -> Any:
         def on_open(self, ws: Connection) -> None:
             member = members[ws] = AsyncMember(ws)
             engine, transport = ws.engine, ws.transport
-            hub.join(member, engine.extension, member.label,
+            the_hub.join(member, engine.extension, member.label,
                      direct=(engine, transport) if transport is not None
                      and isinstance(engine, ServerConnection) else None)
 
         def on_message(self, ws: Connection, message: str | bytes) -> None:
-            hub.broadcast(message)
+            the_hub.broadcast(message)
 
         def on_close(self, ws: Connection, code: int | None, reason: str) -> None:
             member = members.pop(ws, None)
             if member is not None:
-                hub.leave(member)
+                the_hub.leave(member)
 
     return Broadcast
 
