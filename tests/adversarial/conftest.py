@@ -7,7 +7,14 @@ from typing import Any
 
 import pytest
 
-from .harness import ServerProcess, TLSFiles, make_tls_files, raise_fd_limit, start_server
+from .harness import (
+    ServerProcess,
+    TLSFiles,
+    make_tls_files,
+    raise_fd_limit,
+    start_cli,
+    start_server,
+)
 
 BACKENDS = ("asyncio", "listener", "sync")
 
@@ -37,8 +44,11 @@ def launch(tls_files: TLSFiles) -> Iterator[Callable[..., ServerProcess]]:
     """``launch(backend, tls=bool, **kw)``: a server child, killed at teardown if still up."""
     started: list[ServerProcess] = []
 
-    def start(backend: str, *, tls: bool = False, **kwargs: Any) -> ServerProcess:
-        server = start_server(backend, tls=tls_files if tls else None, **kwargs)
+    def start(backend: str, *, tls: bool = False, cli: bool = False, **kwargs: Any
+              ) -> ServerProcess:
+        files = tls_files if tls else None
+        server = start_cli(backend, tls=files) if cli else \
+            start_server(backend, tls=files, **kwargs)
         started.append(server)
         return server
 

@@ -219,6 +219,32 @@ def start_server(backend: str, *, app: str = "echo", tls: TLSFiles | None = None
     return ServerProcess(proc, int(line), tls, stderr_path, label)
 
 
+def start_cli(backend: str, *, tls: TLSFiles | None = None, startup: float = 20.0
+              ) -> ServerProcess:
+    """``python -m rfc6455 echo --port 0`` itself, default options; its port from its log."""
+    argv = [sys.executable, "-m", "rfc6455", "echo", "--host", "127.0.0.1", "--port", "0",
+            "--backend", backend]
+    if tls is not None:
+        argv += ["--certfile", tls.certfile, "--keyfile", tls.keyfile]
+    fd, name = tempfile.mkstemp(prefix=f"adversarial-cli-{backend}-", suffix=".log")
+    stderr_path = Path(name)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=fd, cwd=str(ROOT), env=env)
+    os.close(fd)
+    deadline = time.monotonic() + startup
+    while time.monotonic() < deadline and proc.poll() is None:
+        found = re.search(r"listening on wss?://127\.0\.0\.1:(\d+)/", stderr_path.read_text())
+        if found:
+            label = f"cli-{backend}/{'tls' if tls else 'tcp'}"
+            return ServerProcess(proc, int(found.group(1)), tls, stderr_path, label)
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait(5)
+    raise RuntimeError(f"python -m rfc6455 echo did not start:\n{stderr_path.read_text()}")
+
+
 # ------------------------------------------------------------------ raw frames
 
 

@@ -64,12 +64,17 @@ def test_echo_never_read_holds_at_most_the_queue(launch: Launch, backend: str,
     warm_up(server)
     baseline = server.rss()
     attacker = connect_raw(server)
-    chunk = client_frame(TEXT, b"m" * max_size) + client_frame(PING, b"p" * 125)
-    result = flood(attacker.sock, chunk, total=64 * MiB, seconds=10.0)
+    # Twice max_queue messages, each with a ping behind it, then pings alone: the
+    # pongs must not queue up behind an echo that cannot be written.
+    messages = (client_frame(TEXT, b"m" * max_size) + client_frame(PING, b"p" * 125)) * 8
+    first = flood(attacker.sock, messages, total=len(messages), seconds=5.0)
+    then = flood(attacker.sock, ping_chunk(), total=64 * MiB, seconds=5.0)
     growth = settle_rss(server) - baseline
-    bound = max_queue * max_size + 8 * MiB
-    report(f"{server.label} 1 MiB echoes, never reading", sent_mib=result.sent / MiB,
-           seconds=result.seconds, rss_growth_mib=growth / MiB, bound_mib=bound / MiB)
+    # A TLS transport holds the echo being written twice: plaintext and records.
+    bound = max_queue * max_size + (12 if transport == "tls" else 8) * MiB
+    report(f"{server.label} 1 MiB echoes + pings, never reading",
+           sent_mib=(first.sent + then.sent) / MiB, seconds=first.seconds + then.seconds,
+           rss_growth_mib=growth / MiB, bound_mib=bound / MiB)
     assert growth < bound, f"server RSS grew {growth / MiB:.1f} MiB, bound {bound / MiB} MiB"
     assert echo_round_trip(server) < 5.0
     attacker.close()
@@ -91,3 +96,21 @@ def test_ping_flooder_that_never_reads_is_dropped(launch: Launch, backend: str,
     attacker.close()
     assert result.dropped, "the server never dropped a peer that does not read"
     server.finish()
+
+
+@pytest.mark.parametrize("cli_backend", ["asyncio", "sync"])
+def test_reference_server_ping_flood_without_reading(launch: Launch, cli_backend: str) -> None:
+    # The shipped server, ``python -m rfc6455 echo``, with its default options.
+    server = launch(cli_backend, cli=True)
+    warm_up(server)
+    baseline = server.rss()
+    attacker = connect_raw(server)
+    result = flood(attacker.sock, ping_chunk(), total=64 * MiB, seconds=10.0)
+    growth = settle_rss(server) - baseline
+    report(f"{server.label} ping flood, never reading", sent_mib=result.sent / MiB,
+           rss_growth_mib=growth / MiB)
+    assert growth < 16 * MiB, f"server RSS grew {growth / MiB:.1f} MiB for a ping flooder"
+    assert echo_round_trip(server) < 5.0
+    attacker.close()
+    # SIGTERM waits for the closing handshakes up to --close-timeout (10 s).
+    server.finish(stop_within=25.0)
