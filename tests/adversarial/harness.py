@@ -210,6 +210,7 @@ def start_server(backend: str, *, app: str = "echo", tls: TLSFiles | None = None
     assert proc.stdout is not None
     ready, _, _ = select.select([proc.stdout], [], [], startup)
     line = proc.stdout.readline() if ready else b""
+    proc.stdout.close()  # the port is all the server writes there
     if not line.strip().isdigit():
         proc.kill()
         proc.wait(5)
