@@ -243,8 +243,16 @@ def _error_response(status: int, message: str, extra: ExtraHeaders = ()) -> tupl
     return status, headers, body
 
 
+# RFC 9110 renamed these; http.HTTPStatus has the new names only from Python 3.13.
+_RFC9110_PHRASES = {413: b"Content Too Large", 414: b"URI Too Long",
+                    416: b"Range Not Satisfiable", 422: b"Unprocessable Content"}
+
+
 def _reason(status: int) -> bytes:
     """The standard reason phrase of ``status`` (RFC 9110 §15), empty for an unregistered one."""
+    phrase = _RFC9110_PHRASES.get(status)
+    if phrase is not None:
+        return phrase
     try:
         return HTTPStatus(status).phrase.encode("ascii")
     except ValueError:

@@ -15,7 +15,6 @@ import asyncio
 import logging
 import threading
 from collections.abc import Callable
-from http import HTTPStatus
 from typing import Any
 
 import pytest
@@ -435,8 +434,8 @@ HEAD_LIMIT = Limits(max_header_bytes=4096)
 @pytest.mark.parametrize("chunk", [None, 1000, 4096, 5000])
 def test_request_line_over_the_bound_is_414(chunk: int | None) -> None:
     out = assert_refused(upgrade(target="/" + "a" * 100_000), 414, chunk, limits=HEAD_LIMIT)
-    # "URI Too Long" in RFC 9110 §15.5.15 (and Python 3.13's http.HTTPStatus).
-    assert out.startswith(b"HTTP/1.1 414 %s\r\n" % HTTPStatus(414).phrase.encode())
+    # "URI Too Long" in RFC 9110 §15.5.15, whatever this Python's http.HTTPStatus says.
+    assert out.startswith(b"HTTP/1.1 414 URI Too Long\r\n")
     assert_refused(upgrade(target="/" + "a" * 4100), 414, chunk, limits=HEAD_LIMIT)
 
 
