@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import asyncio.constants as asyncio_constants
 import contextvars
 import inspect
 import logging
@@ -187,6 +188,10 @@ class _ServerProtocol(Connection):
                 self._start_close(CloseCode.INTERNAL_ERROR, "")
 
 
+#: How long asyncio's selector loop waits before it retries a failed accept().
+_ACCEPT_RETRY_DELAY: float = getattr(asyncio_constants, "ACCEPT_RETRY_DELAY", 1.0)
+
+
 class _AcceptErrorHandler:
     """The event loop's exception handler while a :class:`Server` runs: it takes
     the loop's reports of accept() failing for lack of resources on that server's
@@ -205,12 +210,13 @@ class _AcceptErrorHandler:
     reserve and closed at once) and reports nothing, so the episode is not seen.
     """
 
-    __slots__ = ("_failures", "_fds", "_loop", "_previous")
+    __slots__ = ("_factory", "_failures", "_fds", "_loop", "_previous")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, fds: frozenset[int],
-                 failures: AcceptFailures) -> None:
+                 factory: Callable[[], object], failures: AcceptFailures) -> None:
         self._loop = loop
         self._fds = fds
+        self._factory = factory
         self._failures = failures
         self._previous = loop.get_exception_handler()
         loop.set_exception_handler(self)
@@ -221,15 +227,37 @@ class _AcceptErrorHandler:
         if isinstance(error, OSError) and error.errno in ACCEPT_RESOURCE_ERRORS \
                 and sock is not None and sock.fileno() in self._fds:
             self._failures.failed(error, _now())
+        elif isinstance(error, ValueError) and self._is_stale_retry(context.get("handle")):
+            pass
         elif self._previous is not None:
             self._previous(loop, context)
         else:
             loop.default_exception_handler(context)
 
+    def _is_stale_retry(self, handle: object) -> bool:
+        """A back-off retry of ours that ran after the server closed.
+
+        asyncio does not cancel the retries it scheduled when the server closes
+        (one per failed accept() of the batch), and each then fails to poll the
+        closed socket with ValueError, an ERROR and a traceback. The retry is
+        known by its arguments, which start with our protocol factory (an
+        attribute of asyncio's handles: there is no public way to tell).
+        """
+        args = getattr(handle, "_args", None)
+        return isinstance(args, tuple) and bool(args) and args[0] == self._factory
+
     def remove(self) -> None:
         """Give the loop its handler back (once closed, the listening sockets'
-        descriptors may be reused: match none of them from now on)."""
+        descriptors may be reused: match none of them from now on), after the
+        pending retries if the server closes during an episode."""
         self._fds = frozenset()
+        pending = self._failures.last_failure + _ACCEPT_RETRY_DELAY + 0.5 - _now()
+        if pending > 0:
+            self._loop.call_later(pending, self._give_back)
+        else:
+            self._give_back()
+
+    def _give_back(self) -> None:
         if self._loop.get_exception_handler() is self:
             self._loop.set_exception_handler(self._previous)
         # Else a handler set after ours runs instead, and ours, if it chained to
@@ -314,7 +342,8 @@ class Server:
             self.server = await loop.create_server(self._accepted, host, port,
                                                    ssl=ssl, reuse_port=reuse_port, sock=sock)
         self._accept_errors = _AcceptErrorHandler(
-            loop, frozenset(s.fileno() for s in self.server.sockets), self._accept_failures)
+            loop, frozenset(s.fileno() for s in self.server.sockets), self._accepted,
+            self._accept_failures)
         interval = self._tick_interval()
         if interval is not None:
             self._ticker = loop.call_later(interval, self._tick)

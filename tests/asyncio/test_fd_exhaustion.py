@@ -15,6 +15,7 @@ hold its descriptors:
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import resource
@@ -248,3 +249,107 @@ def test_accept_out_of_descriptors_is_reported_once_and_recovers(loop: str) -> N
         no_errors_logged(server)
     finally:
         server.close()
+
+
+#: A server closed while accept() is failing, on a loop that runs on: the back-off
+#: retries asyncio left scheduled must not log errors, and the loop gets its
+#: exception handler back.
+_CLOSED_DURING_EPISODE = """
+import asyncio, logging, socket, sys
+logging.basicConfig(level=logging.INFO, stream=sys.stdout,
+                    format="%(levelname)s %(name)s: %(message)s")
+from rfc6455.asyncio import serve
+
+async def handler(ws):
+    await ws.wait_closed()
+
+async def main():
+    server = await serve(handler, "127.0.0.1", 0)
+    clients = []
+    for _ in range(90):  # connected in the listen backlog before the server accepts
+        sock = socket.socket()
+        sock.connect(("127.0.0.1", server.port))
+        clients.append(sock)
+    await asyncio.sleep(1.5)  # accepts what it can, fails, backs off
+    server.close()
+    await server.wait_closed()
+    await asyncio.sleep(2.5)  # the retries come and go
+    print("handler given back:", asyncio.get_running_loop().get_exception_handler() is None)
+    for sock in clients:
+        sock.close()
+
+asyncio.run(main())
+"""
+
+
+def test_closing_while_accept_fails_logs_no_error() -> None:
+    def lower() -> None:
+        _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (128, hard))
+
+    result = subprocess.run([sys.executable, "-c", _CLOSED_DURING_EPISODE],
+                            capture_output=True, text=True, timeout=60, preexec_fn=lower)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert output.count("WARNING rfc6455.server: accept failing: EMFILE") == 1, output
+    assert "ERROR" not in output and "Traceback" not in output, output[-4000:]
+    assert "handler given back: True" in output, output
+
+
+# ---------------------------------------------- what the loop handler takes over
+
+
+def test_only_our_sockets_resource_errors_are_taken(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The exception handler the server installs takes accept() resource errors on
+    its own listening socket, passes everything else on to the previous handler,
+    and gives it back once the server is closed."""
+    import errno
+    import logging
+
+    from rfc6455.asyncio import serve
+
+    emfile = OSError(errno.EMFILE, "Too many open files")
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        seen: list[dict[str, object]] = []
+
+        def previous(_loop: object, context: dict[str, object]) -> None:
+            seen.append(context)
+
+        loop.set_exception_handler(previous)
+        with socket.socket() as other:
+            other.bind(("127.0.0.1", 0))
+            other.listen()
+            async with serve(_echo, "127.0.0.1", 0) as server:
+                ours = server.sockets[0]
+                with caplog.at_level(logging.INFO, "rfc6455.server"):
+                    for _ in range(3):
+                        loop.call_exception_handler({"message": "accept", "exception": emfile,
+                                                     "socket": ours})
+                assert seen == []
+                assert [(r.levelname, r.getMessage()) for r in caplog.records] == \
+                    [("WARNING", "accept failing: EMFILE; backing off")]
+                # Another socket, another error: not ours to take.
+                loop.call_exception_handler({"message": "accept", "exception": emfile,
+                                             "socket": other})
+                loop.call_exception_handler({"message": "accept", "socket": ours,
+                                             "exception": OSError(errno.EBADF, "bad")})
+                assert len(seen) == 2
+            # Closed: nothing is taken any more, and the handler comes back once
+            # asyncio's back-off retries are past.
+            loop.call_exception_handler({"message": "after", "exception": emfile,
+                                         "socket": other})
+            assert len(seen) == 3
+            for _ in range(40):
+                if loop.get_exception_handler() is previous:
+                    break
+                await asyncio.sleep(0.1)
+            assert loop.get_exception_handler() is previous
+
+    asyncio.run(asyncio.wait_for(main(), 20))
+
+
+async def _echo(ws: object) -> None:
+    pass
