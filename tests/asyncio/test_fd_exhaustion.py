@@ -20,6 +20,7 @@ import os
 import re
 import resource
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -29,6 +30,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
+import trustme
 
 from ..apps.servers import masked_frame
 
@@ -46,7 +48,7 @@ sys.argv = ["rfc6455", *sys.argv[2:]]
 runpy.run_module("rfc6455", run_name="__main__", alter_sys=True)
 """
 
-_LISTENING = re.compile(r"listening on ws://[^\s/]+:(\d+)/")
+_LISTENING = re.compile(r"listening on wss?://[^\s/]+:(\d+)/")
 
 UPGRADE = ("GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
            "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
@@ -106,9 +108,11 @@ def held() -> Iterator[ExitStack]:
         yield stack
 
 
-def upgrade(port: int) -> tuple[int, socket.socket]:
+def upgrade(port: int, tls: ssl.SSLContext | None = None) -> tuple[int, socket.socket]:
     """An opening handshake: the status, and the socket, still open."""
     sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    if tls is not None:
+        sock = tls.wrap_socket(sock, server_hostname="127.0.0.1")
     sock.sendall(UPGRADE.format(port=port).encode())
     head = b""
     while b"\r\n\r\n" not in head:
@@ -132,12 +136,13 @@ def echoes(sock: socket.socket) -> bool:
     return reply == b"\x81\x0astill here"
 
 
-def served_again(port: int, timeout: float = 15.0) -> socket.socket:
+def served_again(port: int, timeout: float = 15.0,
+                 tls: ssl.SSLContext | None = None) -> socket.socket:
     """A 101 within ``timeout`` (bounded retries)."""
     deadline = time.monotonic() + timeout
     while True:
         try:
-            status, sock = upgrade(port)
+            status, sock = upgrade(port, tls)
         except (OSError, AssertionError):
             status, sock = 0, None
         if status == 101:
@@ -166,23 +171,33 @@ def close_handshake(sock: socket.socket) -> None:
     sock.close()
 
 
+@pytest.mark.parametrize("tls", [False, True], ids=["tcp", "tls"])
 @pytest.mark.parametrize("loop", LOOPS)
-def test_refused_sockets_kept_open_are_closed_after_the_linger(loop: str,
-                                                                held: ExitStack) -> None:
+def test_refused_sockets_kept_open_are_closed_after_the_linger(
+        loop: str, tls: bool, held: ExitStack, tmp_path: Path) -> None:
     """Past the cap, 100 clients read their 503 and never close: the server closes
     their sockets after about a second (not the 10 s close timeout), so none of
     them holds a server descriptor for long."""
-    server = EchoServer(loop, "--max-connections", "2")
+    args = ["--max-connections", "2"]
+    client_tls = None
+    if tls:
+        ca = trustme.CA()
+        ca.issue_cert("127.0.0.1").private_key_and_cert_chain_pem.write_to_path(
+            str(tmp_path / "server.pem"))
+        args += ["--certfile", str(tmp_path / "server.pem")]
+        client_tls = ssl.create_default_context()
+        ca.configure_trust(client_tls)
+    server = EchoServer(loop, *args)
     held.callback(server.close)
     opened = []
     for _ in range(2):
-        status, sock = upgrade(server.port)
+        status, sock = upgrade(server.port, client_tls)
         held.enter_context(sock)
         assert status == 101
         opened.append(sock)
     baseline = server.fds()
     for _ in range(100):
-        status, sock = upgrade(server.port)
+        status, sock = upgrade(server.port, client_tls)
         held.enter_context(sock)  # kept open by the client until the end of the test
         assert status == 503
         sock.settimeout(10)
@@ -196,7 +211,7 @@ def test_refused_sockets_kept_open_are_closed_after_the_linger(loop: str,
         time.sleep(0.05)
     assert echoes(opened[0])
     close_handshake(opened.pop())
-    assert echoes(held.enter_context(served_again(server.port)))
+    assert echoes(held.enter_context(served_again(server.port, tls=client_tls)))
     no_errors_logged(server)
 
 
