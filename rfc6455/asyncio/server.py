@@ -228,7 +228,7 @@ class _AcceptErrorHandler:
                 and sock is not None and sock.fileno() in self._fds:
             self._failures.failed(error, _now())
         elif isinstance(error, ValueError) and self._is_stale_retry(context.get("handle")):
-            pass
+            pass  # the retry has nothing left to do: the server is closed
         elif self._previous is not None:
             self._previous(loop, context)
         else:
