@@ -25,6 +25,7 @@ Keepalive
 
 from __future__ import annotations
 
+import errno
 import functools
 import inspect
 import logging
@@ -408,6 +409,21 @@ def busy_response() -> tuple[int, list[tuple[str, str]], bytes]:
         b"Too many connections.\n"
 
 
+#: After an HTTP answer (a refusal, 426, an error status) and our FIN, how long a
+#: server waits at most for the client to close its side before closing the
+#: socket (both adapters). Waiting is the "lingering close" of RFC 9112 §9.6: a
+#: close with unread input makes the kernel reset the connection, which can
+#: destroy the answer before the client read it. Not waiting longer bounds what a
+#: client that never closes holds: one descriptor per refusal, for this long.
+HTTP_LINGER: Final = 1.0
+
+
+def http_linger(close_timeout: float | None) -> float:
+    """How long to linger after an HTTP answer: :data:`HTTP_LINGER`, or the close
+    timeout when it is shorter (None or 0 sets no shorter bound)."""
+    return min(close_timeout or HTTP_LINGER, HTTP_LINGER)
+
+
 def proxy_connect_request(host: str, port: int) -> bytes:
     """The HTTP CONNECT request that opens a tunnel through a proxy (RFC 9110 §9.3.6)."""
     authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
@@ -467,6 +483,49 @@ class Admission:
                 self.per_ip[ip] = left
             else:
                 self.per_ip.pop(ip, None)
+
+
+#: accept() errors that mean the process or the system is out of a resource
+#: (descriptors, socket buffers, memory): retrying at once would fail again, so
+#: the server backs off, and reports it once (:class:`AcceptFailures`).
+ACCEPT_RESOURCE_ERRORS: Final = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS,
+                                           errno.ENOMEM})
+
+
+class AcceptFailures:
+    """Reports a listening socket's accept() failing for lack of resources once
+    per episode, a WARNING, and its end, at INFO: a server out of descriptors
+    fails every retry, and a record each time would flood the log while the
+    condition lasts.
+
+    The episode ends with a connection accepted at least :attr:`QUIET` seconds
+    after the last failure, that is after a back-off: asyncio accepts a batch of
+    connections and makes their protocols later, so a connection of the batch
+    that failed, or of a retry that accepted some and failed again, does not end
+    it.
+    """
+
+    #: Half the event loop's back-off (asyncio waits a second before it retries).
+    QUIET: Final = 0.5
+
+    __slots__ = ("failing", "last_failure", "logger")
+
+    def __init__(self, logger: logging.Logger) -> None:
+        self.logger = logger
+        self.failing = False
+        self.last_failure = 0.0
+
+    def failed(self, error: OSError, now: float) -> None:
+        self.last_failure = now
+        if not self.failing:
+            self.failing = True
+            name = errno.errorcode.get(error.errno or 0, str(error.errno))
+            self.logger.warning("accept failing: %s; backing off", name)
+
+    def accepted(self, now: float) -> None:
+        if self.failing and now - self.last_failure >= self.QUIET:
+            self.failing = False
+            self.logger.info("accepting again")
 
 
 def internal_error_response() -> tuple[int, list[tuple[str, str]], bytes]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import asyncio.constants as asyncio_constants
 import contextvars
 import inspect
 import logging
@@ -12,11 +13,14 @@ from typing import Any
 
 from .._core import State
 from .._driver import (
+    ACCEPT_RESOURCE_ERRORS,
+    AcceptFailures,
     Admission,
     ConnectionClosed,
     ServerOptions,
     check_callback,
     default_http_response,
+    http_linger,
     internal_error_response,
     ip_of,
     server_logger,
@@ -86,7 +90,7 @@ class _ServerProtocol(Connection):
             return
         if isinstance(event, ClosedEvent):
             # The engine already answered the bad request with an HTTP error (§4.2.1).
-            self._flush()
+            self._flush_answer()
             return
         assert isinstance(event, (Request, HTTPRequest))
         # Stop reading until the request is answered: nothing else may come first.
@@ -118,7 +122,7 @@ class _ServerProtocol(Connection):
         if response is not None:
             status, headers, body = response
             engine.respond(status, list(headers), body)
-            self._flush()
+            self._flush_answer()
             if self._reading_paused and self.transport is not None:
                 # Read on, to see the client close its side after the response.
                 self._reading_paused = False
@@ -131,6 +135,20 @@ class _ServerProtocol(Connection):
         self._server._opened(self)
         self._flush()
         self._start_application()
+
+    def _flush_answer(self) -> None:
+        """Write an HTTP answer and our FIN, then wait for the client's close at
+        most ``http_linger(close_timeout)`` (RFC 9112 §9.6, the lingering close).
+
+        The close timeout bounds a closing handshake; an answer has none to wait
+        for, and a client that never closes would otherwise hold a descriptor per
+        refusal for the whole close timeout, enough to run the server out of them
+        past its connection cap. The timer armed here is the one _flush would arm.
+        """
+        if self._close_timer is None and not self._lost:
+            self._close_timer = self._loop.call_later(
+                http_linger(self._options.close_timeout), self._abort)
+        self._flush()
 
     def _start_application(self) -> None:
         # The handler runs as a task of its own coroutine, and its end is handled by
@@ -170,6 +188,82 @@ class _ServerProtocol(Connection):
                 self._start_close(CloseCode.INTERNAL_ERROR, "")
 
 
+#: How long asyncio's selector loop waits before it retries a failed accept().
+_ACCEPT_RETRY_DELAY: float = getattr(asyncio_constants, "ACCEPT_RETRY_DELAY", 1.0)
+
+
+class _AcceptErrorHandler:
+    """The event loop's exception handler while a :class:`Server` runs: it takes
+    the loop's reports of accept() failing for lack of resources on that server's
+    listening sockets, and passes every other report on to the handler it replaced.
+
+    asyncio's selector loop already backs off (it stops polling the listening
+    socket for a second), but reports each failed accept() as an ERROR with a
+    traceback, and it retries the whole backlog in one go before backing off: a
+    server out of descriptors logged hundreds of records a second. The server
+    reports the episode once instead (:class:`AcceptFailures`). An exception
+    handler rather than a filter on the ``asyncio`` logger: the loop hands it the
+    exception and the socket themselves, so it matches exactly our sockets and
+    the resource errors, whatever the wording of the message and the logging
+    configuration, and only on this loop. uvloop needs nothing here: libuv sheds
+    the connections it cannot accept (each is accepted on a descriptor held in
+    reserve and closed at once) and reports nothing, so the episode is not seen.
+    """
+
+    __slots__ = ("_factory", "_failures", "_fds", "_loop", "_previous")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, fds: frozenset[int],
+                 factory: Callable[[], object], failures: AcceptFailures) -> None:
+        self._loop = loop
+        self._fds = fds
+        self._factory = factory
+        self._failures = failures
+        self._previous = loop.get_exception_handler()
+        loop.set_exception_handler(self)
+
+    def __call__(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        error = context.get("exception")
+        sock = context.get("socket")
+        if isinstance(error, OSError) and error.errno in ACCEPT_RESOURCE_ERRORS \
+                and sock is not None and sock.fileno() in self._fds:
+            self._failures.failed(error, _now())
+        elif isinstance(error, ValueError) and self._is_stale_retry(context.get("handle")):
+            pass  # the retry has nothing left to do: the server is closed
+        elif self._previous is not None:
+            self._previous(loop, context)
+        else:
+            loop.default_exception_handler(context)
+
+    def _is_stale_retry(self, handle: object) -> bool:
+        """A back-off retry of ours that ran after the server closed.
+
+        asyncio does not cancel the retries it scheduled when the server closes
+        (one per failed accept() of the batch), and each then fails to poll the
+        closed socket with ValueError, an ERROR and a traceback. The retry is
+        known by its arguments, which start with our protocol factory (an
+        attribute of asyncio's handles: there is no public way to tell).
+        """
+        args = getattr(handle, "_args", None)
+        return isinstance(args, tuple) and bool(args) and args[0] == self._factory
+
+    def remove(self) -> None:
+        """Give the loop its handler back (once closed, the listening sockets'
+        descriptors may be reused: match none of them from now on), after the
+        pending retries if the server closes during an episode."""
+        self._fds = frozenset()
+        pending = self._failures.last_failure + _ACCEPT_RETRY_DELAY + 0.5 - _now()
+        if pending > 0:
+            self._loop.call_later(pending, self._give_back)
+        else:
+            self._give_back()
+
+    def _give_back(self) -> None:
+        if self._loop.get_exception_handler() is self:
+            self._loop.set_exception_handler(self._previous)
+        # Else a handler set after ours runs instead, and ours, if it chained to
+        # it, only passes reports on.
+
+
 class Server:
     """A running WebSocket server (see :func:`serve`)."""
 
@@ -184,6 +278,8 @@ class Server:
         self._context = contextvars.copy_context()
         self.server: asyncio.Server | None = None
         self._ticker: asyncio.TimerHandle | None = None
+        self._accept_failures = AcceptFailures(logger)
+        self._accept_errors: _AcceptErrorHandler | None = None
 
     # ---------------------------------------------------------- bookkeeping
 
@@ -207,6 +303,12 @@ class Server:
     def _opened(self, conn: _ServerProtocol) -> None:
         conn._ip = ip_of(conn.remote_address)
         self._admission.opened(conn, conn._ip)
+
+    def _accepted(self) -> _ServerProtocol:
+        """The protocol factory: called for each accepted connection."""
+        if self._accept_failures.failing:
+            self._accept_failures.accepted(_now())
+        return self._protocol(self)
 
     def _forget(self, conn: _ServerProtocol) -> None:
         self._connections.discard(conn)
@@ -234,11 +336,14 @@ class Server:
                     ssl: Any, reuse_port: bool | None, sock: Any) -> None:
         loop = asyncio.get_running_loop()
         if path is not None:
-            self.server = await loop.create_unix_server(lambda: self._protocol(self), path,
+            self.server = await loop.create_unix_server(self._accepted, path,
                                                         ssl=ssl, sock=sock)
         else:
-            self.server = await loop.create_server(lambda: self._protocol(self), host, port,
+            self.server = await loop.create_server(self._accepted, host, port,
                                                    ssl=ssl, reuse_port=reuse_port, sock=sock)
+        self._accept_errors = _AcceptErrorHandler(
+            loop, frozenset(s.fileno() for s in self.server.sockets), self._accepted,
+            self._accept_failures)
         interval = self._tick_interval()
         if interval is not None:
             self._ticker = loop.call_later(interval, self._tick)
@@ -257,6 +362,9 @@ class Server:
         if self._admission.closing:
             return
         self._admission.closing = True
+        if self._accept_errors is not None:
+            self._accept_errors.remove()
+            self._accept_errors = None
         if self.server is not None:
             self.server.close()
         if self._ticker is not None:

@@ -30,6 +30,7 @@ from .._driver import (
     ServerOptions,
     check_callback,
     default_http_response,
+    http_linger,
     internal_error_response,
     ip_of,
     server_logger,
@@ -192,9 +193,9 @@ def _linger(sock: socket.socket, timeout: float | None) -> None:
     """After an HTTP answer and our FIN, wait briefly for the client's close.
 
     Closing with unread bytes would reset the connection and could destroy the
-    answer before the client read it.
+    answer before the client read it (the bound: ``_driver.HTTP_LINGER``).
     """
-    sock.settimeout(min(timeout or 1.0, 1.0))
+    sock.settimeout(http_linger(timeout))
     with contextlib.suppress(OSError):
         while sock.recv(4096):
             pass
