@@ -165,11 +165,12 @@ def peak_rss(child: Child) -> Iterator[list[int]]:
         result[1] = max(result[1], child.rss_kib())
 
 
-def flood(sock: socket.socket, chunk: bytes, total: int, seconds: float) -> float | None:
+def flood(sock: socket.socket, chunk: bytes, total: int, seconds: float,
+          sent_out: list[int] | None = None) -> float | None:
     """Send ``chunk`` until ``total`` bytes went or ``seconds`` passed, never reading.
 
     Returns how long after the start the server dropped the connection (the send
-    failed), or None if it did not.
+    failed), or None if it did not; ``sent_out`` gets the bytes the kernel took.
     """
     start = time.monotonic()
     sent = 0
@@ -182,6 +183,9 @@ def flood(sock: socket.socket, chunk: bytes, total: int, seconds: float) -> floa
             continue  # the server stopped reading: keep trying until it drops us
         except (OSError, ssl.SSLError):
             return time.monotonic() - start
+        finally:
+            if sent_out is not None:
+                sent_out[:] = [sent]
     return None
 
 
@@ -211,13 +215,15 @@ MIB = 1024 * 1024
 def test_ping_flooder_that_never_reads_is_dropped_in_bounded_memory(transport: str) -> None:
     """§5.5.3: pongs to a peer that does not read stay bounded, and the timers still
     run: ping_interval + ping_timeout + close_timeout later the flooder is gone."""
-    with Child(transport, ping_interval=1, ping_timeout=1, close_timeout=1) as child:
+    # 2 + 2 + 1 s: long enough for the pongs to fill the kernel's buffers for this
+    # peer (so that a reader thread writing them blocking would stop there for good).
+    with Child(transport, ping_interval=2, ping_timeout=2, close_timeout=1) as child:
         child.echo_round_trip("warm up")
         flooder = child.raw()
         try:
             start = time.monotonic()
             with peak_rss(child) as rss:
-                dropped = flood(flooder, PING_FLOOD, 64 * MIB, 20)
+                dropped = flood(flooder, PING_FLOOD, 1024 * MIB, 12)
                 # Meanwhile (or right after) everyone else is served.
                 child.echo_round_trip()
             if dropped is None:  # the whole flood went in: the timers drop it later
@@ -235,7 +241,7 @@ def test_ping_flooder_that_never_reads_is_dropped_in_bounded_memory(transport: s
 def test_echo_to_a_peer_that_never_reads_stays_bounded(transport: str) -> None:
     """A client sends 8 x 1 MiB to echo, then floods pings and never reads: the server
     holds at most its queue (max_queue x max_size), the write limit and some slack."""
-    max_queue = 4
+    max_queue = 16  # the 8 messages fit: the reader thread keeps reading
     with Child(transport, ping_interval=None, max_queue=max_queue, compression=None) as child:
         child.echo_round_trip("warm up")
         flooder = child.raw()
@@ -243,8 +249,12 @@ def test_echo_to_a_peer_that_never_reads_stays_bounded(transport: str) -> None:
         try:
             with peak_rss(child) as rss:
                 flood(flooder, message, 8 * len(message), 3)
-                flood(flooder, PING_FLOOD, 64 * MIB, 6)
+                pings: list[int] = []
+                flood(flooder, PING_FLOOD, 64 * MIB, 6, pings)
                 child.echo_round_trip()
+            # Its output backed up, the server stopped reading, pings included: the
+            # flood stalls once the kernel's buffers are full (a few MiB).
+            assert pings[0] < 32 * MIB, pings
             bound = max_queue * MIB + 64 * 1024 + 16 * MIB
             assert (rss[1] - rss[0]) * 1024 < bound, rss
         finally:
