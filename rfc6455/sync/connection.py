@@ -309,6 +309,9 @@ class Connection(ConnectionView):
             self._eof_received = True
             self.engine.receive_eof()
         self._progress()
+        if not self._writing:  # else the writer does, as it leaves
+            self._outbox.clear()
+            self._outbox_bytes = 0
         for waiter in self._driver.abandon_pings():
             waiter.event.set()
         self._cond.notify_all()
