@@ -73,6 +73,7 @@ class Connection(ConnectionView):
         "_driver",
         "_eof_received",
         "_hold_since",
+        "_io_lock",
         "_lost",
         "_options",
         "_outbox",
@@ -110,6 +111,11 @@ class Connection(ConnectionView):
         self._lost = False
         self._reader: threading.Thread | None = None
         self.handler_thread: threading.Thread | None = None
+        # OpenSSL allows one call at a time on a connection: a read and a write at
+        # once from two threads can make either fail with a wrong error (seen as a
+        # spurious EOF). Every call is non-blocking, so this lock is held briefly;
+        # a writer waits for room in poll(), without it.
+        self._io_lock = threading.Lock() if isinstance(sock, ssl.SSLSocket) else None
 
     def _start(self) -> None:
         """The handshake is done: start the reader thread."""
@@ -270,9 +276,13 @@ class Connection(ConnectionView):
     def _send_some(self, data: bytes | memoryview, block: bool) -> int:
         """Send from ``data`` on the non-blocking socket; the count sent (0: full)."""
         sock = self.sock
+        io_lock = self._io_lock
         while True:
             try:
-                return sock.send(data)
+                if io_lock is None:
+                    return sock.send(data)
+                with io_lock:
+                    return sock.send(data)
             except (BlockingIOError, ssl.SSLWantWriteError):
                 events = select.POLLOUT
             except ssl.SSLWantReadError:
@@ -329,7 +339,7 @@ class Connection(ConnectionView):
         # writes drain, bulk traffic both ways (an echo) deadlocks; a client's
         # unread output stays bounded all the same (in the engine, pongs coalesce).
         pause_when_backed_up = isinstance(engine, ServerConnection)
-        pending = getattr(sock, "pending", None)
+        io_lock = self._io_lock
         poller = select.poll()
         registered = select.POLLIN
         poller.register(sock, registered)
@@ -359,7 +369,7 @@ class Connection(ConnectionView):
                 if events != registered:
                     poller.modify(sock, events)
                     registered = events
-                if not (want_in and pending is not None and pending()):
+                if not (want_in and self._tls_pending()):
                     ready = poller.poll(
                         None if timeout is None else max(0, int(timeout * 1000) + 1))
                     if not ready or not want_in:
@@ -367,7 +377,11 @@ class Connection(ConnectionView):
                     if not ready[0][1] & (select.POLLIN | select.POLLHUP | select.POLLERR):
                         continue
                 try:
-                    data = sock.recv(65536)
+                    if io_lock is None:
+                        data = sock.recv(65536)
+                    else:
+                        with io_lock:
+                            data = sock.recv(65536)
                 except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
                     # Part of a TLS record, or TLS wants to write first: poll again.
                     continue
@@ -392,6 +406,14 @@ class Connection(ConnectionView):
                 cond.wait_for(lambda: not self._writing, _WRITER_EXIT_WAIT)
             with contextlib.suppress(OSError):
                 sock.close()
+
+    def _tls_pending(self) -> bool:
+        """Whether TLS holds decrypted bytes already (poll() would not see them)."""
+        io_lock = self._io_lock
+        if io_lock is None:
+            return False
+        with io_lock:
+            return bool(self.sock.pending())  # type: ignore[attr-defined]
 
     def _timers(self) -> float | None:
         """Run due timers (locked); return the time until the next one."""
