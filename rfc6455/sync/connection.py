@@ -1,10 +1,15 @@
-"""One WebSocket connection over a blocking socket, with a reader thread.
+"""One WebSocket connection over a non-blocking socket, with a reader thread.
 
 The reader thread moves bytes from the socket to the engine and runs the
 timers; the application's threads call ``recv()`` / ``send()``. Writing goes
-through an outbox drained by one thread at a time, so the reader never blocks
-behind a sender stuck on a peer that does not read (it could not answer pings
-or closes otherwise), and frames leave in the order the engine made them.
+through an outbox drained by one thread at a time, in the order the engine made
+the frames. The reader thread only ever writes what the socket takes at once
+and waits for room together with incoming data, so whatever the peer does it
+still answers pings and runs the ping timeout and close deadline. A sender
+waits for room in ``poll()``; dropping the connection (``shutdown()``) ends
+that wait. This costs no thread beyond the reader: with two per connection,
+thousands of threads already contend for the GIL when many clients come or go
+at once (see ``Server.switch_interval``).
 """
 
 from __future__ import annotations
