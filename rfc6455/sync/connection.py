@@ -1,10 +1,15 @@
-"""One WebSocket connection over a blocking socket, with a reader thread.
+"""One WebSocket connection over a non-blocking socket, with a reader thread.
 
 The reader thread moves bytes from the socket to the engine and runs the
 timers; the application's threads call ``recv()`` / ``send()``. Writing goes
-through an outbox drained by one thread at a time, so the reader never blocks
-behind a sender stuck on a peer that does not read (it could not answer pings
-or closes otherwise), and frames leave in the order the engine made them.
+through an outbox drained by one thread at a time, in the order the engine made
+the frames. The reader thread only ever writes what the socket takes at once
+and waits for room together with incoming data, so whatever the peer does it
+still answers pings and runs the ping timeout and close deadline. A sender
+waits for room in ``poll()``; dropping the connection (``shutdown()``) ends
+that wait. This costs no thread beyond the reader: with two per connection,
+thousands of threads already contend for the GIL when many clients come or go
+at once (see ``Server.switch_interval``).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import json
 import logging
 import select
 import socket
+import ssl
 import threading
 import time
 from collections import deque
@@ -46,6 +52,11 @@ __all__ = ["Connection"]
 #: the next loop iteration).
 _SOON = 0.05
 _EOF_MARK = b""  # in the outbox: shut the write side down here
+#: A write that TLS cannot make before it reads (a key update) retries this often (ms):
+#: the reader thread does the reading.
+_WANT_READ_POLL_MS = 50
+#: How long the reader thread, ending, lets a writer leave the socket (s).
+_WRITER_EXIT_WAIT = 1.0
 
 
 class _Ping:
@@ -67,6 +78,7 @@ class Connection(ConnectionView):
         "_driver",
         "_eof_received",
         "_hold_since",
+        "_io_lock",
         "_lost",
         "_options",
         "_outbox",
@@ -91,7 +103,7 @@ class Connection(ConnectionView):
         self.logger = logger
         self._driver: Driver[_Ping] = Driver(engine, options, time.monotonic())
         self._cond = threading.Condition(threading.Lock())
-        self._outbox: deque[bytes] = deque()
+        self._outbox: deque[bytes | memoryview] = deque()
         self._outbox_bytes = 0
         self._writing = False
         self._parts_owner: int | None = None
@@ -104,10 +116,17 @@ class Connection(ConnectionView):
         self._lost = False
         self._reader: threading.Thread | None = None
         self.handler_thread: threading.Thread | None = None
+        # OpenSSL allows one call at a time on a connection: a read and a write at
+        # once from two threads can make either fail with a wrong error (seen as a
+        # spurious EOF). Every call is non-blocking, so this lock is held briefly;
+        # a writer waits for room in poll(), without it.
+        self._io_lock = threading.Lock() if isinstance(sock, ssl.SSLSocket) else None
 
     def _start(self) -> None:
         """The handshake is done: start the reader thread."""
-        self.sock.settimeout(None)
+        # Non-blocking from now on: the reader thread must never wait in a write,
+        # and a blocking writer waits in poll(), which a shutdown() ends.
+        self.sock.settimeout(0)
         # The application is about to call recv(): give it the first message before
         # parsing on (see the pull policy in rfc6455._driver).
         self._driver.hold = True
@@ -151,30 +170,44 @@ class Connection(ConnectionView):
                 waiter.event.set()
         self._collect()
 
-    def _collect(self) -> None:
-        """Move what the engine has to send into the outbox; arm the close deadline."""
+    def _collect(self, force: bool = False) -> None:
+        """Move what the engine has to send into the outbox; arm the close deadline.
+
+        While the outbox is over ``write_limit`` the peer is not reading: output
+        stays in the engine, where a new automatic pong takes the place of an
+        unsent one (§5.5.3), unless ``force`` (a sender's own frames, which it
+        then waits to write).
+        """
         engine = self.engine
         outbox = self._outbox
-        while True:
-            parts = engine.data_to_send_parts()
-            if type(parts) is not list:  # EOF
-                outbox.append(_EOF_MARK)
-                continue
-            if not parts:
-                break
-            # A large payload is its own part: sent as it is, never copied into a frame.
-            outbox.extend(parts)
-            self._outbox_bytes += sum(map(len, parts))
-        if self._close_deadline is None and engine.close_expected():
+        if force or self._outbox_bytes <= self._options.write_limit:
+            while True:
+                parts = engine.data_to_send_parts()
+                if type(parts) is not list:  # EOF
+                    outbox.append(_EOF_MARK)
+                    continue
+                if not parts:
+                    break
+                # A large payload is its own part: sent as it is, never copied into a frame.
+                outbox.extend(parts)
+                self._outbox_bytes += sum(map(len, parts))
+        if self._close_deadline is None and (
+                engine.close_expected()
+                # The peer ended its side: what we still have to send is bounded in time.
+                or (self._eof_received and (outbox or engine.has_data_to_send))):
             timeout = self._options.close_timeout
             self._close_deadline = time.monotonic() + (1e9 if timeout is None else timeout)
             self._cond.notify_all()
 
-    def _write(self, wait: bool) -> None:
-        """Send the outbox; call with the lock held (released while writing).
+    @property
+    def _backed_up(self) -> bool:
+        return self._outbox_bytes > self._options.write_limit
 
-        One thread writes at a time, in order. With ``wait``, return only once the
-        outbox is below the low-water mark (the caller is a sender).
+    def _write(self, wait: bool) -> None:
+        """A sender's write: the outbox in order, blocking; call with the lock held.
+
+        Waits for the writer role unless the outbox is low already (another
+        thread is writing it); with ``wait`` False returns at once instead.
         """
         cond = self._cond
         low = self._options.low_water
@@ -182,38 +215,103 @@ class Connection(ConnectionView):
             if not wait or self._outbox_bytes <= low or self._lost:
                 return
             cond.wait()
+        self._drain(block=True)
+
+    def _write_nowait(self) -> bool:
+        """Write what the socket takes now, never waiting; True once all is written.
+
+        The reader thread writes this way only: it must stay free to read and to
+        run the timers (ping timeout, close deadline) whatever the peer does.
+        """
+        if self._writing:
+            return False
+        return self._drain(block=False)
+
+    def _drain(self, block: bool) -> bool:
+        """Write the outbox as the one writer (lock held, released while writing).
+
+        Bytes leave the outbox count only once written, so :attr:`pending_bytes`
+        includes a frame being written. Without ``block``, stop when the socket
+        is full; with it, wait for room (a close deadline or ping timeout in the
+        reader thread ends the wait: ``_lose`` shuts the socket down).
+        """
+        cond = self._cond
+        outbox = self._outbox
+        limit = self._options.write_limit
         self._writing = True
         try:
-            outbox = self._outbox
-            while outbox and not self._lost:
-                data = outbox.popleft()
-                self._outbox_bytes -= len(data)
+            while not self._lost:
+                if not outbox:
+                    self._collect()
+                    if not outbox:
+                        return True
+                data = outbox[0]
+                if not data:  # the engine's EOF
+                    outbox.popleft()
+                    self._send_eof()
+                    continue
                 cond.release()
                 try:
-                    if not data:  # the engine's EOF
-                        self._send_eof()
-                    else:
-                        self.sock.sendall(data)
+                    sent = self._send_some(data, block)
                 except OSError:
-                    cond.acquire()
+                    sent = -1
+                cond.acquire()
+                if self._lost:
+                    break
+                if sent < 0:
                     self._lose()
                     break
-                cond.acquire()
-            if self._lost:
-                outbox.clear()
-                self._outbox_bytes = 0
+                if not sent:
+                    return False
+                before = self._outbox_bytes
+                self._outbox_bytes -= sent
+                if sent == len(data):
+                    outbox.popleft()
+                else:
+                    outbox[0] = memoryview(data)[sent:]
+                if before > limit >= self._outbox_bytes:
+                    cond.notify_all()  # the reader thread may wait for room
+            outbox.clear()
+            self._outbox_bytes = 0
+            return True
         finally:
             self._writing = False
             cond.notify_all()
 
+    def _send_some(self, data: bytes | memoryview, block: bool) -> int:
+        """Send from ``data`` on the non-blocking socket; the count sent (0: full)."""
+        sock = self.sock
+        io_lock = self._io_lock
+        while True:
+            try:
+                if io_lock is None:
+                    return sock.send(data)
+                with io_lock:
+                    return sock.send(data)
+            except (BlockingIOError, ssl.SSLWantWriteError):
+                events = select.POLLOUT
+            except ssl.SSLWantReadError:
+                # TLS needs the peer's bytes first (a key update): the reader gets them.
+                events = select.POLLIN | select.POLLOUT
+            if not block:
+                return 0
+            # An ssl.SSLSocket retries with the same buffer (OpenSSL's rule for a write
+            # that wanted more room); a plain socket took nothing either.
+            poller = select.poll()
+            poller.register(sock, events)
+            poller.poll(_WANT_READ_POLL_MS if events & select.POLLIN else None)
+
     def _send_eof(self) -> None:
+        """The engine's EOF, lock held: half-close, or end when both sides are done."""
         if self._eof_received:
             # Both sides are done: the reader thread closes the socket.
-            with self._cond:
-                self._lose()
+            self._lose()
             return
         # Half-close below TLS too: the peer's read ends, its close reply can still come.
-        socket.socket.shutdown(self.sock, socket.SHUT_WR)
+        try:
+            socket.socket.shutdown(self.sock, socket.SHUT_WR)
+        except OSError:
+            self._lose()
 
     def _lose(self) -> None:
         """The transport is gone (or must go): wake everything; call with the lock held."""
@@ -226,6 +324,9 @@ class Connection(ConnectionView):
             self._eof_received = True
             self.engine.receive_eof()
         self._progress()
+        if not self._writing:  # else the writer does, as it leaves
+            self._outbox.clear()
+            self._outbox_bytes = 0
         for waiter in self._driver.abandon_pings():
             waiter.event.set()
         self._cond.notify_all()
@@ -236,47 +337,88 @@ class Connection(ConnectionView):
         cond = self._cond
         sock = self.sock
         driver = self._driver
+        engine = self.engine
+        # A server stops reading while its output is backed up, so a peer that sends
+        # but never reads (pings, or messages to echo) stops costing us anything.
+        # A client keeps reading: when two peers both stop reading until their own
+        # writes drain, bulk traffic both ways (an echo) deadlocks; a client's
+        # unread output stays bounded all the same (in the engine, pongs coalesce).
+        pause_when_backed_up = isinstance(engine, ServerConnection)
+        io_lock = self._io_lock
         poller = select.poll()
-        poller.register(sock, select.POLLIN)
+        registered = select.POLLIN
+        poller.register(sock, registered)
         try:
             with cond:
                 self._progress()  # bytes that came with the handshake
-                self._write(False)
             while True:
                 with cond:
                     timeout = self._timers()
-                    if self._lost or (self._eof_received and self.engine.state is State.CLOSED
-                                      and not self._outbox):
+                    if self._lost:
                         break
-                    if self._eof_received or (driver.queue_full and driver.closed is None):
-                        # Nothing to read, or the application is behind: wait for it.
+                    if self._outbox or engine.has_data_to_send:
+                        self._write_nowait()
+                    if self._lost or (self._eof_received and engine.state is State.CLOSED
+                                      and not self._outbox and not engine.has_data_to_send):
+                        break
+                    want_out = bool(self._outbox) and not self._writing
+                    want_in = not self._eof_received and not (
+                        driver.queue_full and driver.closed is None) and not (
+                        pause_when_backed_up and self._backed_up)
+                    if not (want_in or want_out):
+                        # Nothing to read (or the application or the peer is behind),
+                        # and another thread writes: wait for either of them.
                         cond.wait(timeout)
                         continue
-                pending = getattr(sock, "pending", None)
-                if not (pending is not None and pending()) and not poller.poll(
-                        None if timeout is None else max(0, int(timeout * 1000) + 1)):
-                    continue
+                events = (select.POLLIN if want_in else 0) | (select.POLLOUT if want_out else 0)
+                if events != registered:
+                    poller.modify(sock, events)
+                    registered = events
+                if not (want_in and self._tls_pending()):
+                    ready = poller.poll(
+                        None if timeout is None else max(0, int(timeout * 1000) + 1))
+                    if not ready or not want_in:
+                        continue  # a timer is due, or the socket takes more: the loop writes
+                    if not ready[0][1] & (select.POLLIN | select.POLLHUP | select.POLLERR):
+                        continue
                 try:
-                    data = sock.recv(65536)
+                    if io_lock is None:
+                        data = sock.recv(65536)
+                    else:
+                        with io_lock:
+                            data = sock.recv(65536)
+                except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                    # Part of a TLS record, or TLS wants to write first: poll again.
+                    continue
                 except (OSError, ValueError):
                     data = b""
                 with cond:
                     if self._lost:
                         break
                     if data:
-                        self.engine.receive_data(data)
+                        engine.receive_data(data)
                     else:
                         self._eof_received = True
-                        self.engine.receive_eof()
+                        engine.receive_eof()
                     self._progress()
-                    self._write(False)
         except Exception:  # pragma: no cover - a bug: log it, do not hang the app
             self.logger.exception("reader thread failed")
         finally:
             with cond:
                 self._lose()
+                # The writer wakes at once (the socket is shut down): let it leave
+                # the socket before its descriptor is closed and reused.
+                cond.wait_for(lambda: not self._writing, _WRITER_EXIT_WAIT)
             with contextlib.suppress(OSError):
                 sock.close()
+
+    def _tls_pending(self) -> bool:
+        """Whether TLS holds decrypted bytes already (poll() would not see them)."""
+        io_lock = self._io_lock
+        if io_lock is None:
+            return False
+        with io_lock:
+            return bool(self.sock.pending())  # type: ignore[attr-defined]
 
     def _timers(self) -> float | None:
         """Run due timers (locked); return the time until the next one."""
@@ -295,7 +437,6 @@ class Connection(ConnectionView):
         if verdict == PING:
             self.engine.ping(driver.new_ping(now, None))
             self._collect()
-            self._write(False)
         elif verdict in (PING_TIMEOUT, IDLE_TIMEOUT):
             code, reason = keepalive_close(verdict)
             self.logger.info("%s: closing with %d", reason, code)
@@ -313,7 +454,7 @@ class Connection(ConnectionView):
             engine.close(code, reason)
         self._driver.start_discarding(code)
         self._progress()
-        self._write(False)
+        self._write_nowait()
         self._cond.notify_all()
 
     # ------------------------------------------------------------- receiving
@@ -339,8 +480,8 @@ class Connection(ConnectionView):
                     if driver.hold:
                         self._hold_since = time.monotonic()
                     self._after_pull()
-                    self._write(False)
-                    # _write() releases the lock while it writes: the reader thread
+                    self._write_nowait()
+                    # _write_nowait() releases the lock while it writes: the reader thread
                     # may have queued what we want meanwhile, and will not wake us.
                     if satisfied or driver.closed is not None or (
                             driver.has_message if want == WANT_MESSAGE else driver.has_piece):
@@ -393,7 +534,7 @@ class Connection(ConnectionView):
             if self.engine.state is not State.OPEN:
                 raise self._driver.closed_error() from None
             raise
-        self._collect()
+        self._collect(force=True)
         self._write(True)
 
     def _wait_parts(self) -> None:
@@ -443,7 +584,7 @@ class Connection(ConnectionView):
             if self.engine.state is not State.OPEN:
                 return False
             self.engine.send_frame_bytes(frame)
-            self._collect()
+            self._collect(force=True)
             return True
 
     def send_nowait(self, message: Data) -> bool:
@@ -452,7 +593,7 @@ class Connection(ConnectionView):
             if self.engine.state is not State.OPEN:
                 return False
             self.engine.send(message)
-            self._collect()
+            self._collect(force=True)
             return True
 
     def start_close(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
@@ -465,10 +606,17 @@ class Connection(ConnectionView):
             self._progress()
             self._cond.notify_all()
 
-    def flush(self) -> None:
-        """Write the outbox (blocking); returns at once if another thread is writing it."""
+    def flush(self, block: bool = True) -> None:
+        """Write the outbox; returns at once if another thread is writing it (that
+        thread, or the reader thread, writes the rest).
+
+        ``block=False`` writes only what the socket takes now, as an asyncio
+        transport's ``write()`` does: a fan-out thread can call it for every
+        client and have those that keep up served at once.
+        """
         with self._cond:
-            self._write(False)
+            if not self._writing:
+                self._drain(block)
 
     def send_json(self, value: Any) -> None:
         self.send(json.dumps(value, separators=(",", ":")))
@@ -482,7 +630,7 @@ class Connection(ConnectionView):
             # The pong must be parsed even if a message handed out is still being handled.
             self._driver.hold = False
             self._hold_since = 0.0
-            self._collect()
+            self._collect(force=True)
             self._write(True)
         if not waiter.event.wait(timeout):
             raise TimeoutError("no pong in time")
@@ -495,7 +643,7 @@ class Connection(ConnectionView):
         with self._cond:
             self._driver.check_open()
             self.engine.pong(data)
-            self._collect()
+            self._collect(force=True)
             self._write(True)
 
     # --------------------------------------------------------------- closing

@@ -13,12 +13,14 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import inspect
 import logging
 import os
 import select
 import socket
 import ssl as ssl_module
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -44,9 +46,26 @@ __all__ = ["Server", "serve"]
 
 Handler = Callable[[Connection], None]
 
+#: accept() failing with these means this process or the system is out of a
+#: resource: wait before trying again (asyncio's servers wait 1 s).
+_RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+_ACCEPT_BACKOFF_MIN = 0.1
+_ACCEPT_BACKOFF_MAX = 1.0
+
 
 class Server:
     """A listening socket and the connections it accepted (see :func:`serve`)."""
+
+    #: :meth:`serve_forever` raises the interpreter's thread switch interval
+    #: (:func:`sys.setswitchinterval`) to this many seconds unless it is higher
+    #: already; None leaves it alone. Two threads per connection means thousands
+    #: of threads when many clients come or go at once (2,000 that vanish
+    #: together wake 2,000 reader threads), and each thread waiting for the GIL
+    #: wakes every interval to claim it: at the default 5 ms that contention
+    #: alone took the process 30 s or more to serve anyone again; at 50 ms, well
+    #: under a second. The cost: a handler that computes without blocking keeps
+    #: others waiting up to this long.
+    switch_interval: float | None = 0.05
 
     def __init__(self, handler: Handler, listener: socket.socket, options: ServerOptions,
                  ssl: ssl_module.SSLContext | None, logger: logging.Logger) -> None:
@@ -78,8 +97,21 @@ class Server:
         poller = select.poll()
         poller.register(self.socket, select.POLLIN)
         poller.register(self._wake_r, select.POLLIN)
+        # Out of descriptors (or threads), a pending connection stays in the backlog
+        # and the listener stays readable: retrying at once would spin a core. Wait
+        # (for shutdown's wake-up only), longer each time up to _ACCEPT_BACKOFF_MAX,
+        # and log the episode once when it starts and once when it ends.
+        pause = select.poll()
+        pause.register(self._wake_r, select.POLLIN)
+        backoff = 0.0
+        if self.switch_interval is not None and sys.getswitchinterval() < self.switch_interval:
+            sys.setswitchinterval(self.switch_interval)
         self._serving.set()
         while not self._stopped:
+            if backoff:
+                pause.poll(int(backoff * 1000))
+                if self._stopped:
+                    break
             ready = poller.poll()
             if self._stopped:
                 break
@@ -87,13 +119,32 @@ class Server:
                 continue
             try:
                 sock, address = self.socket.accept()
-            except OSError:
+            except OSError as exc:
+                if exc.errno not in _RESOURCE_ERRNOS:
+                    continue  # the client left before we took it (ECONNABORTED...)
+                backoff = self._back_off(backoff, exc)
                 continue
             thread = threading.Thread(target=self._handle, args=(sock, address), daemon=True,
                                       name=f"rfc6455-conn-{address}")
             with self._lock:
                 self._threads.add(thread)
-            thread.start()
+            try:
+                thread.start()
+            except RuntimeError as exc:  # no thread to be had: as out of descriptors
+                with self._lock:
+                    self._threads.discard(thread)
+                sock.close()
+                backoff = self._back_off(backoff, exc)
+                continue
+            if backoff:
+                backoff = 0.0
+                self.logger.info("accepting connections again")
+
+    def _back_off(self, backoff: float, exc: Exception) -> float:
+        if not backoff:
+            self.logger.warning("cannot accept connections (%s): retrying every %.1f s "
+                                "at most until it clears", exc, _ACCEPT_BACKOFF_MAX)
+        return min(_ACCEPT_BACKOFF_MAX, backoff * 2 or _ACCEPT_BACKOFF_MIN)
 
     def _handle(self, sock: socket.socket, address: Any) -> None:
         options = self.options
