@@ -515,11 +515,14 @@ class AcceptFailures:
         self.failing = False
         self.last_failure = 0.0
 
-    def failed(self, error: OSError, now: float) -> None:
+    def failed(self, error: Exception, now: float) -> None:
+        """``error``: accept()'s OSError, or a thread that could not start (sync)."""
         self.last_failure = now
         if not self.failing:
             self.failing = True
-            name = errno.errorcode.get(error.errno or 0, str(error.errno))
+            number = getattr(error, "errno", None)
+            name = errno.errorcode.get(number, str(number)) if number is not None \
+                else str(error)
             self.logger.warning("accept failing: %s; backing off", name)
 
     def accepted(self, now: float) -> None:

@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import contextlib
-import errno
 import inspect
 import logging
 import os
@@ -27,6 +26,8 @@ from collections.abc import Callable
 from typing import Any
 
 from .._driver import (
+    ACCEPT_RESOURCE_ERRORS,
+    AcceptFailures,
     Admission,
     ConnectionClosed,
     ServerOptions,
@@ -46,9 +47,8 @@ __all__ = ["Server", "serve"]
 
 Handler = Callable[[Connection], None]
 
-#: accept() failing with these means this process or the system is out of a
-#: resource: wait before trying again (asyncio's servers wait 1 s).
-_RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+#: Waits between accept() retries while out of a resource (ACCEPT_RESOURCE_ERRORS),
+#: doubling from the first to the second (asyncio's servers wait 1 s).
 _ACCEPT_BACKOFF_MIN = 0.1
 _ACCEPT_BACKOFF_MAX = 1.0
 
@@ -104,6 +104,7 @@ class Server:
         pause = select.poll()
         pause.register(self._wake_r, select.POLLIN)
         backoff = 0.0
+        failures = AcceptFailures(self.logger)
         if self.switch_interval is not None and sys.getswitchinterval() < self.switch_interval:
             sys.setswitchinterval(self.switch_interval)
         self._serving.set()
@@ -120,9 +121,10 @@ class Server:
             try:
                 sock, address = self.socket.accept()
             except OSError as exc:
-                if exc.errno not in _RESOURCE_ERRNOS:
+                if exc.errno not in ACCEPT_RESOURCE_ERRORS:
                     continue  # the client left before we took it (ECONNABORTED...)
-                backoff = self._back_off(backoff, exc)
+                failures.failed(exc, time.monotonic())
+                backoff = min(_ACCEPT_BACKOFF_MAX, backoff * 2 or _ACCEPT_BACKOFF_MIN)
                 continue
             thread = threading.Thread(target=self._handle, args=(sock, address), daemon=True,
                                       name=f"rfc6455-conn-{address}")
@@ -134,17 +136,12 @@ class Server:
                 with self._lock:
                     self._threads.discard(thread)
                 sock.close()
-                backoff = self._back_off(backoff, exc)
+                failures.failed(exc, time.monotonic())
+                backoff = min(_ACCEPT_BACKOFF_MAX, backoff * 2 or _ACCEPT_BACKOFF_MIN)
                 continue
-            if backoff:
-                backoff = 0.0
-                self.logger.info("accepting connections again")
-
-    def _back_off(self, backoff: float, exc: Exception) -> float:
-        if not backoff:
-            self.logger.warning("cannot accept connections (%s): retrying every %.1f s "
-                                "at most until it clears", exc, _ACCEPT_BACKOFF_MAX)
-        return min(_ACCEPT_BACKOFF_MAX, backoff * 2 or _ACCEPT_BACKOFF_MIN)
+            backoff = 0.0
+            if failures.failing:
+                failures.accepted(time.monotonic())
 
     def _handle(self, sock: socket.socket, address: Any) -> None:
         options = self.options
