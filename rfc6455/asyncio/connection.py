@@ -690,7 +690,12 @@ class Connection(ConnectionView, asyncio.Protocol):
             self._driver.hold = False
         # The pong is parsed by the pull loop, even while nobody calls recv().
         self._progress()
-        return await waiter
+        try:
+            return await waiter
+        finally:
+            # If the close fails the waiter, its exception's traceback keeps this
+            # frame: without the waiter, no cycle (see _MessageWait.throw).
+            del waiter
 
     async def pong(self, data: bytes = b"") -> None:
         """Send an unsolicited pong, a one-way heartbeat (§5.5.3)."""

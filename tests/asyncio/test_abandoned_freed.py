@@ -53,9 +53,14 @@ async def _reads_after_close(ws: Connection) -> None:
     await ws.recv()  # raises ConnectionClosedError: the connection is already closed
 
 
+async def _pings(ws: Connection) -> None:
+    await ws.ping()  # the peer never answers: raises ConnectionClosedError
+
+
 HANDLERS: dict[str, Callable[[Connection], Awaitable[None]]] = {
     "reading": _reads_until_closed,
     "reading-after-close": _reads_after_close,
+    "pinging": _pings,
 }
 
 
