@@ -43,7 +43,10 @@ async def _ready(message: Data) -> Data:
 
 
 async def _failed(error: BaseException) -> Data:
-    raise error
+    try:
+        raise error
+    finally:
+        del error  # no cycle through the traceback's frame (see _MessageWait.throw)
 
 
 class _PythonFutureWait(Generator[Any, None, Data]):
@@ -78,6 +81,16 @@ else:  # pragma: no cover - depends on the build
     from .._speedups import FutureWait as _FutureWait  # type: ignore[no-redef, unused-ignore]
 
 
+def _thrown(typ: Any, val: Any, tb: Any) -> BaseException:
+    """What generator.throw(typ, val, tb) raises."""
+    if not isinstance(val, BaseException):
+        if isinstance(typ, BaseException):
+            val = typ
+        else:
+            val = typ() if val is None else typ(*val) if isinstance(val, tuple) else typ(val)
+    return val.with_traceback(tb) if tb is not None else val  # type: ignore[no-any-return]
+
+
 class _MessageWait(_FutureWait, Generator[Any, None, Data]):
     """What a reader awaits while no message is there: the future that
     :meth:`Connection._progress` resolves with the message, awaited the way a
@@ -95,12 +108,15 @@ class _MessageWait(_FutureWait, Generator[Any, None, Data]):
     def throw(self, typ: Any, val: Any = None, tb: Any = None) -> asyncio.Future[Data]:
         # throw(exception) or the older throw(type, value, traceback), as generators.
         self._abandon()
-        if not isinstance(val, BaseException):
-            if isinstance(typ, BaseException):
-                val = typ
-            else:
-                val = typ() if val is None else typ(*val) if isinstance(val, tuple) else typ(val)
-        raise val.with_traceback(tb) if tb is not None else val
+        try:
+            raise _thrown(typ, val, tb)
+        finally:
+            # The traceback keeps this frame, and the frame its locals: this object,
+            # its future and the exception would make a cycle (exception ->
+            # traceback -> frame -> exception) that only the cycle collector frees,
+            # with the reader's frames, its connection and the transport behind it
+            # (256 KiB of TLS buffers each).
+            del self, typ, val, tb
 
     def close(self) -> None:
         self._abandon()
@@ -674,7 +690,12 @@ class Connection(ConnectionView, asyncio.Protocol):
             self._driver.hold = False
         # The pong is parsed by the pull loop, even while nobody calls recv().
         self._progress()
-        return await waiter
+        try:
+            return await waiter
+        finally:
+            # If the close fails the waiter, its exception's traceback keeps this
+            # frame: without the waiter, no cycle (see _MessageWait.throw).
+            del waiter
 
     async def pong(self, data: bytes = b"") -> None:
         """Send an unsolicited pong, a one-way heartbeat (§5.5.3)."""

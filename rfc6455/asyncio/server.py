@@ -172,6 +172,10 @@ class _ServerProtocol(Connection):
         self._hold_for_first_recv()  # bytes that came after the request, then resume reading
 
     def _handler_done(self, task: asyncio.Future[None]) -> None:
+        # The task is done: holding it would keep its exception, whose traceback
+        # holds the handler's frame, which holds this connection: a cycle that
+        # only the cycle collector frees, with the transport and its buffers.
+        self._handler_task = None
         if task.cancelled():
             return  # the server is shutting down; it closes the connection itself
         exc = task.exception()
