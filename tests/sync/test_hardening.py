@@ -330,12 +330,13 @@ async def _open_and_abandon(child: Child, count: int) -> int:
     writers = await asyncio.gather(*(one() for _ in range(count)), return_exceptions=True)
     opened = [w for w in writers if isinstance(w, asyncio.StreamWriter)]
     for index, writer in enumerate(opened):
+        sock = writer.get_extra_info("socket")
         if index % 2:
-            writer.get_extra_info("socket").setsockopt(
-                socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            writer.transport.abort()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         else:
-            writer.close()
+            # A FIN below TLS too (no close_notify): the peer just goes.
+            sock.shutdown(socket.SHUT_WR)
+        writer.transport.abort()
     await asyncio.sleep(0.2)  # let the transports close
     return len(opened)
 
