@@ -159,7 +159,10 @@ class Server:
             conn = Connection(sock, engine, options, self.logger)
             event = handshake_io(sock, engine, deadline)
             if not isinstance(event, (Request, HTTPRequest)):
-                return  # a bad request: the engine answered it with an HTTP error
+                # A bad request: the engine answered it with an HTTP error and our
+                # FIN; read on a moment before closing, as after any answer.
+                _linger(sock, options.close_timeout)
+                return
             with self._lock:
                 response = self._admission.check(conn, ip, event)
                 if inspect.isawaitable(response):
