@@ -416,9 +416,10 @@ class serve:
     ``reuse_port``, ``sock``, ``logger``, and every field of
     :class:`rfc6455._driver.ServerOptions` (``max_size``, ``max_queue``,
     ``write_limit``, ``ping_interval``, ``ping_timeout``, ``open_timeout``,
-    ``close_timeout``, ``idle_timeout``, ``compression``, ``origins``,
-    ``subprotocols``, ``extra_headers``, ``process_request``,
-    ``max_connections``, ``max_connections_per_ip``...).
+    ``close_timeout``, ``idle_timeout``, ``compression``, ``origins`` or
+    ``check_origin`` (see docs/security.rst), ``subprotocols``,
+    ``extra_headers``, ``process_request``, ``max_connections``,
+    ``max_connections_per_ip``...).
 
     ``handler`` must be a coroutine function (``async def``) or another callable
     taking the connection and returning an awaitable; a plain function, or a
