@@ -114,6 +114,8 @@ def run_one(kind: str, args: argparse.Namespace) -> dict[str, float]:
     finally:
         child.terminate()
         child.wait(5)
+        if child.stdout is not None:
+            child.stdout.close()
 
 
 def main() -> None:

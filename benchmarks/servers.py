@@ -408,6 +408,9 @@ class Server:
             self.proc.kill()
             self.proc.wait()
         self._drain.wait(10)
+        for pipe in (self.proc.stdout, self.proc.stderr):
+            if pipe is not None:
+                pipe.close()
 
 
 # ----------------------------------------------------------------------------- client
