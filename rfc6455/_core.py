@@ -36,15 +36,13 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Final, TypeVar
 
-from . import frames as _frames
-from ._mask import _LOW, _REPEAT, ACCELERATED, mask, mask_join
+from ._mask import ACCELERATED, KEY_POOL, SHORT_LOW, SHORT_REPEAT, mask, mask_join, new_key
 from .errors import CloseCode, LocalProtocolError, RemoteProtocolError
 from .events import Binary, ConnectionClosed, Event, Ping, Pong, Text
 from .extensions.base import Extension
 from .frames import (
     MAX_CONTROL_PAYLOAD,
     Opcode,
-    _new_key,
     build_close_payload,
     masked_frame,
     parse_close_payload,
@@ -121,8 +119,7 @@ _next_frame: Callable[[Connection], Event | None] | None = None
 if ACCELERATED:  # pragma: no cover - depends on the build
     from . import _speedups
 
-    if hasattr(_speedups, "read_frame"):  # an older build may have masking only
-        _speedups.configure(Text, Binary)
+    _speedups.configure(Text, Binary)
 
 
 # Whole-message events built without the dataclass __init__, for the pure-Python
@@ -163,7 +160,7 @@ def _text_event_python(data: bytes) -> Text | None:
 # The C accelerator's version builds the event directly (no dataclass __init__):
 # used for inflated messages (RFC 7692), which _next_frame never sees.
 _text_event: Callable[[bytes], Text | None] = _text_event_python
-if ACCELERATED and hasattr(_speedups, "text_event"):  # pragma: no cover - build
+if ACCELERATED:  # pragma: no cover - depends on the build
     _text_event = _speedups.text_event
 
 
@@ -486,7 +483,7 @@ class Connection:
                                         self._pos = stop
                                         # Unmask (§5.3) as _mask.mask_python does, inline.
                                         pattern = _from_bytes(buf[pos + 2:pos + 6], "little") \
-                                            * _REPEAT[length] & _LOW[length]
+                                            * SHORT_REPEAT[length] & SHORT_LOW[length]
                                         payload = (_from_bytes(buf[pos + 6:stop], "little")
                                                    ^ pattern).to_bytes(length, "little")
                                         if b0 == 0x82:
@@ -1066,7 +1063,7 @@ class Connection:
             # serialize_frame's work done here: two calls less per message.
             first = (0x80 if fin else 0) | rsv | opcode
             if self._client:
-                self._out.append(masked_frame(first, payload, _new_key()))  # §5.3
+                self._out.append(masked_frame(first, payload, new_key()))  # §5.3
             else:
                 self._out.append((_pack_short_header(first, size) if size < 126
                                   else _pack_medium_header(first, 126, size)) + payload)
@@ -1140,8 +1137,7 @@ _python_accessors = (  # (tests compare)
     vars(Connection)["input_pending"].fget, vars(Connection)["buffered_bytes"].fget,
     vars(Connection)["has_data_to_send"].fget)
 
-if ACCELERATED and hasattr(_speedups, "engine_methods") \
-        and _speedups.configure_engine(Connection, _OPEN):  # pragma: no cover - the build
+if ACCELERATED and _speedups.configure_engine(Connection, _OPEN):  # pragma: no cover - the build
     _next_frame = _speedups.next_frame
     _methods = _speedups.engine_methods(
         *_python_methods,
@@ -1149,17 +1145,15 @@ if ACCELERATED and hasattr(_speedups, "engine_methods") \
          + (Connection.deliver_messages.__doc__ or ""),
          "send($self, data, *, final=True, compress=None)\n--\n\n"
          + (Connection.send.__doc__ or "")),
-        _frames._keys, _new_key)  # the same masking keys (§10.3) as the Python code
+        KEY_POOL, new_key)  # the same masking keys (§10.3) as the Python code
     if _methods is not None:
         # Same behaviour: each calls the Python method above for what it does not do.
         Connection.deliver_messages, Connection.send = _methods  # type: ignore[method-assign]
-    _accessors = None if not hasattr(_speedups, "engine_accessors") else \
-        _speedups.engine_accessors(
-            *_python_accessors,
-            ("receive_data($self, data, /)\n--\n\n" + (Connection.receive_data.__doc__ or ""),
-             "data_to_send_parts($self, /)\n--\n\n"
-             + (Connection.data_to_send_parts.__doc__ or ""),
-             "next_event($self, /)\n--\n\n" + (Connection.next_event.__doc__ or "")))
+    _accessors = _speedups.engine_accessors(
+        *_python_accessors,
+        ("receive_data($self, data, /)\n--\n\n" + (Connection.receive_data.__doc__ or ""),
+         "data_to_send_parts($self, /)\n--\n\n" + (Connection.data_to_send_parts.__doc__ or ""),
+         "next_event($self, /)\n--\n\n" + (Connection.next_event.__doc__ or "")))
     if _accessors is not None:
         # The same values: each calls the Python code above for what it does not do.
         (Connection.receive_data,  # type: ignore[method-assign]

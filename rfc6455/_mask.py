@@ -17,15 +17,17 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
-__all__ = ["mask", "mask_inplace", "mask_join", "mask_python"]
+__all__ = ["KEY_POOL", "SHORT_LOW", "SHORT_REPEAT", "mask", "mask_inplace", "mask_join",
+           "mask_python", "new_key"]
 
 _from_bytes = int.from_bytes
 # Short payloads (control frames, 7-bit lengths): the key as an integer times
-# _REPEAT[n] is the key repeated over n bytes rounded up to a multiple of 4;
-# _LOW[n] trims it to n bytes. Two table lookups replace building key * k.
+# SHORT_REPEAT[n] is the key repeated over n bytes rounded up to a multiple of 4;
+# SHORT_LOW[n] trims it to n bytes. Two table lookups replace building key * k.
+# (The engine's inline unmasking of small frames uses them too.)
 _SHORT = 126
-_REPEAT = [sum(1 << (32 * i) for i in range((n + 3) >> 2)) for n in range(_SHORT)]
-_LOW = [(1 << (8 * n)) - 1 for n in range(_SHORT)]
+SHORT_REPEAT = [sum(1 << (32 * i) for i in range((n + 3) >> 2)) for n in range(_SHORT)]
+SHORT_LOW = [(1 << (8 * n)) - 1 for n in range(_SHORT)]
 # Payloads at least this long take the translate path (the measured crossover).
 _TRANSLATE_MIN = 1536
 # XOR tables, one per key byte value, built when first needed (256 bytes each).
@@ -43,7 +45,7 @@ def mask_python(data: bytes | bytearray | memoryview, key: bytes | bytearray) ->
     """XOR ``data`` with ``key`` repeated; returns new ``bytes``."""
     size = len(data)
     if size < _SHORT:
-        pattern = _from_bytes(key, "little") * _REPEAT[size] & _LOW[size]
+        pattern = _from_bytes(key, "little") * SHORT_REPEAT[size] & SHORT_LOW[size]
         return (_from_bytes(data, "little") ^ pattern).to_bytes(size, "little")
     if size < _TRANSLATE_MIN:
         # Both operands as integers: CPython XORs machine words in C.
@@ -104,6 +106,26 @@ if not os.environ.get("RFC6455_NO_EXTENSIONS"):
         mask = _c_mask
         mask_inplace = _c_mask_inplace
         mask_join = _c_mask_join
+
+# §10.3: masking keys must be unpredictable. They come from the OS CSPRNG 256 at a
+# time, each used once: a system call per 256 frames instead of one per frame.
+# list.pop() is atomic, so two threads never get the same key; a forked child
+# drops the keys it inherited, which its parent may use too.
+_KEY_BLOCK = 1024
+#: The unused masking keys; new_key() takes them from the end.
+KEY_POOL: list[bytes] = []
+os.register_at_fork(after_in_child=KEY_POOL.clear)
+
+
+def new_key() -> bytes:
+    """A fresh 4-byte masking key (§5.3), never handed out twice."""
+    try:
+        return KEY_POOL.pop()
+    except IndexError:
+        block = os.urandom(_KEY_BLOCK)
+        KEY_POOL[:] = [block[i:i + 4] for i in range(0, _KEY_BLOCK, 4)]
+        return KEY_POOL.pop()
+
 
 #: Whether the compiled accelerator is in use.
 ACCELERATED = mask is not mask_python

@@ -1,4 +1,6 @@
-/* Optional accelerator for rfc6455: payload masking (RFC 6455 §5.3).
+/* Optional accelerator for rfc6455: masking (RFC 6455 §5.3), the parser's fast path
+ * for whole small frames (§5.2), UTF-8 text events (§8.1) and the engine's
+ * per-message methods.
  *
  * mask(data, key) -> bytes         same contract as rfc6455._mask.mask_python
  * mask_inplace(buffer, key) -> None  XOR a writable buffer (bytearray, memoryview) in place

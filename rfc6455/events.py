@@ -1,7 +1,8 @@
 """Events the engine produces: small frozen dataclasses, one per protocol action.
 
-The same classes describe what the peer did; the engine's ``send_*`` methods
-describe what we do.
+They describe what the peer did (or what the engine did on its own, such as
+:class:`ConnectionClosed`); what we do is a method call on the connection
+(``send``, ``ping``, ``pong``, ``close``), not an event.
 """
 
 from __future__ import annotations

@@ -6,12 +6,11 @@ the receive buffer in place.
 
 from __future__ import annotations
 
-import os
 import struct
 from collections.abc import Callable
 from enum import IntEnum
 
-from ._mask import ACCELERATED, mask
+from ._mask import ACCELERATED, mask, new_key
 from .errors import CloseCode, RemoteProtocolError
 
 __all__ = [
@@ -43,24 +42,6 @@ _pack_short = struct.Struct("!BB").pack
 _pack_medium = struct.Struct("!BBH").pack
 _pack_long = struct.Struct("!BBQ").pack
 
-# §10.3: masking keys must be unpredictable. They come from the OS CSPRNG 256 at a
-# time, each used once: a system call per 256 frames instead of one per frame.
-# list.pop() is atomic, so two threads never get the same key; a forked child
-# drops the keys it inherited, which its parent may use too.
-_KEY_BLOCK = 1024
-_keys: list[bytes] = []
-os.register_at_fork(after_in_child=_keys.clear)
-
-
-def _new_key() -> bytes:
-    try:
-        return _keys.pop()
-    except IndexError:
-        block = os.urandom(_KEY_BLOCK)
-        _keys[:] = [block[i:i + 4] for i in range(0, _KEY_BLOCK, 4)]
-        return _keys.pop()
-
-
 def serialize_frame(
     opcode: int,
     payload: bytes | bytearray | memoryview,
@@ -75,7 +56,7 @@ def serialize_frame(
     system's CSPRNG, as §10.3 requires keys the peer cannot predict.
     """
     if masked:
-        return masked_frame((FIN if fin else 0) | rsv | opcode, payload, _new_key())
+        return masked_frame((FIN if fin else 0) | rsv | opcode, payload, new_key())
     header = _header(opcode, len(payload), fin, rsv, masked)
     return header + payload if type(payload) is bytes else b"".join((header, payload))
 
@@ -95,7 +76,7 @@ def serialize_frame_parts(
     """
     header = _header(opcode, len(payload), fin, rsv, masked)
     if masked:
-        key = _new_key()
+        key = new_key()
         return header + key, mask(payload, key)
     return header, payload
 
@@ -126,8 +107,7 @@ masked_frame: Callable[[int, bytes | bytearray | memoryview, bytes], bytes] = \
 if ACCELERATED:  # pragma: no cover - depends on the build
     from . import _speedups
 
-    if hasattr(_speedups, "masked_frame"):  # an older build may lack it
-        masked_frame = _speedups.masked_frame
+    masked_frame = _speedups.masked_frame
 
 
 # §7.4.1 and the IANA registry: codes an endpoint may put on the wire.

@@ -164,12 +164,12 @@ def test_masking_keys_are_fresh_per_frame_section_10_3() -> None:
 def test_forked_child_does_not_reuse_parent_keys_section_10_3() -> None:
     """A child process must not mask with keys its parent holds and may also use."""
     frames.serialize_frame(2, b"x", masked=True)  # the parent now holds pooled keys
-    assert frames._keys
+    assert _mask.KEY_POOL
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - runs in the child
         os.close(read_end)
-        os.write(write_end, b"empty" if not frames._keys else b"kept")
+        os.write(write_end, b"empty" if not _mask.KEY_POOL else b"kept")
         os._exit(0)
     os.close(write_end)
     answer = os.read(read_end, 16)
@@ -404,12 +404,11 @@ def test_c_deliver_messages_calls_back_per_message_and_stops_at_a_close_section_
 
 def test_client_send_takes_keys_from_the_shared_pool_section_10_3() -> None:
     """A client's frames (C send or Python) are masked with the next key of
-    frames' pool, from its end, each key once; an empty pool is refilled."""
-    from rfc6455 import frames
+    _mask's pool, from its end, each key once; an empty pool is refilled."""
     from tests.helpers import drain, open_client
 
     conn = open_client()
-    pool = frames._keys
+    pool = _mask.KEY_POOL
     saved = pool[:]
     try:
         pool[:] = [b"\x01\x02\x03\x04", b"\xaa\xbb\xcc\xdd"]
@@ -421,7 +420,7 @@ def test_client_send_takes_keys_from_the_shared_pool_section_10_3() -> None:
         assert wire[10:14] == b"\x01\x02\x03\x04"  # after 2 + 4 + 2 bytes
         assert [f.payload for f in parse_frames(wire)] == [b"hi", b"yo"]
         conn.send("again")  # the pool is empty: refilled from the OS CSPRNG
-        assert len(pool) == frames._KEY_BLOCK // 4 - 1
+        assert len(pool) == _mask._KEY_BLOCK // 4 - 1
     finally:
         pool[:] = saved
 
