@@ -34,7 +34,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import Enum
-from typing import Final, TypeVar
+from typing import TYPE_CHECKING, Final, TypeVar
 
 from ._mask import ACCELERATED, KEY_POOL, SHORT_LOW, SHORT_REPEAT, mask, mask_join, new_key
 from .errors import CloseCode, LocalProtocolError, RemoteProtocolError
@@ -113,13 +113,13 @@ _CLOSING: Final = State.CLOSING
 _PONG_BACKLOG: Final = 16
 
 # The C accelerator's version of next_event's fast path (same frames, same
-# events): _speedups.next_frame(connection), set up at the end of this module
-# once the Connection class exists.
-_next_frame: Callable[[Connection], Event | None] | None = None
+# events): _speedups.next_frame(connection) reads the members of its base class.
+_next_frame: Callable[[PythonEngine], Event | None] | None = None
 if ACCELERATED:  # pragma: no cover - depends on the build
     from . import _speedups
 
     _speedups.configure(Text, Binary)
+    _next_frame = _speedups.next_frame
 
 
 # Whole-message events built without the dataclass __init__, for the pure-Python
@@ -185,48 +185,71 @@ def _violation(message: str, code: int = CloseCode.PROTOCOL_ERROR) -> _Fail:
     return _Fail(RemoteProtocolError(message, code))
 
 
-class Connection:
-    """State, frame reader and frame writer common to both roles.
+#: The engine state the accelerator's methods read: members of its C base class
+#: when it is built, else slots of _PythonState (the same names either way).
+ENGINE_MEMBERS: Final = (
+    "_buf",
+    "_client",
+    "_eof_pending",
+    "_eof_received",
+    "_eof_sent",
+    "_events",
+    "_extension",
+    "_fast_limit",
+    "_fragment_size",
+    "_frame_left",
+    "_more",
+    "_more_size",
+    "_msg_opcode",
+    "_out",
+    "_out_opcode",
+    "_pos",
+    "_state",
+)
 
-    Use :class:`~rfc6455.ServerConnection` or :class:`~rfc6455.ClientConnection`.
-    """
 
-    __slots__ = (
-        "_auto_pong",
-        "_buf",
-        "_client",
-        "_close_sent",
-        "_closed_event",
-        "_eof_pending",
-        "_eof_received",
-        "_eof_sent",
-        "_events",
-        "_extension",
-        "_fast_limit",
-        "_fragment_size",
-        "_frame_fin",
-        "_frame_key",
-        "_frame_left",
-        "_frame_offset",
-        "_limits",
-        "_more",
-        "_more_size",
-        "_msg_compressed",
-        "_msg_fragments",
-        "_msg_opcode",
-        "_msg_parts",
-        "_msg_size",
-        "_out",
-        "_out_compressed",
-        "_out_opcode",
-        "_pos",
-        "_state",
-        "_streaming",
-        "_unsent_pong",
-        "_utf8",
-        "close_code",
-        "close_reason",
-    )
+class PythonEngine:
+    """The engine's rules, in Python: what every Connection does (the C base class,
+    when built, does the common case of a few per-message methods itself and calls
+    these for the rest). The state is in Connection's slots and base class."""
+
+    if not TYPE_CHECKING:  # (mypy: the attributes are declared below)
+        __slots__ = ()
+    else:
+        _buf: bytes
+        _client: bool
+        _eof_pending: bool
+        _eof_received: bool
+        _eof_sent: bool
+        _events: list[Event]
+        _extension: Extension | None
+        _fast_limit: int
+        _fragment_size: int | None
+        _frame_left: int
+        _more: deque[bytes] | None
+        _more_size: int
+        _msg_opcode: int
+        _out: list[bytes]
+        _out_opcode: int
+        _pos: int
+        _state: State
+        _auto_pong: bool
+        _close_sent: bool
+        _closed_event: bool
+        _frame_fin: bool
+        _frame_key: bytes | None
+        _frame_offset: int
+        _limits: Limits
+        _msg_compressed: bool
+        _msg_fragments: int
+        _msg_parts: list[str] | list[bytes] | None
+        _msg_size: int
+        _out_compressed: bool
+        _streaming: bool
+        _unsent_pong: bytes | None
+        _utf8: codecs.IncrementalDecoder | None
+        close_code: int | None
+        close_reason: str
 
     def __init__(
         self,
@@ -1129,35 +1152,58 @@ class Connection:
         self._state = State.CLOSING
 
 
-_python_methods = (Connection.deliver_messages, Connection.send)  # (tests compare)
-#: The properties engine_accessors() gives getters for, in its order.
-_ACCESSED = ("state", "input_pending", "buffered_bytes", "has_data_to_send")
-_python_accessors = (  # (tests compare)
-    Connection.receive_data, Connection.data_to_send_parts, Connection.next_event,
-    vars(Connection)["input_pending"].fget, vars(Connection)["buffered_bytes"].fget,
-    vars(Connection)["has_data_to_send"].fget)
+class _PythonState:
+    """The engine state as slots, when the C base class is not built."""
 
-if ACCELERATED and _speedups.configure_engine(Connection, _OPEN):  # pragma: no cover - the build
-    _next_frame = _speedups.next_frame
-    _methods = _speedups.engine_methods(
-        *_python_methods,
-        ("deliver_messages($self, data, callback, arg)\n--\n\n"
-         + (Connection.deliver_messages.__doc__ or ""),
-         "send($self, data, *, final=True, compress=None)\n--\n\n"
-         + (Connection.send.__doc__ or "")),
+    __slots__ = ENGINE_MEMBERS
+
+
+if TYPE_CHECKING:
+    _State = _PythonState
+elif ACCELERATED:  # pragma: no cover - depends on the build
+    # Same behaviour: the C methods call the PythonEngine ones for what they do not do.
+    _State = _speedups.engine_type(
+        _OPEN,
+        (PythonEngine.deliver_messages, PythonEngine.send, PythonEngine.receive_data,
+         PythonEngine.data_to_send_parts, PythonEngine.next_event,
+         *(vars(PythonEngine)[name].fget
+           for name in ("input_pending", "buffered_bytes", "has_data_to_send"))),
+        tuple(
+            ("deliver_messages($self, data, callback, arg)\n--\n\n",
+             "send($self, data, *, final=True, compress=None)\n--\n\n",
+             "receive_data($self, data, /)\n--\n\n", "data_to_send_parts($self, /)\n--\n\n",
+             "next_event($self, /)\n--\n\n", "", "", "", "")[index]
+            + (getattr(PythonEngine, name).__doc__ or "")
+            for index, name in enumerate(
+                ("deliver_messages", "send", "receive_data", "data_to_send_parts", "next_event",
+                 "state", "input_pending", "buffered_bytes", "has_data_to_send"))),
         KEY_POOL, new_key)  # the same masking keys (§10.3) as the Python code
-    if _methods is not None:
-        # Same behaviour: each calls the Python method above for what it does not do.
-        Connection.deliver_messages, Connection.send = _methods  # type: ignore[method-assign]
-    _accessors = _speedups.engine_accessors(
-        *_python_accessors,
-        ("receive_data($self, data, /)\n--\n\n" + (Connection.receive_data.__doc__ or ""),
-         "data_to_send_parts($self, /)\n--\n\n" + (Connection.data_to_send_parts.__doc__ or ""),
-         "next_event($self, /)\n--\n\n" + (Connection.next_event.__doc__ or "")))
-    if _accessors is not None:
-        # The same values: each calls the Python code above for what it does not do.
-        (Connection.receive_data,  # type: ignore[method-assign]
-         Connection.data_to_send_parts,  # type: ignore[method-assign]
-         Connection.next_event) = _accessors[:3]  # type: ignore[method-assign]
-        for _name, _getter in zip(_ACCESSED, _accessors[3:], strict=True):
-            setattr(Connection, _name, property(_getter, doc=getattr(Connection, _name).__doc__))
+else:
+    _State = _PythonState
+
+
+class Connection(_State, PythonEngine):
+    """State, frame reader and frame writer common to both roles.
+
+    Use :class:`~rfc6455.ServerConnection` or :class:`~rfc6455.ClientConnection`.
+    """
+
+    __slots__ = (
+        "_auto_pong",
+        "_close_sent",
+        "_closed_event",
+        "_frame_fin",
+        "_frame_key",
+        "_frame_offset",
+        "_limits",
+        "_msg_compressed",
+        "_msg_fragments",
+        "_msg_parts",
+        "_msg_size",
+        "_out_compressed",
+        "_streaming",
+        "_unsent_pong",
+        "_utf8",
+        "close_code",
+        "close_reason",
+    )

@@ -760,77 +760,77 @@ speedups_read_frame(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
  * position) costs as much as the parsing itself for a 16-byte frame.
  */
 
+/* The engine's base class when the accelerator is built: the state its C methods
+ * read, declared as members of a C struct under the names the pure-Python engine
+ * keeps in its __slots__ (rfc6455._core.ENGINE_MEMBERS). The compiler fixes
+ * where each one lives; nothing is looked up by name at run time. */
+
 typedef struct {
-    PyTypeObject *type;
-    /* Slot offsets: what next_frame() reads ... */
-    Py_ssize_t buf, pos, client, limit;
-    /* ... and what the engine methods read too (engine_methods()). */
-    Py_ssize_t state, events, frame_left, msg_opcode, eof_received, more, extension, out,
-               out_opcode, fragment_size;
-    /* ... and what the accessors read too (engine_accessors()). */
-    Py_ssize_t more_size, eof_pending, eof_sent;
-    PyObject *open_state;  /* what _state holds while open */
-} EngineSlots;
+    PyObject_HEAD
+    PyObject *buf, *pos, *client, *limit, *state, *events, *frame_left, *msg_opcode,
+             *eof_received, *more, *extension, *out, *out_opcode, *fragment_size,
+             *more_size, *eof_pending, *eof_sent;
+} EngineObject;
 
-static EngineSlots engine_slots = {NULL, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
-                                   -1, -1, -1, -1, NULL};
+#define ENGINE(conn) ((EngineObject *)(conn))
+#define ENGINE_MEMBER(name, field) \
+    {name, T_OBJECT_EX, offsetof(EngineObject, field), 0, NULL}
 
-#define SLOT(conn, offset) (*(PyObject **)((char *)(conn) + (offset)))
+static PyMemberDef engine_members[] = {
+    ENGINE_MEMBER("_buf", buf),
+    ENGINE_MEMBER("_pos", pos),
+    ENGINE_MEMBER("_client", client),
+    ENGINE_MEMBER("_fast_limit", limit),
+    ENGINE_MEMBER("_state", state),
+    ENGINE_MEMBER("_events", events),
+    ENGINE_MEMBER("_frame_left", frame_left),
+    ENGINE_MEMBER("_msg_opcode", msg_opcode),
+    ENGINE_MEMBER("_eof_received", eof_received),
+    ENGINE_MEMBER("_more", more),
+    ENGINE_MEMBER("_extension", extension),
+    ENGINE_MEMBER("_out", out),
+    ENGINE_MEMBER("_out_opcode", out_opcode),
+    ENGINE_MEMBER("_fragment_size", fragment_size),
+    ENGINE_MEMBER("_more_size", more_size),
+    ENGINE_MEMBER("_eof_pending", eof_pending),
+    ENGINE_MEMBER("_eof_sent", eof_sent),
+    {NULL, 0, 0, 0, NULL},
+};
 
-PyDoc_STRVAR(configure_engine_doc,
-"configure_engine(connection_type, open_state=None, /)\n--\n\n"
-"Set the engine class whose slots ``_buf``, ``_pos``, ``_client`` and ``_fast_limit``\n"
-"next_frame() reads. Returns False (and next_frame() must not be used) when the\n"
-"class does not have those slots. engine_methods() also needs ``open_state``, the\n"
-"value of the ``_state`` slot while the connection is open.");
+#define ENGINE_FIELDS(apply) \
+    apply(buf) apply(pos) apply(client) apply(limit) apply(state) apply(events) \
+    apply(frame_left) apply(msg_opcode) apply(eof_received) apply(more) apply(extension) \
+    apply(out) apply(out_opcode) apply(fragment_size) apply(more_size) apply(eof_pending) \
+    apply(eof_sent)
 
-static PyObject *
-speedups_configure_engine(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+static int
+engine_traverse(PyObject *self, visitproc visit, void *arg)
 {
-    PyTypeObject *cls;
-    PyObject *open_state = nargs > 1 ? args[1] : Py_None;
-
-    (void)module;
-    if (nargs < 1 || nargs > 2) {
-        PyErr_SetString(PyExc_TypeError, "configure_engine() takes 1 or 2 arguments");
-        return NULL;
-    }
-    if (!PyType_Check(args[0])) {
-        PyErr_SetString(PyExc_TypeError, "configure_engine() needs a class");
-        return NULL;
-    }
-    cls = (PyTypeObject *)args[0];
-    engine_slots.buf = member_offset(cls, "_buf");
-    engine_slots.pos = member_offset(cls, "_pos");
-    engine_slots.client = member_offset(cls, "_client");
-    engine_slots.limit = member_offset(cls, "_fast_limit");
-    engine_slots.state = member_offset(cls, "_state");
-    engine_slots.events = member_offset(cls, "_events");
-    engine_slots.frame_left = member_offset(cls, "_frame_left");
-    engine_slots.msg_opcode = member_offset(cls, "_msg_opcode");
-    engine_slots.eof_received = member_offset(cls, "_eof_received");
-    engine_slots.more = member_offset(cls, "_more");
-    engine_slots.extension = member_offset(cls, "_extension");
-    engine_slots.out = member_offset(cls, "_out");
-    engine_slots.out_opcode = member_offset(cls, "_out_opcode");
-    engine_slots.fragment_size = member_offset(cls, "_fragment_size");
-    engine_slots.more_size = member_offset(cls, "_more_size");
-    engine_slots.eof_pending = member_offset(cls, "_eof_pending");
-    engine_slots.eof_sent = member_offset(cls, "_eof_sent");
-    Py_CLEAR(engine_slots.open_state);
-    if (engine_slots.buf < 0 || engine_slots.pos < 0 || engine_slots.client < 0
-            || engine_slots.limit < 0) {
-        Py_CLEAR(engine_slots.type);
-        Py_RETURN_FALSE;
-    }
-    if (open_state != Py_None) {
-        Py_INCREF(open_state);
-        engine_slots.open_state = open_state;
-    }
-    Py_INCREF(cls);
-    Py_XSETREF(engine_slots.type, cls);
-    Py_RETURN_TRUE;
+#define VISIT_FIELD(field) Py_VISIT(ENGINE(self)->field);
+    ENGINE_FIELDS(VISIT_FIELD)
+#undef VISIT_FIELD
+    return 0;
 }
+
+static int
+engine_clear(PyObject *self)
+{
+#define CLEAR_FIELD(field) Py_CLEAR(ENGINE(self)->field);
+    ENGINE_FIELDS(CLEAR_FIELD)
+#undef CLEAR_FIELD
+    return 0;
+}
+
+static void
+engine_dealloc(PyObject *self)
+{
+    PyObject_GC_UnTrack(self);
+    engine_clear(self);
+    Py_TYPE(self)->tp_free(self);
+}
+
+static PyTypeObject EngineType;  /* defined with its methods, below */
+static PyObject *open_state = NULL;  /* what _state holds while open (engine_type()) */
 
 /* The configured engine's buffer, position, role and limit; 0 when they are
  * not set up as expected (the Python parser then decides), -1 on error. */
@@ -838,10 +838,10 @@ static int
 engine_input(PyObject *conn, const uint8_t **buf, Py_ssize_t *size, Py_ssize_t *pos,
              int *client, long long *limit)
 {
-    PyObject *bufobj = *(PyObject **)((char *)conn + engine_slots.buf);
-    PyObject *posobj = *(PyObject **)((char *)conn + engine_slots.pos);
-    PyObject *clientobj = *(PyObject **)((char *)conn + engine_slots.client);
-    PyObject *limitobj = *(PyObject **)((char *)conn + engine_slots.limit);
+    PyObject *bufobj = ENGINE(conn)->buf;
+    PyObject *posobj = ENGINE(conn)->pos;
+    PyObject *clientobj = ENGINE(conn)->client;
+    PyObject *limitobj = ENGINE(conn)->limit;
 
     if (bufobj == NULL || posobj == NULL || clientobj == NULL || limitobj == NULL
             || !PyLong_CheckExact(posobj) || !byte_buffer(bufobj, buf, size)) {
@@ -863,7 +863,7 @@ set_engine_pos(PyObject *conn, Py_ssize_t pos)
     if (newpos == NULL) {
         return -1;
     }
-    slot = (PyObject **)((char *)conn + engine_slots.pos);
+    slot = &ENGINE(conn)->pos;
     Py_XSETREF(*slot, newpos);
     return 0;
 }
@@ -904,8 +904,7 @@ static PyObject *
 speedups_next_frame(PyObject *module, PyObject *conn)
 {
     (void)module;
-    if (engine_slots.type == NULL || text_event.type == NULL
-            || !PyObject_TypeCheck(conn, engine_slots.type)) {
+    if (text_event.type == NULL || !PyObject_TypeCheck(conn, &EngineType)) {
         PyErr_SetString(PyExc_TypeError, "next_frame() needs a configured engine");
         return NULL;
     }
@@ -974,7 +973,7 @@ dispatch_loop(PyObject *conn, PyObject *callback, PyObject *arg)
 
     call[0] = arg;
     /* Everything is read again after each callback, which may have closed. */
-    while (SLOT(conn, engine_slots.state) == engine_slots.open_state) {
+    while (ENGINE(conn)->state == open_state) {
         ready = engine_input(conn, &buf, &size, &pos, &client, &limit);
         if (ready <= 0) {
             return ready < 0 ? -1 : count;
@@ -1016,19 +1015,19 @@ engine_deliver(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     Py_ssize_t size, count;
 
     if (nargs != 3 || !PyBytes_CheckExact(args[0])
-            || SLOT(conn, engine_slots.state) != engine_slots.open_state
-            || SLOT(conn, engine_slots.more) != Py_None
-            || SLOT(conn, engine_slots.eof_received) != Py_False) {
+            || ENGINE(conn)->state != open_state
+            || ENGINE(conn)->more != Py_None
+            || ENGINE(conn)->eof_received != Py_False) {
         return call_python(deliver_python, self, args, nargs, NULL);
     }
-    events = SLOT(conn, engine_slots.events);
-    bufobj = SLOT(conn, engine_slots.buf);
+    events = ENGINE(conn)->events;
+    bufobj = ENGINE(conn)->buf;
     if (events == NULL || !PyList_CheckExact(events) || PyList_GET_SIZE(events) != 0
-            || !is_int(SLOT(conn, engine_slots.frame_left), -1)
-            || !is_int(SLOT(conn, engine_slots.msg_opcode), 0)
+            || !is_int(ENGINE(conn)->frame_left, -1)
+            || !is_int(ENGINE(conn)->msg_opcode, 0)
             || bufobj == NULL || !byte_buffer(bufobj, &unused, &size)
-            || !PyLong_CheckExact(SLOT(conn, engine_slots.pos))
-            || PyLong_AsSsize_t(SLOT(conn, engine_slots.pos)) < size) {
+            || !PyLong_CheckExact(ENGINE(conn)->pos)
+            || PyLong_AsSsize_t(ENGINE(conn)->pos) < size) {
         PyErr_Clear();
         return call_python(deliver_python, self, args, nargs, NULL);
     }
@@ -1037,13 +1036,13 @@ engine_deliver(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     Py_INCREF(args[0]);
-    Py_XSETREF(SLOT(conn, engine_slots.buf), args[0]);
-    Py_XSETREF(SLOT(conn, engine_slots.pos), zero);
+    Py_XSETREF(ENGINE(conn)->buf, args[0]);
+    Py_XSETREF(ENGINE(conn)->pos, zero);
     count = dispatch_loop(conn, args[1], args[2]);
     if (count < 0) {
         return NULL;
     }
-    more = SLOT(conn, engine_slots.more);
+    more = ENGINE(conn)->more;
     if (more == NULL || more == Py_None) {
         return PyLong_FromSsize_t(count);
     }
@@ -1122,14 +1121,14 @@ engine_send(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *k
     uint8_t first;
 
     if (nargs != 1 || !plain_send_keywords(args, nargs, kwnames)
-            || SLOT(conn, engine_slots.state) != engine_slots.open_state
-            || SLOT(conn, engine_slots.extension) != Py_None
-            || SLOT(conn, engine_slots.fragment_size) != Py_None
-            || !is_int(SLOT(conn, engine_slots.out_opcode), 0)) {
+            || ENGINE(conn)->state != open_state
+            || ENGINE(conn)->extension != Py_None
+            || ENGINE(conn)->fragment_size != Py_None
+            || !is_int(ENGINE(conn)->out_opcode, 0)) {
         return call_python(send_python, self, args, nargs, kwnames);
     }
     data = args[0];
-    out = SLOT(conn, engine_slots.out);
+    out = ENGINE(conn)->out;
     if (out == NULL || !PyList_CheckExact(out)) {
         return call_python(send_python, self, args, nargs, kwnames);
     }
@@ -1152,7 +1151,7 @@ engine_send(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *k
     if (length >= 65536) {  /* queued apart from its header: the Python way */
         return call_python(send_python, self, args, nargs, kwnames);
     }
-    if (SLOT(conn, engine_slots.client) == Py_True) {
+    if (ENGINE(conn)->client == Py_True) {
         uint8_t key[4];
         PyObject *keyobj = next_key();
         if (keyobj == NULL) {
@@ -1179,68 +1178,6 @@ engine_send(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *k
     Py_RETURN_NONE;
 }
 
-static PyMethodDef deliver_def = {
-    "deliver_messages", (PyCFunction)(void (*)(void))engine_deliver, METH_FASTCALL, NULL};
-static PyMethodDef send_def = {
-    "send", (PyCFunction)(void (*)(void))engine_send, METH_FASTCALL | METH_KEYWORDS, NULL};
-static PyObject *method_docs = NULL;  /* keeps the two docstrings' UTF-8 alive */
-
-PyDoc_STRVAR(engine_methods_doc,
-"engine_methods(deliver_messages, send, docs, key_pool, new_key, /)\n--\n\n"
-"Method descriptors for the configured engine class: ``deliver_messages`` and\n"
-"``send`` with their common case in C, calling the given Python implementations\n"
-"for the rest; ``docs`` is a pair of docstrings. A client's send takes its\n"
-"masking keys from the end of the list ``key_pool``, calling ``new_key()`` when\n"
-"it is empty (it returns a key and refills the list). None when\n"
-"configure_engine() was not given the open state or the class lacks a slot they\n"
-"read.");
-
-static PyObject *
-speedups_engine_methods(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
-{
-    PyObject *deliver, *send;
-    EngineSlots *e = &engine_slots;
-
-    (void)module;
-    if (nargs != 5 || !PyCallable_Check(args[0]) || !PyCallable_Check(args[1])
-            || !PyTuple_Check(args[2]) || PyTuple_GET_SIZE(args[2]) != 2
-            || !PyUnicode_Check(PyTuple_GET_ITEM(args[2], 0))
-            || !PyUnicode_Check(PyTuple_GET_ITEM(args[2], 1))
-            || !PyList_CheckExact(args[3]) || !PyCallable_Check(args[4])) {
-        PyErr_SetString(PyExc_TypeError, "engine_methods() takes two callables, a pair of "
-                        "docstrings, a list and a callable");
-        return NULL;
-    }
-    if (e->type == NULL || e->open_state == NULL || e->state < 0 || e->events < 0
-            || e->frame_left < 0 || e->msg_opcode < 0 || e->eof_received < 0 || e->more < 0
-            || e->extension < 0 || e->out < 0 || e->out_opcode < 0 || e->fragment_size < 0) {
-        Py_RETURN_NONE;
-    }
-    Py_INCREF(args[2]);
-    Py_XSETREF(method_docs, args[2]);
-    deliver_def.ml_doc = PyUnicode_AsUTF8(PyTuple_GET_ITEM(args[2], 0));
-    send_def.ml_doc = PyUnicode_AsUTF8(PyTuple_GET_ITEM(args[2], 1));
-    if (deliver_def.ml_doc == NULL || send_def.ml_doc == NULL) {
-        return NULL;
-    }
-    Py_INCREF(args[0]);
-    Py_XSETREF(deliver_python, args[0]);
-    Py_INCREF(args[1]);
-    Py_XSETREF(send_python, args[1]);
-    Py_INCREF(args[3]);
-    Py_XSETREF(key_pool, args[3]);
-    Py_INCREF(args[4]);
-    Py_XSETREF(new_key, args[4]);
-    deliver = PyDescr_NewMethod(e->type, &deliver_def);
-    send = PyDescr_NewMethod(e->type, &send_def);
-    if (deliver == NULL || send == NULL) {
-        Py_XDECREF(deliver);
-        Py_XDECREF(send);
-        return NULL;
-    }
-    return Py_BuildValue("(NN)", deliver, send);
-}
-
 /* ---------------------------------------------------------- engine accessors
  *
  * What every adapter calls once or more per message besides send:
@@ -1257,14 +1194,13 @@ static PyObject *next_event_python = NULL;
 static PyObject *pending_python = NULL;  /* property getters */
 static PyObject *buffered_python = NULL;
 static PyObject *has_data_python = NULL;
-static PyObject *accessor_docs = NULL;  /* keeps the three docstrings' UTF-8 alive */
 
 /* The engine's unconsumed input in its current chunk (len(_buf) - _pos): 1 and
  * ``*left`` set, or 0 when the slots are not as expected. */
 static int
 chunk_left(PyObject *conn, Py_ssize_t *left)
 {
-    PyObject *posobj = SLOT(conn, engine_slots.pos), *bufobj = SLOT(conn, engine_slots.buf);
+    PyObject *posobj = ENGINE(conn)->pos, *bufobj = ENGINE(conn)->buf;
     const uint8_t *unused;
     Py_ssize_t size, pos;
 
@@ -1284,7 +1220,7 @@ chunk_left(PyObject *conn, Py_ssize_t *left)
 static int
 check_accessor(PyObject *conn, PyObject *python)
 {
-    if (python == NULL || !PyObject_TypeCheck(conn, engine_slots.type)) {
+    if (python == NULL || !PyObject_TypeCheck(conn, &EngineType)) {
         PyErr_SetString(PyExc_TypeError, "an engine accessor needs a configured engine");
         return 0;
     }
@@ -1297,11 +1233,11 @@ static PyObject *
 engine_receive(PyObject *self, PyObject *data)
 {
     Py_ssize_t left;
-    PyObject *more = SLOT(self, engine_slots.more);
+    PyObject *more = ENGINE(self)->more;
 
     if (PyBytes_CheckExact(data) && PyBytes_GET_SIZE(data) > 0
-            && SLOT(self, engine_slots.state) == engine_slots.open_state
-            && SLOT(self, engine_slots.eof_received) == Py_False
+            && ENGINE(self)->state == open_state
+            && ENGINE(self)->eof_received == Py_False
             && more == Py_None && chunk_left(self, &left) && left <= 0) {
         PyObject *zero = PyLong_FromLong(0);
 
@@ -1309,8 +1245,8 @@ engine_receive(PyObject *self, PyObject *data)
             return NULL;
         }
         Py_INCREF(data);
-        Py_XSETREF(SLOT(self, engine_slots.buf), data);
-        Py_XSETREF(SLOT(self, engine_slots.pos), zero);
+        Py_XSETREF(ENGINE(self)->buf, data);
+        Py_XSETREF(ENGINE(self)->pos, zero);
         Py_RETURN_NONE;
     }
     return PyObject_CallFunctionObjArgs(receive_python, self, data, NULL);
@@ -1321,7 +1257,7 @@ engine_receive(PyObject *self, PyObject *data)
 static PyObject *
 engine_parts(PyObject *self, PyObject *unused)
 {
-    PyObject *out = SLOT(self, engine_slots.out), *fresh;
+    PyObject *out = ENGINE(self)->out, *fresh;
 
     (void)unused;
     if (out != NULL && PyList_CheckExact(out) && PyList_GET_SIZE(out) > 0) {
@@ -1329,7 +1265,7 @@ engine_parts(PyObject *self, PyObject *unused)
         if (fresh == NULL) {
             return NULL;
         }
-        SLOT(self, engine_slots.out) = fresh;  /* the slot's reference goes to the caller */
+        ENGINE(self)->out = fresh;  /* the slot's reference goes to the caller */
         return out;
     }
     return PyObject_CallOneArg(parts_python, self);
@@ -1341,18 +1277,18 @@ engine_parts(PyObject *self, PyObject *unused)
 static PyObject *
 engine_next_event(PyObject *self, PyObject *unused)
 {
-    PyObject *events = SLOT(self, engine_slots.events), *event;
+    PyObject *events = ENGINE(self)->events, *event;
     Py_ssize_t left;
 
     (void)unused;
     if (events != NULL && PyList_CheckExact(events) && PyList_GET_SIZE(events) == 0
-            && SLOT(self, engine_slots.state) == engine_slots.open_state
+            && ENGINE(self)->state == open_state
             && text_event.type != NULL
-            && is_int(SLOT(self, engine_slots.frame_left), -1)
-            && is_int(SLOT(self, engine_slots.msg_opcode), 0)) {
+            && is_int(ENGINE(self)->frame_left, -1)
+            && is_int(ENGINE(self)->msg_opcode, 0)) {
         if (chunk_left(self, &left) && left <= 0
-                && SLOT(self, engine_slots.more) == Py_None
-                && SLOT(self, engine_slots.eof_received) == Py_False) {
+                && ENGINE(self)->more == Py_None
+                && ENGINE(self)->eof_received == Py_False) {
             Py_RETURN_NONE;  /* nothing buffered, nothing to report */
         }
         event = engine_next_frame(self);
@@ -1364,8 +1300,6 @@ engine_next_event(PyObject *self, PyObject *unused)
     return PyObject_CallOneArg(next_event_python, self);
 }
 
-PyDoc_STRVAR(engine_state_doc, "state(connection, /)\n--\n\nConnection.state's getter.");
-
 static PyObject *
 engine_state(PyObject *module, PyObject *conn)
 {
@@ -1375,16 +1309,13 @@ engine_state(PyObject *module, PyObject *conn)
     if (!check_accessor(conn, pending_python)) {
         return NULL;
     }
-    state = SLOT(conn, engine_slots.state);
+    state = ENGINE(conn)->state;
     if (state == NULL) {
         PyErr_SetString(PyExc_AttributeError, "_state");
         return NULL;
     }
     return Py_NewRef(state);
 }
-
-PyDoc_STRVAR(engine_input_pending_doc,
-"input_pending(connection, /)\n--\n\nConnection.input_pending's getter.");
 
 static PyObject *
 engine_input_pending(PyObject *module, PyObject *conn)
@@ -1396,24 +1327,21 @@ engine_input_pending(PyObject *module, PyObject *conn)
     if (!check_accessor(conn, pending_python)) {
         return NULL;
     }
-    events = SLOT(conn, engine_slots.events);
-    more = SLOT(conn, engine_slots.more);
-    eof = SLOT(conn, engine_slots.eof_received);
+    events = ENGINE(conn)->events;
+    more = ENGINE(conn)->more;
+    eof = ENGINE(conn)->eof_received;
     if (events != NULL && PyList_CheckExact(events) && more != NULL
             && chunk_left(conn, &left)) {
         if (PyList_GET_SIZE(events) > 0 || left > 0 || more != Py_None) {
             Py_RETURN_TRUE;
         }
-        if (SLOT(conn, engine_slots.state) == engine_slots.open_state
+        if (ENGINE(conn)->state == open_state
                 && (eof == Py_True || eof == Py_False)) {
             return Py_NewRef(eof);  /* the abnormal closure is still to be reported */
         }
     }
     return PyObject_CallOneArg(pending_python, conn);
 }
-
-PyDoc_STRVAR(engine_buffered_bytes_doc,
-"buffered_bytes(connection, /)\n--\n\nConnection.buffered_bytes's getter.");
 
 static PyObject *
 engine_buffered_bytes(PyObject *module, PyObject *conn)
@@ -1425,25 +1353,22 @@ engine_buffered_bytes(PyObject *module, PyObject *conn)
     if (!check_accessor(conn, pending_python)) {
         return NULL;
     }
-    more_size = SLOT(conn, engine_slots.more_size);
+    more_size = ENGINE(conn)->more_size;
     if (more_size != NULL && PyLong_CheckExact(more_size) && chunk_left(conn, &left)) {
         queued = PyLong_AsSsize_t(more_size);
         if (queued == -1 && PyErr_Occurred()) {
             PyErr_Clear();
         }
         else if (left + queued == 0
-                 && SLOT(conn, engine_slots.state) == engine_slots.open_state) {
+                 && ENGINE(conn)->state == open_state) {
             return PyLong_FromLong(0);
         }
-        else if (left + queued > 0 && is_int(SLOT(conn, engine_slots.frame_left), -1)) {
+        else if (left + queued > 0 && is_int(ENGINE(conn)->frame_left, -1)) {
             return PyLong_FromSsize_t(left + queued);  /* no frame being gathered */
         }
     }
     return PyObject_CallOneArg(buffered_python, conn);
 }
-
-PyDoc_STRVAR(engine_has_data_doc,
-"has_data_to_send(connection, /)\n--\n\nConnection.has_data_to_send's getter.");
 
 static PyObject *
 engine_has_data(PyObject *module, PyObject *conn)
@@ -1454,9 +1379,9 @@ engine_has_data(PyObject *module, PyObject *conn)
     if (!check_accessor(conn, pending_python)) {
         return NULL;
     }
-    out = SLOT(conn, engine_slots.out);
-    pending = SLOT(conn, engine_slots.eof_pending);
-    sent = SLOT(conn, engine_slots.eof_sent);
+    out = ENGINE(conn)->out;
+    pending = ENGINE(conn)->eof_pending;
+    sent = ENGINE(conn)->eof_sent;
     if (out != NULL && PyList_CheckExact(out) && PyBool_Check(pending) && PyBool_Check(sent)) {
         /* bool(_out) or (_eof_pending and not _eof_sent) */
         return PyBool_FromLong(PyList_GET_SIZE(out) > 0 || (pending == Py_True
@@ -1465,101 +1390,137 @@ engine_has_data(PyObject *module, PyObject *conn)
     return PyObject_CallOneArg(has_data_python, conn);
 }
 
-static PyMethodDef receive_def = {
-    "receive_data", (PyCFunction)engine_receive, METH_O, NULL};
-static PyMethodDef parts_def = {
-    "data_to_send_parts", (PyCFunction)engine_parts, METH_NOARGS, NULL};
-static PyMethodDef next_event_def = {
-    "next_event", (PyCFunction)engine_next_event, METH_NOARGS, NULL};
-static PyMethodDef getter_defs[] = {
-    {"state", (PyCFunction)engine_state, METH_O, engine_state_doc},
-    {"input_pending", (PyCFunction)engine_input_pending, METH_O, engine_input_pending_doc},
-    {"buffered_bytes", (PyCFunction)engine_buffered_bytes, METH_O, engine_buffered_bytes_doc},
-    {"has_data_to_send", (PyCFunction)engine_has_data, METH_O, engine_has_data_doc},
-};
-
-PyDoc_STRVAR(engine_accessors_doc,
-"engine_accessors(receive_data, data_to_send_parts, next_event, input_pending,\n"
-"                 buffered_bytes, has_data_to_send, docs, /)\n--\n\n"
-"For the configured engine class: method descriptors for ``receive_data``,\n"
-"``data_to_send_parts`` and ``next_event``, then getters (functions of the\n"
-"connection, for ``property``) for ``state``, ``input_pending``,\n"
-"``buffered_bytes`` and ``has_data_to_send``, each with its common case in C and\n"
-"calling the given Python implementation (the three methods, then the three\n"
-"getters) for the rest; ``docs`` is the three methods' docstrings. None when\n"
-"configure_engine() was not given the open state or the class lacks a slot they\n"
-"read.");
+/* Property getters of the engine type: the functions above, as getset entries. */
+static PyObject *
+get_state(PyObject *self, void *closure)
+{
+    (void)closure;
+    return engine_state(NULL, self);
+}
 
 static PyObject *
-speedups_engine_accessors(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+get_input_pending(PyObject *self, void *closure)
 {
-    PyObject *result, *item;
-    EngineSlots *e = &engine_slots;
+    (void)closure;
+    return engine_input_pending(NULL, self);
+}
+
+static PyObject *
+get_buffered_bytes(PyObject *self, void *closure)
+{
+    (void)closure;
+    return engine_buffered_bytes(NULL, self);
+}
+
+static PyObject *
+get_has_data(PyObject *self, void *closure)
+{
+    (void)closure;
+    return engine_has_data(NULL, self);
+}
+
+/* Docstrings come from the Python implementations (engine_type()). */
+static PyMethodDef engine_methods[] = {
+    {"deliver_messages", (PyCFunction)(void (*)(void))engine_deliver, METH_FASTCALL, NULL},
+    {"send", (PyCFunction)(void (*)(void))engine_send, METH_FASTCALL | METH_KEYWORDS, NULL},
+    {"receive_data", (PyCFunction)engine_receive, METH_O, NULL},
+    {"data_to_send_parts", (PyCFunction)engine_parts, METH_NOARGS, NULL},
+    {"next_event", (PyCFunction)engine_next_event, METH_NOARGS, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef engine_getset[] = {
+    {"state", get_state, NULL, NULL, NULL},
+    {"input_pending", get_input_pending, NULL, NULL, NULL},
+    {"buffered_bytes", get_buffered_bytes, NULL, NULL, NULL},
+    {"has_data_to_send", get_has_data, NULL, NULL, NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyTypeObject EngineType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "rfc6455._speedups.Engine",
+    .tp_basicsize = sizeof(EngineObject),
+    .tp_dealloc = engine_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "The engine's state and per-message methods in C (see engine_type()).",
+    .tp_traverse = engine_traverse,
+    .tp_clear = engine_clear,
+    .tp_methods = engine_methods,
+    .tp_members = engine_members,
+    .tp_getset = engine_getset,
+    .tp_new = PyType_GenericNew,
+};
+
+static PyObject *engine_docs = NULL;  /* keeps the docstrings' UTF-8 alive */
+
+PyDoc_STRVAR(engine_type_doc,
+"engine_type(open_state, fallbacks, docs, key_pool, new_key, /)\n--\n\n"
+"The engine's base class: its members are the engine state the C methods read;\n"
+"its methods ``deliver_messages``, ``send``, ``receive_data``,\n"
+"``data_to_send_parts`` and ``next_event`` and properties ``state``,\n"
+"``input_pending``, ``buffered_bytes`` and ``has_data_to_send`` do their common\n"
+"case in C and call ``fallbacks`` (the Python implementations: the five methods,\n"
+"then the getters of the last three properties) for the rest. ``docs`` holds the\n"
+"nine docstrings in that order; ``open_state`` is what ``_state`` holds while\n"
+"open. A client's send takes its masking keys from the end of the list\n"
+"``key_pool``, calling ``new_key()`` when it is empty. Made ready on the first\n"
+"call; later calls return the same class.");
+
+static PyObject *
+speedups_engine_type(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject **fallbacks[8] = {&deliver_python, &send_python, &receive_python, &parts_python,
+                               &next_event_python, &pending_python, &buffered_python,
+                               &has_data_python};
+    PyObject *docs;
     Py_ssize_t i;
 
-    if (nargs != 7 || !PyTuple_Check(args[6]) || PyTuple_GET_SIZE(args[6]) != 3) {
-        PyErr_SetString(PyExc_TypeError, "engine_accessors() takes six callables and "
-                        "three docstrings");
+    (void)module;
+    if (EngineType.tp_flags & Py_TPFLAGS_READY) {
+        return Py_NewRef((PyObject *)&EngineType);
+    }
+    if (nargs != 5 || !PyTuple_Check(args[1]) || PyTuple_GET_SIZE(args[1]) != 8
+            || !PyTuple_Check(args[2]) || PyTuple_GET_SIZE(args[2]) != 9
+            || !PyList_CheckExact(args[3]) || !PyCallable_Check(args[4])) {
+        PyErr_SetString(PyExc_TypeError, "engine_type() takes the open state, 8 callables, "
+                        "9 docstrings, a list and a callable");
         return NULL;
     }
-    for (i = 0; i < 6; i++) {
-        if (!PyCallable_Check(args[i]) || (i < 3 && !PyUnicode_Check(
-                PyTuple_GET_ITEM(args[6], i)))) {
-            PyErr_SetString(PyExc_TypeError, "engine_accessors() takes six callables and "
-                            "three docstrings");
+    docs = args[2];
+    for (i = 0; i < 9; i++) {
+        const char *doc;
+
+        if (i < 8 && !PyCallable_Check(PyTuple_GET_ITEM(args[1], i))) {
+            PyErr_SetString(PyExc_TypeError, "engine_type() fallbacks must be callable");
             return NULL;
         }
-    }
-    if (e->type == NULL || e->open_state == NULL || e->state < 0 || e->events < 0
-            || e->frame_left < 0 || e->eof_received < 0 || e->more < 0 || e->out < 0
-            || e->more_size < 0 || e->eof_pending < 0 || e->eof_sent < 0 || e->msg_opcode < 0
-            || e->buf < 0 || e->pos < 0 || e->client < 0 || e->limit < 0) {
-        Py_RETURN_NONE;
-    }
-    Py_INCREF(args[6]);
-    Py_XSETREF(accessor_docs, args[6]);
-    receive_def.ml_doc = PyUnicode_AsUTF8(PyTuple_GET_ITEM(args[6], 0));
-    parts_def.ml_doc = PyUnicode_AsUTF8(PyTuple_GET_ITEM(args[6], 1));
-    next_event_def.ml_doc = PyUnicode_AsUTF8(PyTuple_GET_ITEM(args[6], 2));
-    if (receive_def.ml_doc == NULL || parts_def.ml_doc == NULL || next_event_def.ml_doc == NULL) {
-        return NULL;
-    }
-    Py_XSETREF(receive_python, Py_NewRef(args[0]));
-    Py_XSETREF(parts_python, Py_NewRef(args[1]));
-    Py_XSETREF(next_event_python, Py_NewRef(args[2]));
-    Py_XSETREF(pending_python, Py_NewRef(args[3]));
-    Py_XSETREF(buffered_python, Py_NewRef(args[4]));
-    Py_XSETREF(has_data_python, Py_NewRef(args[5]));
-    result = PyTuple_New(7);
-    if (result == NULL) {
-        return NULL;
-    }
-    item = PyDescr_NewMethod(e->type, &receive_def);
-    if (item == NULL) {
-        goto error;
-    }
-    PyTuple_SET_ITEM(result, 0, item);
-    item = PyDescr_NewMethod(e->type, &parts_def);
-    if (item == NULL) {
-        goto error;
-    }
-    PyTuple_SET_ITEM(result, 1, item);
-    item = PyDescr_NewMethod(e->type, &next_event_def);
-    if (item == NULL) {
-        goto error;
-    }
-    PyTuple_SET_ITEM(result, 2, item);
-    for (i = 0; i < 4; i++) {
-        item = PyCFunction_NewEx(&getter_defs[i], module, NULL);
-        if (item == NULL) {
-            goto error;
+        doc = PyUnicode_Check(PyTuple_GET_ITEM(docs, i))
+            ? PyUnicode_AsUTF8(PyTuple_GET_ITEM(docs, i)) : NULL;
+        if (doc == NULL) {
+            if (!PyErr_Occurred()) {
+                PyErr_SetString(PyExc_TypeError, "engine_type() docstrings must be str");
+            }
+            return NULL;
         }
-        PyTuple_SET_ITEM(result, 3 + i, item);
+        if (i < 5) {
+            engine_methods[i].ml_doc = doc;
+        }
+        else {
+            engine_getset[i - 5].doc = doc;
+        }
     }
-    return result;
-error:
-    Py_DECREF(result);
-    return NULL;
+    Py_XSETREF(engine_docs, Py_NewRef(docs));
+    for (i = 0; i < 8; i++) {
+        Py_XSETREF(*fallbacks[i], Py_NewRef(PyTuple_GET_ITEM(args[1], i)));
+    }
+    Py_XSETREF(open_state, Py_NewRef(args[0]));
+    Py_XSETREF(key_pool, Py_NewRef(args[3]));
+    Py_XSETREF(new_key, Py_NewRef(args[4]));
+    if (PyType_Ready(&EngineType) < 0) {
+        return NULL;
+    }
+    return Py_NewRef((PyObject *)&EngineType);
 }
 
 /* ---------------------------------------------------------------- FutureWait
@@ -1751,13 +1712,9 @@ static PyMethodDef speedups_methods[] = {
      configure_doc},
     {"read_frame", (PyCFunction)(void (*)(void))speedups_read_frame, METH_FASTCALL,
      read_frame_doc},
-    {"configure_engine", (PyCFunction)(void (*)(void))speedups_configure_engine, METH_FASTCALL,
-     configure_engine_doc},
     {"next_frame", (PyCFunction)speedups_next_frame, METH_O, next_frame_doc},
-    {"engine_methods", (PyCFunction)(void (*)(void))speedups_engine_methods, METH_FASTCALL,
-     engine_methods_doc},
-    {"engine_accessors", (PyCFunction)(void (*)(void))speedups_engine_accessors, METH_FASTCALL,
-     engine_accessors_doc},
+    {"engine_type", (PyCFunction)(void (*)(void))speedups_engine_type, METH_FASTCALL,
+     engine_type_doc},
     {"text_event", (PyCFunction)speedups_text_event, METH_O, text_event_doc},
     {"mask", (PyCFunction)(void (*)(void))speedups_mask, METH_FASTCALL, mask_doc},
     {"masked_frame", (PyCFunction)(void (*)(void))speedups_masked_frame, METH_FASTCALL,

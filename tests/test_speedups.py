@@ -305,7 +305,8 @@ def test_read_frame_large_limit_and_bad_arguments() -> None:
         speedups.read_frame(frame, 0, True)  # type: ignore[call-arg]
 
 
-@needs_speedups
+@pytest.mark.skipif(not _mask.ACCELERATED, reason="next_frame reads the members of the C "
+                    "base class, which the engine has only with the accelerator in use")
 @pytest.mark.usefixtures("configured")
 @pytest.mark.parametrize("server", [True, False])
 def test_next_frame_reads_the_engine_buffer_and_moves_its_position_section_5_2(
@@ -314,10 +315,8 @@ def test_next_frame_reads_the_engine_buffer_and_moves_its_position_section_5_2(
     """next_frame(conn) is read_frame(conn._buf, conn._pos, ...) with the position kept
     in the engine; what it leaves to the Python parser leaves the position alone."""
     assert speedups is not None
-    from rfc6455._core import Connection, State
     from tests.helpers import open_client, open_server
 
-    assert speedups.configure_engine(Connection, State.OPEN) is True  # as _core does
     conn = open_server() if server else open_client()
     stream = (_wire(1, "héllo".encode(), masked=server) + _wire(2, b"\x00" * 300, masked=server)
               + _wire(9, b"ping", masked=server))
@@ -334,27 +333,32 @@ def test_next_frame_reads_the_engine_buffer_and_moves_its_position_section_5_2(
         speedups.next_frame(object())
 
 
-@needs_speedups
-def test_configure_engine_refuses_a_class_without_the_slots() -> None:
+def test_engine_state_is_declared_not_looked_up() -> None:
+    """The engine's base class holds the state the C methods read: declared members
+    of the C type (the same names as the pure-Python slots), never slots found by
+    name; nothing is assigned into the classes at import."""
+    from rfc6455 import ServerConnection, _core
+
+    assert _core._PythonState.__slots__ == _core.ENGINE_MEMBERS
+    base = ServerConnection.__mro__[2]
+    assert ServerConnection.__mro__[1] is _core.Connection
+    assert ServerConnection.__mro__[3] is _core.PythonEngine
+    for name in ("send", "deliver_messages", "receive_data", "next_event",
+                 "data_to_send_parts", "state", "input_pending", "buffered_bytes"):
+        assert name not in vars(_core.Connection), name
+        assert name in vars(_core.PythonEngine), name
+    if not _mask.ACCELERATED:
+        assert base is _core._PythonState
+        return
     assert speedups is not None
-    from rfc6455._core import Connection, State
-
-    class Other:
-        __slots__ = ("_buf",)
-
-    methods = (lambda *args: None, lambda *args: None, ("", ""), [], lambda: b"")
-    try:
-        assert speedups.configure_engine(Other) is False
-        with pytest.raises(TypeError):
-            speedups.next_frame(Other())
-        assert speedups.engine_methods(*methods) is None
-        # Without the open state, next_frame works and the engine methods are refused.
-        assert speedups.configure_engine(Connection) is True
-        assert speedups.engine_methods(*methods) is None
-        with pytest.raises(TypeError):
-            speedups.engine_methods(print, print)  # type: ignore[call-arg]
-    finally:
-        assert speedups.configure_engine(Connection, State.OPEN) is True
+    assert base.__module__ == "rfc6455._speedups"
+    members = {name for name, value in vars(base).items()
+               if type(value).__name__ == "member_descriptor"}
+    assert members == set(_core.ENGINE_MEMBERS)
+    # Made once: a second call hands back the same class.
+    assert speedups.engine_type(None, (), (), [], print) is base
+    with pytest.raises(TypeError):
+        speedups.next_frame(object())
 
 
 def test_engine_methods_are_installed_when_accelerated() -> None:
@@ -368,7 +372,8 @@ def test_engine_methods_are_installed_when_accelerated() -> None:
         assert kinds == {"function"}
         return
     assert kinds == {"method_descriptor"}
-    python_deliver, python_send = _core._python_methods
+    assert "send" not in vars(ServerConnection) and "send" not in vars(_core.Connection)
+    python_deliver, python_send = _core.PythonEngine.deliver_messages, _core.PythonEngine.send
     assert ServerConnection.send.__doc__ == python_send.__doc__
     assert ServerConnection.deliver_messages.__doc__ == python_deliver.__doc__
 
@@ -447,7 +452,7 @@ def test_c_send_matches_python_send_section_5_2(
     from rfc6455 import _core
     from tests.helpers import drain, open_client
 
-    python_send = _core._python_methods[1]
+    python_send = _core.PythonEngine.send
     conns = [open_client(fragment_size=fragment) if client else
              open_server(fragment_size=fragment) for _ in range(2)]
     for data, kwargs in [*messages, ("end", {})]:
@@ -593,26 +598,39 @@ def test_text_event_takes_bytes_only() -> None:
         speedups.text_event(bytearray(b"abc"))  # type: ignore[arg-type]
 
 
+#: The properties the C base class has getters for.
+_ACCESSED = ("state", "input_pending", "buffered_bytes", "has_data_to_send")
+
+
+def _python_accessors() -> list[Any]:
+    """The Python code of receive_data, data_to_send_parts, next_event and the last
+    three properties of _ACCESSED: what the C methods fall back to."""
+    from rfc6455._core import PythonEngine
+
+    return [PythonEngine.receive_data, PythonEngine.data_to_send_parts, PythonEngine.next_event,
+            *(vars(PythonEngine)[name].fget for name in _ACCESSED[1:])]
+
+
 def test_engine_accessors_are_installed_when_accelerated() -> None:
     """With the accelerator, receive_data and data_to_send_parts are C methods and
     the four per-message properties have C getters, documented like the Python
     code they fall back to; without it, the Python code."""
-    from rfc6455 import ServerConnection, _core
+    from rfc6455 import ServerConnection
 
-    python_receive, python_parts, python_next, *python_getters = _core._python_accessors
-    getters = [getattr(ServerConnection, name).fget for name in _core._ACCESSED]
+    python_receive, python_parts, python_next, *python_getters = _python_accessors()
+    descriptors = [getattr(ServerConnection, name) for name in _ACCESSED]
     methods = [ServerConnection.receive_data, ServerConnection.data_to_send_parts,
                ServerConnection.next_event]
     if not _mask.ACCELERATED:
         assert methods == [python_receive, python_parts, python_next]
-        assert getters[1:] == python_getters
+        assert [descriptor.fget for descriptor in descriptors[1:]] == python_getters
         return
     assert {type(method).__name__ for method in methods} == {"method_descriptor"}
-    assert {type(getter).__name__ for getter in getters} == {"builtin_function_or_method"}
+    assert {type(descriptor).__name__ for descriptor in descriptors} == {"getset_descriptor"}
     for method, python in zip(methods, (python_receive, python_parts, python_next),
                               strict=True):
         assert method.__doc__ == python.__doc__
-    for name, python in zip(_core._ACCESSED[1:], python_getters, strict=True):
+    for name, python in zip(_ACCESSED[1:], python_getters, strict=True):
         assert getattr(ServerConnection, name).__doc__ == python.__doc__
 
 
@@ -641,10 +659,10 @@ def test_c_accessors_match_python(stream: bytes, steps: list[tuple[str, int]],
     step the C getters of state, input_pending, buffered_bytes and
     has_data_to_send read what the Python ones read: whatever was received, in
     whatever pieces, in any state."""
-    from rfc6455 import LocalProtocolError, ServerConnection, _core
+    from rfc6455 import LocalProtocolError, ServerConnection
     from tests.helpers import client_request
 
-    python_receive, python_parts, python_next, *python_getters = _core._python_accessors
+    python_receive, python_parts, python_next, *python_getters = _python_accessors()
     if handshake:  # from CONNECTING: the request, then the frames right behind it
         conns = [ServerConnection() for _ in range(2)]
         stream = client_request() + stream
@@ -678,7 +696,7 @@ def test_c_accessors_match_python(stream: bytes, steps: list[tuple[str, int]],
             except LocalProtocolError as exc:
                 outcome = type(exc)
             outcomes.append(outcome)
-            for name, python in zip(_core._ACCESSED[1:], python_getters, strict=True):
+            for name, python in zip(_ACCESSED[1:], python_getters, strict=True):
                 assert getattr(conn, name) == python(conn), name
             assert conn.state is conn._state
         if what == "data":
