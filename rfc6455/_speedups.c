@@ -7,15 +7,15 @@
  * read_frame(buf, pos, client, limit) -> (event, stop) | None
  *     the parser's fast path for one whole small data frame (see below)
  * next_frame(connection) -> event | None
- *     the same on an engine's own buffer, moving its position (configure_engine)
+ *     the same on an engine's own buffer, moving its position
  * text_event(data) -> Text | None    a Text event from UTF-8 bytes, None if invalid
  * masked_frame(first, payload, key) -> bytes   a whole client frame in one allocation
- * engine_methods(...) -> (deliver_messages, send)
- *     the engine's per-message methods with their common case in C
+ * engine_type(open_state, fallbacks, docs, key_pool, new_key) -> type
+ *     the engine's base class: its state as declared members, and the methods
+ *     adapters call per message (deliver_messages, send, receive_data, next_event,
+ *     data_to_send_parts; state, input_pending, buffered_bytes, has_data_to_send)
+ *     doing their common case in C, the Python engine (_core.PythonEngine) the rest
  * FutureWait(driver, future)    awaits a future (the asyncio reader's wait for a message)
- * engine_accessors(...) -> (receive_data, data_to_send_parts, next_event, state,
- *                           input_pending, buffered_bytes, has_data_to_send)
- *     the small methods and properties adapters call per message, likewise
  *
  * Masking is a XOR with the 4-byte key repeated, so it is its own inverse. The
  * loop works on 16- or 32-byte vectors (GCC/Clang vector extensions: SSE2 on
@@ -754,7 +754,7 @@ speedups_read_frame(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 
 /* ------------------------------------------------------------------ next_frame
  *
- * read_frame() on an engine's own buffer, reading its slots directly and moving
+ * read_frame() on an engine's own buffer, reading its members directly and moving
  * its read position: what _core.Connection.next_event would otherwise do in
  * Python around read_frame() (load four attributes, unpack a tuple, store the
  * position) costs as much as the parsing itself for a 16-byte frame.
@@ -916,8 +916,7 @@ speedups_next_frame(PyObject *module, PyObject *conn)
  * Connection.deliver_messages and Connection.send in C for their common case,
  * the Python implementations called for everything else (same arguments, same
  * result): per message, a Python frame less on each side of an echo. They read
- * the engine's slots as next_frame() does; engine_methods() makes the method
- * descriptors once configure_engine() was given the open state.
+ * the members of EngineObject as next_frame() does (methods of EngineType).
  */
 
 static PyObject *deliver_python = NULL;  /* the Python implementations */
@@ -1185,7 +1184,7 @@ engine_send(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *k
  * input_pending, buffered_bytes and has_data_to_send. Each is a few attribute
  * reads in Python, but a Python frame per call; a coroutine echo round trip
  * made eight such calls (docs/performance.md). The common case in C, the
- * Python implementation for everything else, as for engine_methods().
+ * Python implementation for everything else, as for send and deliver_messages.
  */
 
 static PyObject *receive_python = NULL;  /* the Python implementations */
@@ -1196,7 +1195,7 @@ static PyObject *buffered_python = NULL;
 static PyObject *has_data_python = NULL;
 
 /* The engine's unconsumed input in its current chunk (len(_buf) - _pos): 1 and
- * ``*left`` set, or 0 when the slots are not as expected. */
+ * ``*left`` set, or 0 when the members are not as expected. */
 static int
 chunk_left(PyObject *conn, Py_ssize_t *left)
 {
