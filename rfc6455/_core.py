@@ -149,29 +149,29 @@ def _binary(data: bytes) -> Binary:
     return event
 
 
-def _text_event_python(data: bytes) -> Text | None:
-    """``Text`` of UTF-8 bytes; None when they are not valid UTF-8 (the caller fails, §8.1)."""
+def _text_message_python(data: bytes) -> Text:
+    """The event of a whole text message; the connection fails on invalid UTF-8 (§8.1)."""
     try:
-        return _text(data.decode("utf-8"))
+        text = data.decode("utf-8")
     except UnicodeDecodeError:
-        return None
+        raise _invalid_utf8() from None
+    event = _new_object(Text)
+    _set_text_data(event, text)
+    _set_text_final(event, True)
+    return event
 
 
-# The C accelerator's version builds the event directly (no dataclass __init__):
-# used for inflated messages (RFC 7692), which _next_frame never sees.
-_text_event: Callable[[bytes], Text | None] = _text_event_python
+def _text_message_c(data: bytes) -> Text:
+    """_text_message_python, the event built by the C accelerator's text_event()."""
+    event = _speedups.text_event(data)
+    if event is None:
+        raise _invalid_utf8()
+    return event  # type: ignore[no-any-return]
+
+
+_text_message: Callable[[bytes], Text] = _text_message_python
 if ACCELERATED:  # pragma: no cover - depends on the build
-    _text_event = _speedups.text_event
-
-
-def _decode_text(payload: bytes | bytearray) -> str:
-    """UTF-8 text of a message, or the connection fails (the fast path's error branch)."""
-    try:
-        return str(payload, "utf-8")
-    except UnicodeDecodeError:
-        # §8.1: invalid UTF-8 in a text message fails the connection.
-        raise _violation("invalid UTF-8 in a text message",
-                         CloseCode.INVALID_FRAME_PAYLOAD_DATA) from None
+    _text_message = _text_message_c
 
 
 class _Fail(Exception):
@@ -183,6 +183,60 @@ class _Fail(Exception):
 
 def _violation(message: str, code: int = CloseCode.PROTOCOL_ERROR) -> _Fail:
     return _Fail(RemoteProtocolError(message, code))
+
+
+def _invalid_utf8() -> _Fail:
+    """§8.1: invalid UTF-8 in a text message fails the connection (every path)."""
+    return _violation("invalid UTF-8 in a text message", CloseCode.INVALID_FRAME_PAYLOAD_DATA)
+
+
+def _check_limits(limits: Limits, frame: int, message: int | None, fragments: int) -> None:
+    """The limits on what a peer makes us hold (close 1009), checked as each frame
+    begins: its payload size, the message's size so far with it (None: compressed,
+    checked while inflating instead) and the message's frame count."""
+    if limits.max_frame_size is not None and frame > limits.max_frame_size:
+        raise _violation(f"frame of {frame} bytes exceeds {limits.max_frame_size}",
+                         CloseCode.MESSAGE_TOO_BIG)
+    if message is not None and limits.max_message_size is not None \
+            and message > limits.max_message_size:
+        raise _violation(f"message exceeds {limits.max_message_size} bytes",
+                         CloseCode.MESSAGE_TOO_BIG)
+    if limits.max_fragments is not None and fragments > limits.max_fragments:
+        raise _violation(f"message in more than {limits.max_fragments} frames",
+                         CloseCode.MESSAGE_TOO_BIG)
+
+
+def _parse_header(buf: bytes, pos: int, client: bool) -> tuple[int, int, int, bytes | None] | None:
+    """A frame header at ``pos`` (§5.2): first byte, payload length, payload start and
+    masking key; None while incomplete. Masking is checked by role (§5.1)."""
+    avail = len(buf) - pos
+    if avail < 2:
+        return None
+    b1 = buf[pos + 1]
+    length = b1 & 0x7F
+    header = 2
+    if length == 126:
+        if avail < 4:
+            return None
+        (length,) = _unpack_16(buf, pos + 2)
+        header = 4
+    elif length == 127:
+        if avail < 10:
+            return None
+        (length,) = _unpack_64(buf, pos + 2)
+        header = 10
+        if length >> 63:
+            raise _violation("64-bit length with the most significant bit set")
+    # §5.1: clients mask every frame, servers none.
+    if not b1 & 0x80:
+        if not client:
+            raise _violation("unmasked frame from the client")
+        return buf[pos], length, pos + header, None
+    if client:
+        raise _violation("masked frame from the server")
+    if avail < header + 4:
+        return None
+    return buf[pos], length, pos + header + 4, buf[pos + header:pos + header + 4]
 
 
 #: The engine state the accelerator's methods read: members of its C base class
@@ -481,64 +535,56 @@ class PythonEngine:
         if self._events:
             return self._events.pop(0)
         state = self._state
-        if state is _OPEN or state is _CLOSING:
-            try:
-                if self._frame_left == _NO_FRAME and not self._msg_opcode:
-                    # Fast path, with no behaviour of its own: a whole unfragmented
-                    # text/binary frame (FIN, no RSV bits), masked as §5.1 requires of
-                    # the peer, within the limits. Anything else, errors included, is
-                    # left to _read. Here rather than in _read: a call less per message.
-                    if _next_frame is not None:
-                        event = _next_frame(self)  # moves self._pos past the frame
-                        if event is not None:
-                            return event
-                    buf = self._buf
-                    pos = self._pos
-                    if _next_frame is None and len(buf) - pos >= 2:
-                        b0 = buf[pos]
-                        if b0 == 0x81 or b0 == 0x82:
-                            b1 = buf[pos + 1]
-                            length = b1 & 0x7F
-                            if length < 126 and length <= self._fast_limit:
-                                if b1 & 0x80:
-                                    stop = pos + 6 + length
-                                    if stop <= len(buf) and not self._client:
-                                        self._pos = stop
-                                        # Unmask (§5.3) as _mask.mask_python does, inline.
-                                        pattern = _from_bytes(buf[pos + 2:pos + 6], "little") \
-                                            * SHORT_REPEAT[length] & SHORT_LOW[length]
-                                        payload = (_from_bytes(buf[pos + 6:stop], "little")
-                                                   ^ pattern).to_bytes(length, "little")
-                                        if b0 == 0x82:
-                                            return _binary(payload)
-                                        try:
-                                            return _text(payload.decode("utf-8"))
-                                        except UnicodeDecodeError:
-                                            return Text(_decode_text(payload))
-                                else:
-                                    stop = pos + 2 + length
-                                    if stop <= len(buf) and self._client:
-                                        self._pos = stop
-                                        if b0 == 0x82:
-                                            return _binary(buf[pos + 2:stop])
-                                        try:
-                                            return _text(str(buf[pos + 2:stop], "utf-8"))
-                                        except UnicodeDecodeError:
-                                            return Text(_decode_text(buf[pos + 2:stop]))
-                    if pos >= len(buf) and self._more is None and not self._eof_received:
-                        return None  # nothing buffered: _read would find nothing
-                event = self._read()
-            except _Fail as failure:
-                self._fail(failure.error)
-                return self._events.pop(0)
-            if event is None and self._eof_received and self._state is not State.CLOSED:
-                # §7.1.5: the transport ended without a closing handshake.
-                self._finish(CloseCode.ABNORMAL_CLOSURE, "", None)
-                return self._events.pop(0)
-            return event
-        if state is State.CONNECTING:
-            return self._handshake_event()
-        return None
+        if state is not _OPEN and state is not _CLOSING:
+            return self._handshake_event() if state is State.CONNECTING else None
+        try:
+            if self._frame_left == _NO_FRAME and not self._msg_opcode:
+                # The fast path, with no behaviour of its own: a whole small message
+                # in one frame. Anything else, errors included, is left to _read.
+                event = self._small_message() if _next_frame is None else _next_frame(self)
+                if event is not None:
+                    return event
+                if not self.input_pending:
+                    return None  # nothing buffered: _read would find nothing
+            event = self._read()
+        except _Fail as failure:
+            self._fail(failure.error)
+            return self._events.pop(0)
+        if event is None and self._eof_received and self._state is not State.CLOSED:
+            # §7.1.5: the transport ended without a closing handshake.
+            self._finish(CloseCode.ABNORMAL_CLOSURE, "", None)
+            return self._events.pop(0)
+        return event
+
+    def _small_message(self) -> Event | None:
+        """The pure-Python fast path (the C one is _speedups.next_frame): a whole
+        unfragmented text/binary frame of under 126 bytes (FIN, no RSV bits), masked as
+        §5.1 requires of the peer, within the limits; else None, nothing consumed."""
+        buf = self._buf
+        pos = self._pos
+        if len(buf) - pos < 2:
+            return None
+        b0 = buf[pos]
+        b1 = buf[pos + 1]
+        length = b1 & 0x7F
+        if (b0 != 0x81 and b0 != 0x82) or length >= 126 or length > self._fast_limit:
+            return None
+        if b1 & 0x80:
+            stop = pos + 6 + length
+            if stop > len(buf) or self._client:
+                return None
+            # Unmask (§5.3) as _mask.mask_python does, inline.
+            pattern = _from_bytes(buf[pos + 2:pos + 6], "little") \
+                * SHORT_REPEAT[length] & SHORT_LOW[length]
+            payload = (_from_bytes(buf[pos + 6:stop], "little") ^ pattern).to_bytes(
+                length, "little")
+        else:
+            stop = pos + 2 + length
+            if stop > len(buf) or not self._client:
+                return None
+            payload = buf[pos + 2:stop]
+        self._pos = stop
+        return _binary(payload) if b0 == 0x82 else _text_message(payload)
 
     def events(self) -> Iterator[Event]:
         """Iterate over events until more data is needed."""
@@ -566,188 +612,115 @@ class PythonEngine:
     def _read(self) -> Event | None:
         """Parse until one event is ready or the buffer runs dry (§5.2)."""
         while True:
-            buf = self._buf
-            pos = self._pos
-            end = len(buf)
-            left = self._frame_left
-            if left != _NO_FRAME:
-                if end - pos < left and self._gathers_whole(left):
-                    # Wait for the frame's last byte, then copy (and unmask) its
-                    # payload once, from every chunk it spans.
-                    event = self._whole_payload()
-                    if event is None and self._frame_left != _NO_FRAME:
-                        return None
-                    if event is not None:
-                        return event
-                    continue
-                # Inside a data frame's payload: take what has arrived.
-                take = min(left, end - pos)
-                if take == 0 and left:
-                    if self._refill():
-                        continue
-                    return None
-                event = self._payload(buf, pos, pos + take)
-                if event is not None:
-                    return event
-                continue
-            avail = end - pos
-            if avail < 2:
-                if self._refill():
-                    continue
+            if self._frame_left == _NO_FRAME:
+                header = _parse_header(self._buf, self._pos, self._client)
+                if header is None:
+                    step: Event | bool = self._refill()
+                elif header[0] & 0x08:
+                    step = self._read_control(*header)
+                else:
+                    step = self._begin_data_frame(*header)
+            else:
+                step = self._read_payload()
+            if step is False:
                 return None
-            b0 = buf[pos]
-            b1 = buf[pos + 1]
-            length = b1 & 0x7F
-            header = 2
-            if length == 126:
-                if avail < 4:
-                    if self._refill():
-                        continue
-                    return None
-                (length,) = _unpack_16(buf, pos + 2)
-                header = 4
-            elif length == 127:
-                if avail < 10:
-                    if self._refill():
-                        continue
-                    return None
-                (length,) = _unpack_64(buf, pos + 2)
-                header = 10
-                if length >> 63:
-                    raise _violation("64-bit length with the most significant bit set")
-            # §5.1: clients mask every frame, servers none.
-            if b1 & 0x80:
-                if self._client:
-                    raise _violation("masked frame from the server")
-                if avail < header + 4:
-                    if self._refill():
-                        continue
-                    return None
-                key: bytes | None = buf[pos + header:pos + header + 4]
-                header += 4
-            else:
-                if not self._client:
-                    raise _violation("unmasked frame from the client")
-                key = None
-            opcode = b0 & 0x0F
-            fin = b0 & 0x80
-            rsv = b0 & 0x70
-            start = pos + header
-            if opcode >= 8:
-                # §5.5: control frames are short, never fragmented, never extended.
-                if not fin:
-                    raise _violation("fragmented control frame")
-                if length > MAX_CONTROL_PAYLOAD:
-                    raise _violation("control frame payload over 125 bytes")
-                if rsv:
-                    raise _violation("reserved bits set on a control frame")
-                if avail < header + length:
-                    if self._refill():
-                        continue
-                    return None
-                payload = buf[start:start + length]
-                if key is not None:
-                    payload = mask(payload, key)
-                self._pos = start + length
-                event = self._control(opcode, payload)
-                if event is not None:
-                    return event
-                continue
-            if opcode == 0:  # Opcode.CONTINUATION (plain ints: IntEnum compares slowly)
-                if not self._msg_opcode:
-                    raise _violation("continuation frame without a message in progress")
-                if rsv:
-                    # RFC 7692 §6.1: RSV1 only on a message's first frame; others unknown.
-                    raise _violation("reserved bits set on a continuation frame")
-            elif opcode in (_TEXT, _BINARY):
-                if self._msg_opcode:
-                    raise _violation("new message while a fragmented message is in progress")
-                if rsv:
-                    # §5.2: RSV bits need a negotiated extension that defines them.
-                    ext = self._extension
-                    if ext is None or rsv & ~ext.rsv_bits or not ext.begin_incoming(rsv):
-                        raise _violation("reserved bits set without a negotiated extension")
-                    if fin and avail >= header + length:
-                        # A whole compressed single-frame message: what the general
-                        # path below does for it (same checks, same events), in one go.
-                        limits = self._limits
-                        if limits.max_frame_size is not None or (
-                                limits.max_fragments is not None and limits.max_fragments < 1):
-                            self._msg_compressed = True  # no size check before inflating
-                            self._check_frame_limits(length)  # the only checks that apply
-                            # _end_message(), less what is already clean at a message's
-                            # start (opcode, size, the UTF-8 decoder this path never feeds).
-                            self._msg_compressed = False
-                            self._msg_fragments = 0
-                        self._pos = stop = start + length
-                        if key is None:
-                            data = buf[start:stop]
-                        elif length < _SLICED_MASK_MAX:
-                            # Sliced out, then unmasked (§5.3): cheaper than a view when short.
-                            data = mask(buf[start:stop], key)
-                        else:
-                            data = mask(memoryview(buf)[start:stop], key)  # one copy
-                        try:
-                            data = ext.decode(data, True, limits.max_message_size)
-                        except RemoteProtocolError as exc:
-                            raise _Fail(exc) from None
-                        if opcode == _BINARY:
-                            return _binary(data)
-                        event = _text_event(data)
-                        if event is None:
-                            # §8.1: invalid UTF-8 in a text message fails the connection.
-                            raise _violation("invalid UTF-8 in a text message",
-                                             CloseCode.INVALID_FRAME_PAYLOAD_DATA)
-                        return event
-                    self._msg_compressed = True
-                elif fin and avail >= header + length:
-                    # Fast path: a whole single-frame message already in the buffer.
-                    # Same checks, order and wording as _check_frame_limits, so that
-                    # how the bytes were split never changes the close reason.
-                    frame_limit = self._limits.max_frame_size
-                    if frame_limit is not None and length > frame_limit:
-                        raise _violation(f"frame of {length} bytes exceeds {frame_limit}",
-                                         CloseCode.MESSAGE_TOO_BIG)
-                    limit = self._limits.max_message_size
-                    if limit is not None and length > limit:
-                        raise _violation(f"message exceeds {limit} bytes",
-                                         CloseCode.MESSAGE_TOO_BIG)
-                    self._pos = stop = start + length
-                    if key is not None:
-                        data = mask(memoryview(buf)[start:stop], key)
-                    else:
-                        data = buf[start:stop]  # the chunk itself when it is the whole frame
-                    if opcode == _BINARY:
-                        return _binary(data)
-                    try:
-                        return _text(data.decode("utf-8"))
-                    except UnicodeDecodeError:
-                        # §8.1: invalid UTF-8 in a text message fails the connection.
-                        raise _violation("invalid UTF-8 in a text message",
-                                         CloseCode.INVALID_FRAME_PAYLOAD_DATA) from None
-                self._msg_opcode = opcode
-            else:
-                raise _violation(f"reserved opcode {opcode:#x}")
-            self._check_frame_limits(length)
-            self._pos = start
-            self._frame_left = length
-            self._frame_fin = bool(fin)
-            self._frame_key = key
-            self._frame_offset = 0
+            if step is not True:
+                return step
 
-    def _check_frame_limits(self, length: int) -> None:
-        limits = self._limits
-        if limits.max_frame_size is not None and length > limits.max_frame_size:
-            raise _violation(f"frame of {length} bytes exceeds {limits.max_frame_size}",
-                             CloseCode.MESSAGE_TOO_BIG)
-        if (not self._msg_compressed and limits.max_message_size is not None
-                and self._msg_size + length > limits.max_message_size):
-            raise _violation(f"message exceeds {limits.max_message_size} bytes",
-                             CloseCode.MESSAGE_TOO_BIG)
+    def _read_control(self, b0: int, length: int, start: int, key: bytes | None
+                      ) -> Event | bool:
+        """A control frame (§5.5): short, never fragmented, never extended. Its event,
+        True when it has none, False while incomplete."""
+        if not b0 & 0x80:
+            raise _violation("fragmented control frame")
+        if length > MAX_CONTROL_PAYLOAD:
+            raise _violation("control frame payload over 125 bytes")
+        if b0 & 0x70:
+            raise _violation("reserved bits set on a control frame")
+        if len(self._buf) < start + length:
+            return self._refill()
+        payload = self._buf[start:start + length]
+        if key is not None:
+            payload = mask(payload, key)
+        self._pos = start + length
+        event = self._control(b0 & 0x0F, payload)
+        return True if event is None else event
+
+    def _begin_data_frame(self, b0: int, length: int, start: int, key: bytes | None
+                          ) -> Event | bool:
+        """A data frame's header (§5.4, §5.2): the whole message when it is one frame
+        already received, else True with the frame's payload to be read."""
+        opcode = b0 & 0x0F
+        fin = b0 & 0x80
+        rsv = b0 & 0x70
+        compressed = self._msg_compressed
+        if opcode == 0:  # Opcode.CONTINUATION (plain ints: IntEnum compares slowly)
+            if not self._msg_opcode:
+                raise _violation("continuation frame without a message in progress")
+            if rsv:
+                # RFC 7692 §6.1: RSV1 only on a message's first frame; others unknown.
+                raise _violation("reserved bits set on a continuation frame")
+        elif opcode in (_TEXT, _BINARY):
+            if self._msg_opcode:
+                raise _violation("new message while a fragmented message is in progress")
+            # §5.2: RSV bits need a negotiated extension that defines them.
+            ext = self._extension
+            if rsv and (ext is None or rsv & ~ext.rsv_bits or not ext.begin_incoming(rsv)):
+                raise _violation("reserved bits set without a negotiated extension")
+            compressed = bool(rsv)
+            if fin and len(self._buf) >= start + length:
+                return self._whole_message(opcode, compressed, start, length, key)
+            self._msg_opcode = opcode
+            self._msg_compressed = compressed
+        else:
+            raise _violation(f"reserved opcode {opcode:#x}")
         self._msg_fragments += 1
-        if limits.max_fragments is not None and self._msg_fragments > limits.max_fragments:
-            raise _violation(f"message in more than {limits.max_fragments} frames",
-                             CloseCode.MESSAGE_TOO_BIG)
+        _check_limits(self._limits, length, None if compressed else self._msg_size + length,
+                      self._msg_fragments)
+        self._pos = start
+        self._frame_left = length
+        self._frame_fin = bool(fin)
+        self._frame_key = key
+        self._frame_offset = 0
+        return True
+
+    def _whole_message(self, opcode: int, compressed: bool, start: int, length: int,
+                       key: bytes | None) -> Event:
+        """A message in one frame, all received: what the frame-by-frame path gives
+        for it (same checks, same event), in one go."""
+        limits = self._limits
+        _check_limits(limits, length, None if compressed else length, 1)
+        buf = self._buf
+        self._pos = stop = start + length
+        if key is None:
+            data = buf[start:stop]  # the chunk itself when it is the whole frame
+        elif length < _SLICED_MASK_MAX:
+            # Sliced out, then unmasked (§5.3): cheaper than a view when short.
+            data = mask(buf[start:stop], key)
+        else:
+            data = mask(memoryview(buf)[start:stop], key)  # one copy
+        if compressed:
+            data = self._inflate(data, True, limits.max_message_size)
+        return _binary(data) if opcode == _BINARY else _text_message(data)
+
+    def _read_payload(self) -> Event | bool:
+        """Part of the current data frame's payload: an event when there is one to
+        give, True to go on, False while no more has arrived."""
+        buf = self._buf
+        pos = self._pos
+        left = self._frame_left
+        have = len(buf) - pos
+        if have < left and self._gathers_whole(left):
+            # Wait for the frame's last byte, then copy (and unmask) its
+            # payload once, from every chunk it spans.
+            event = self._whole_payload()
+            if event is not None:
+                return event
+            return self._frame_left == _NO_FRAME
+        if have == 0 and left:
+            return self._refill()
+        event = self._payload(buf, pos, pos + min(left, have))
+        return True if event is None else event
 
     def _payload(self, buf: bytes, start: int, stop: int) -> Event | None:
         """Consume part of a data frame's payload; an event when there is one to give."""
@@ -810,50 +783,52 @@ class PythonEngine:
             chunk = b"".join(parts)
         return self._deliver(chunk, final)
 
+    def _inflate(self, data: bytes, final: bool, room: int | None) -> bytes:
+        """RFC 7692 §7.2.2: the extension decompresses; at most ``room`` bytes out."""
+        ext = self._extension
+        assert ext is not None
+        try:
+            return ext.decode(data, final, room)
+        except RemoteProtocolError as exc:
+            raise _Fail(exc) from None
+
+    def _decode_utf8(self, chunk: bytes, final: bool) -> str:
+        """A piece of a text message as text, checked as it comes (§8.1)."""
+        decoder = self._utf8
+        if decoder is None:
+            decoder = self._utf8 = _new_utf8_decoder()
+        try:
+            # Incremental: fails as soon as the bytes prove the text invalid (§8.1).
+            text = decoder.decode(chunk, final)
+        except UnicodeDecodeError:
+            raise _invalid_utf8() from None
+        if not final:
+            # CPython's decoder waits for the third byte of ED A0..BF (a UTF-16
+            # surrogate), though the first two already prove the text invalid.
+            pending = decoder.getstate()[0]
+            if len(pending) > 1 and pending[0] == 0xED and pending[1] >= 0xA0:
+                raise _invalid_utf8()
+        return text
+
     def _deliver(self, chunk: bytes, final: bool) -> Event | None:
         """Decompress, check and collect (or stream) a piece of a message's payload."""
-        limits = self._limits
         if self._msg_compressed:
-            ext = self._extension
-            assert ext is not None
-            room = None if limits.max_message_size is None else \
-                limits.max_message_size - self._msg_size
-            try:
-                chunk = ext.decode(chunk, final, room)
-            except RemoteProtocolError as exc:
-                raise _Fail(exc) from None
+            limit = self._limits.max_message_size
+            chunk = self._inflate(chunk, final, None if limit is None else limit - self._msg_size)
         self._msg_size += len(chunk)
+        piece: str | bytes = chunk
         if self._msg_opcode == _TEXT:
-            decoder = self._utf8
-            if decoder is None:
-                decoder = self._utf8 = _new_utf8_decoder()
-            try:
-                # Incremental: fails as soon as the bytes prove the text invalid (§8.1).
-                text = decoder.decode(chunk, final)
-            except UnicodeDecodeError:
-                raise _violation("invalid UTF-8 in a text message",
-                                 CloseCode.INVALID_FRAME_PAYLOAD_DATA) from None
-            if not final:
-                # CPython's decoder waits for the third byte of ED A0..BF (a UTF-16
-                # surrogate), though the first two already prove the text invalid.
-                pending = decoder.getstate()[0]
-                if len(pending) > 1 and pending[0] == 0xED and pending[1] >= 0xA0:
-                    raise _violation("invalid UTF-8 in a text message",
-                                     CloseCode.INVALID_FRAME_PAYLOAD_DATA)
-            if final:
-                self._end_message()
-            if self._streaming:
-                if self._msg_parts is not None:
-                    text = self._take_parts(text)  # gathered before streaming was switched on
-                return Text(text, final) if text or final else None
-            return self._collect(text, final)
+            piece = self._decode_utf8(chunk, final)
         if final:
             self._end_message()
-        if self._streaming:
-            if self._msg_parts is not None:
-                chunk = self._take_parts(chunk)
-            return Binary(chunk, final) if chunk or final else None
-        return self._collect(chunk, final)
+        if not self._streaming:
+            return self._collect(piece, final)
+        if self._msg_parts is not None:
+            # Gathered before streaming was switched on.
+            piece = self._take_parts(piece)  # type: ignore[type-var]
+        if not piece and not final:
+            return None
+        return Text(piece, final) if isinstance(piece, str) else Binary(piece, final)
 
     def _take_parts(self, piece: _Piece) -> _Piece:
         """The parts collected so far followed by ``piece``, as one piece (str or bytes)."""
