@@ -15,7 +15,7 @@ COVERED = ("rfc6455.apps", "rfc6455.asyncio", "rfc6455.sync", "rfc6455._driver")
 
 
 def _modules() -> dict[str, Path]:
-    modules = {}
+    modules: dict[str, Path] = {}
     for path in PACKAGE.rglob("*.py"):
         parts = ("rfc6455", *path.relative_to(PACKAGE).with_suffix("").parts)
         if parts[-1] == "__init__":
@@ -27,7 +27,7 @@ def _modules() -> dict[str, Path]:
 def _imports(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
     """The package's modules that ``name`` imports anywhere (lazy imports too)."""
     package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
-    found = set()
+    found: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
@@ -49,10 +49,10 @@ def test_no_import_cycle_among_apps_and_adapters() -> None:
     graph = {name: {dep for dep in _imports(name, path, modules) if _covered(dep)}
              for name, path in modules.items() if _covered(name)}
     assert "rfc6455.apps.serve" in graph and graph["rfc6455.apps._aio"]  # the test sees them
-    cycles = []
+    cycles: list[tuple[str, ...]] = []
     for start in graph:
         # Depth-first from each module: reaching it again is a cycle.
-        stack = [(start, (start,))]
+        stack: list[tuple[str, tuple[str, ...]]] = [(start, (start,))]
         seen: set[str] = set()
         while stack:
             node, trail = stack.pop()
