@@ -147,8 +147,10 @@ _FIRST_HOLD = 0.05
 _COALESCE_LIMIT = 65536
 
 
-class Connection(ConnectionView, asyncio.Protocol):
-    """A WebSocket connection: receive with ``recv()`` or ``async for``, send with ``send()``."""
+class _Transport(ConnectionView, asyncio.Protocol):
+    """The transport's half of a connection: an :class:`asyncio.Protocol` that feeds
+    the engine, writes what it has to send, runs the timers and wakes waiters.
+    :class:`Connection` adds what the application calls."""
 
     __slots__ = (
         "_close_timer",
@@ -202,16 +204,6 @@ class Connection(ConnectionView, asyncio.Protocol):
         # 0: output is written as it is produced; else 1 + the bytes sent since a
         # write was scheduled for the end of this loop iteration.
         self._coalesced = 0
-
-    # ------------------------------------------------------------ properties
-
-    @property
-    def remote_address(self) -> Any:
-        return None if self.transport is None else self.transport.get_extra_info("peername")
-
-    @property
-    def local_address(self) -> Any:
-        return None if self.transport is None else self.transport.get_extra_info("sockname")
 
     # ------------------------------------------------------ protocol callbacks
 
@@ -426,6 +418,29 @@ class Connection(ConnectionView, asyncio.Protocol):
         elif verdict != KEEP:
             self._progress()  # the close was started: write it, drop what comes
 
+    def _end_of_messages(self, want: int) -> BaseException:
+        """What a reader gets once the connection is closed and its queue empty."""
+        error = self._driver.closed_error()
+        if want & _ITERATING and isinstance(error, ConnectionClosedOK):
+            return StopAsyncIteration()
+        return error
+
+
+class Connection(_Transport):
+    """A WebSocket connection: receive with ``recv()`` or ``async for``, send with ``send()``."""
+
+    __slots__ = ()
+
+    # ------------------------------------------------------------ properties
+
+    @property
+    def remote_address(self) -> Any:
+        return None if self.transport is None else self.transport.get_extra_info("peername")
+
+    @property
+    def local_address(self) -> Any:
+        return None if self.transport is None else self.transport.get_extra_info("sockname")
+
     # ------------------------------------------------------------- receiving
 
     async def recv(self) -> Data:
@@ -481,13 +496,6 @@ class Connection(ConnectionView, asyncio.Protocol):
             self._recv_waiter = future
             self._recv_want = want
             return _MessageWait(driver, future)
-
-    def _end_of_messages(self, want: int) -> BaseException:
-        """What a reader gets once the connection is closed and its queue empty."""
-        error = self._driver.closed_error()
-        if want & _ITERATING and isinstance(error, ConnectionClosedOK):
-            return StopAsyncIteration()
-        return error
 
     def _check_no_reader(self) -> None:
         waiter = self._recv_waiter

@@ -68,8 +68,10 @@ class _Ping:
         self.latency: float | None = None
 
 
-class Connection(ConnectionView):
-    """A WebSocket connection: ``recv()`` / iteration to receive, ``send()`` (thread-safe)."""
+class _Transport(ConnectionView):
+    """The socket's half of a connection: the reader thread that feeds the engine
+    and runs the timers, and the outbox that writes what it has to send.
+    :class:`Connection` adds what the application calls."""
 
     __slots__ = (
         "_close_deadline",
@@ -133,15 +135,6 @@ class Connection(ConnectionView):
         self._reader = threading.Thread(target=self._read_loop, daemon=True,
                                         name=f"rfc6455-reader-{self.sock.fileno()}")
         self._reader.start()
-
-    # ------------------------------------------------------------ properties
-
-    @property
-    def remote_address(self) -> Any:
-        try:
-            return self.sock.getpeername()
-        except OSError:
-            return None
 
     # ------------------------------------------------- engine driving (locked)
 
@@ -343,7 +336,6 @@ class Connection(ConnectionView):
         # writes drain, bulk traffic both ways (an echo) deadlocks; a client's
         # unread output stays bounded all the same (in the engine, pongs coalesce).
         pause_when_backed_up = isinstance(engine, ServerConnection)
-        io_lock = self._io_lock
         poller = select.poll()
         registered = select.POLLIN
         poller.register(sock, registered)
@@ -380,17 +372,9 @@ class Connection(ConnectionView):
                         continue  # a timer is due, or the socket takes more: the loop writes
                     if not ready[0][1] & (select.POLLIN | select.POLLHUP | select.POLLERR):
                         continue
-                try:
-                    if io_lock is None:
-                        data = sock.recv(65536)
-                    else:
-                        with io_lock:
-                            data = sock.recv(65536)
-                except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
-                    # Part of a TLS record, or TLS wants to write first: poll again.
+                data = self._recv()
+                if data is None:
                     continue
-                except (OSError, ValueError):
-                    data = b""
                 with cond:
                     if self._lost:
                         break
@@ -410,6 +394,20 @@ class Connection(ConnectionView):
                 cond.wait_for(lambda: not self._writing, _WRITER_EXIT_WAIT)
             with contextlib.suppress(OSError):
                 sock.close()
+
+    def _recv(self) -> bytes | None:
+        """Read what the socket has (b"": the peer's EOF, or the socket failed);
+        None to poll again: part of a TLS record came, or TLS wants to write first."""
+        try:
+            io_lock = self._io_lock
+            if io_lock is None:
+                return self.sock.recv(65536)
+            with io_lock:
+                return self.sock.recv(65536)
+        except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            return None
+        except (OSError, ValueError):
+            return b""
 
     def _tls_pending(self) -> bool:
         """Whether TLS holds decrypted bytes already (poll() would not see them)."""
@@ -454,6 +452,21 @@ class Connection(ConnectionView):
         self._progress()
         self._write_nowait()
         self._cond.notify_all()
+
+
+class Connection(_Transport):
+    """A WebSocket connection: ``recv()`` / iteration to receive, ``send()`` (thread-safe)."""
+
+    __slots__ = ()
+
+    # ------------------------------------------------------------ properties
+
+    @property
+    def remote_address(self) -> Any:
+        try:
+            return self.sock.getpeername()
+        except OSError:
+            return None
 
     # ------------------------------------------------------------- receiving
 
