@@ -9,8 +9,8 @@ from collections.abc import Awaitable, Callable
 
 from ..asyncio import Connection, serve
 from .broadcast import broadcast_async
-from .config import ServerConfig, log_start
 from .echo import echo_async
+from .serve import ServerConfig, log_start
 
 __all__ = ["serve_asyncio"]
 

@@ -10,8 +10,8 @@ from collections.abc import Callable
 
 from ..sync import Connection, serve
 from .broadcast import broadcast_sync
-from .config import ServerConfig, log_start
 from .echo import echo_sync
+from .serve import ServerConfig, log_start
 
 __all__ = ["serve_sync"]
 

@@ -1,6 +1,6 @@
 """The apps and the adapters import in layers: no module imports, even lazily, one
 that imports it back (GitHub issue #19: ``apps/serve.py`` and ``_aio.py`` /
-``_threaded.py`` imported each other)."""
+``_threaded.py`` imported each other: ``run_server`` moved to ``launch.py``)."""
 
 from __future__ import annotations
 
