@@ -21,6 +21,16 @@ Keepalive
     every earlier one (§5.5.3 allows a pong to answer only the latest) and
     gives the round-trip latency. Deadlines are computed from a ``now`` that
     the adapter passes in, so one ticker can serve many connections.
+    :meth:`Driver.keepalive_step` queues a ping that is due in the engine, or
+    starts the close (1011 after an unanswered ping, 1001 when idle, §7.4.1);
+    the adapter then writes.
+
+Around the connection
+    The handler's outcome (:func:`handler_close_code`), the server's answer
+    (:class:`Admission`, :func:`answer_request`), the send-parts loop
+    (:class:`Fragments`), and the client's side: the handshake's outcome
+    (:func:`handshake_failure`), redirects (:class:`Redirects`), TLS
+    (:func:`client_tls`) and the proxy tunnel (:class:`ProxyAnswer`).
 """
 
 from __future__ import annotations

@@ -61,7 +61,7 @@ class ServerProtocol(Connection):
 
     __slots__ = ("_handler_task", "_ip", "_open_timer", "_serving")
 
-    _reads_follow_writes = True  # (why: Connection._reads_follow_writes)
+    _reads_follow_writes = True  # (why: see connection._Transport)
 
     def __init__(self, serving: Serving) -> None:
         options = serving.options

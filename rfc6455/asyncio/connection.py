@@ -1,6 +1,7 @@
 """One WebSocket connection over asyncio: an :class:`asyncio.Protocol` around the engine.
 
-The protocol moves bytes, runs timers and wakes waiters; the engine decides
+The protocol (``_Transport``) moves bytes, runs timers and wakes waiters;
+:class:`Connection` adds what the application calls. The engine decides
 everything about the protocol and :class:`rfc6455._driver.Driver` holds the
 queue, pull policy and keepalive bookkeeping shared with the blocking adapter.
 """
@@ -99,7 +100,7 @@ def _thrown(typ: Any, val: Any, tb: Any) -> BaseException:
 
 class _MessageWait(_FutureWait, Generator[Any, None, Data]):
     """What a reader awaits while no message is there: the future that
-    :meth:`Connection._progress` resolves with the message, awaited the way a
+    :meth:`_Transport._progress` resolves with the message, awaited the way a
     future is, plus cancel safety.
 
     ``_progress`` takes the message from the queue as it resolves the future;
