@@ -163,8 +163,7 @@ def test_member_that_never_reads_stalls_nobody(
                     if policy == "close":
                         assert slow_seen == 1  # then it is no longer open
                         # The close timeout drops it (§7.1.1).
-                        async with asyncio.timeout(10):
-                            await stuck_side.wait_closed()
+                        await asyncio.wait_for(stuck_side.wait_closed(), 10)
                     else:
                         assert stuck_side.state is State.OPEN
                     # After the attack another client is served.
