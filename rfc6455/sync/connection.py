@@ -200,6 +200,12 @@ class Connection(ConnectionView):
             timeout = self._options.close_timeout
             self._close_deadline = time.monotonic() + (1e9 if timeout is None else timeout)
             self._cond.notify_all()
+            if timeout is not None and not self._lost \
+                    and threading.current_thread() is not self._reader:
+                # The reader thread may be in poll() with a timeout set before this
+                # deadline existed (waiting for room, or for input): the background
+                # writer's thread keeps it too.
+                _background_writer.wake_at(self, self._close_deadline)
 
     @property
     def _backed_up(self) -> bool:
@@ -219,15 +225,21 @@ class Connection(ConnectionView):
             cond.wait()
         self._drain(block=True)
 
-    def _write_nowait(self) -> bool:
+    def _write_nowait(self, hand_over: bool = True) -> bool:
         """Write what the socket takes now, never waiting; True once all is written.
 
+        What is left goes to the background writer (see :class:`_BackgroundWriter`)
+        unless ``hand_over`` is False: the reader thread waits for room itself.
         The reader thread writes this way only: it must stay free to read and to
         run the timers (ping timeout, close deadline) whatever the peer does.
         """
         if self._writing:
-            return False
-        return self._drain(block=False)
+            return False  # that writer writes what we queued, or hands it over
+        if self._drain(block=False):
+            return True
+        if hand_over and self._outbox and not self._lost:
+            _background_writer.watch(self)
+        return False
 
     def _drain(self, block: bool) -> bool:
         """Write the outbox as the one writer (lock held, released while writing).
@@ -320,6 +332,7 @@ class Connection(ConnectionView):
         if self._lost:
             return
         self._lost = True
+        _background_writer.forget(self)
         with contextlib.suppress(OSError):
             socket.socket.shutdown(self.sock, socket.SHUT_RDWR)
         if not self._eof_received:
@@ -359,7 +372,7 @@ class Connection(ConnectionView):
                     if self._lost:
                         break
                     if self._outbox or engine.has_data_to_send:
-                        self._write_nowait()
+                        self._write_nowait(hand_over=False)
                     if self._lost or (self._eof_received and engine.state is State.CLOSED
                                       and not self._outbox and not engine.has_data_to_send):
                         break
@@ -422,14 +435,24 @@ class Connection(ConnectionView):
         with io_lock:
             return bool(self.sock.pending())  # type: ignore[attr-defined]
 
+    def _close_deadline_passed(self, now: float) -> bool:
+        """Drop the connection once its close deadline is past (§7.1.1); lock held."""
+        if self._close_deadline is None or now < self._close_deadline or self._lost:
+            return False
+        self.logger.debug("close timeout: aborting the connection")
+        self._lose()
+        return True
+
+    def _deadline_due(self) -> None:
+        """The background writer's thread, at the close deadline."""
+        with self._cond:
+            self._close_deadline_passed(time.monotonic())
+
     def _timers(self) -> float | None:
         """Run due timers (locked); return the time until the next one."""
         now = time.monotonic()
         driver = self._driver
-        if self._close_deadline is not None and now >= self._close_deadline \
-                and not self._lost:
-            self.logger.debug("close timeout: aborting the connection")
-            self._lose()
+        if self._close_deadline_passed(now):
             return 0
         if driver.hold and self._hold_since and now - self._hold_since >= _SOON:
             driver.hold = False
@@ -580,16 +603,9 @@ class Connection(ConnectionView):
         """Bytes queued in the outbox, not yet written to the socket."""
         return self._outbox_bytes
 
-    def _write_soon(self) -> None:
-        """Write what the socket takes now; leave the rest to the background writer
-        (lock held). Whoever writes without waiting and leaves bytes behind hands
-        them over this way, except the reader thread, which waits for room itself."""
-        if not self._write_nowait() and self._outbox and not self._lost:
-            _background_writer.watch(self)
-
     def _write_ready(self) -> bool:
         """The background writer's turn: the socket takes more. True: forget this one
-        (all written, closed, or another thread is writing and will hand over)."""
+        (all written, closed, or another thread is writing: it hands the rest over)."""
         with self._cond:
             if self._lost or self._writing:
                 return True
@@ -604,7 +620,7 @@ class Connection(ConnectionView):
                 return False
             self.engine.send_frame_bytes(frame)
             self._collect(force=True)
-            self._write_soon()
+            self._write_nowait()
             return True
 
     def _fan_out(self, frames: Frames, limit: int | None) -> int:
@@ -624,7 +640,7 @@ class Connection(ConnectionView):
             else:
                 engine.send_frame_bytes(frame)
             self._collect(force=True)
-            self._write_soon()
+            self._write_nowait()
             return SENT
 
     def send_nowait(self, message: Data) -> bool:
@@ -641,7 +657,7 @@ class Connection(ConnectionView):
                 return False
             self.engine.send(message)
             self._collect(force=True)
-            self._write_soon()
+            self._write_nowait()
             return True
 
     def start_close(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
@@ -651,7 +667,7 @@ class Connection(ConnectionView):
                 self.engine.close(code, reason)
             self._driver.start_discarding(code)
             self._progress()
-            self._write_soon()
+            self._write_nowait()
             self._cond.notify_all()
 
     def flush(self, block: bool = True) -> None:
@@ -753,12 +769,15 @@ class _BackgroundWriter:
     socket takes more (``poll()`` for POLLOUT over all of them, plus a pipe that
     wakes the thread when one is added). The reader thread cannot do it: it may
     be waiting in its own ``poll()`` for input only, for as long as the peer is
-    silent. The thread starts with the first connection it watches.
+    silent. For the same reason the thread also keeps the close deadlines armed
+    by other threads (``start_close``, a slow member closed by a broadcast).
+    It starts when needed and ends when it has nothing to watch or wait for.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._watched: dict[int, Connection] = {}
+        self._deadlines: dict[Connection, float] = {}
         self._thread: threading.Thread | None = None
         self._wake_w = -1
 
@@ -773,16 +792,37 @@ class _BackgroundWriter:
             # A descriptor watched for another connection was closed and reused:
             # that connection is gone (its writes stopped with _lose).
             self._watched[fd] = connection
-            if self._thread is None:
-                wake_r, self._wake_w = os.pipe()
-                os.set_blocking(wake_r, False)
-                os.set_blocking(self._wake_w, False)
-                self._thread = threading.Thread(target=self._run, args=(wake_r,), daemon=True,
-                                                name="rfc6455-background-writer")
-                self._thread.start()
-                return
-            with contextlib.suppress(BlockingIOError):  # full: a wake-up is pending
-                os.write(self._wake_w, b"\0")
+            self._wake()
+
+    def wake_at(self, connection: Connection, when: float) -> None:
+        """Check ``connection``'s close deadline at ``when``."""
+        with self._lock:
+            self._deadlines[connection] = when
+            self._wake()
+
+    def forget(self, connection: Connection) -> None:
+        """``connection`` is gone: nothing more to write or check for it."""
+        with self._lock:
+            changed = self._deadlines.pop(connection, None) is not None
+            fd = connection.sock.fileno()
+            if self._watched.get(fd) is connection:
+                del self._watched[fd]
+                changed = True
+            if changed and self._thread is not None:
+                self._wake()  # it may have nothing left: let it end
+
+    def _wake(self) -> None:
+        """Start the thread, or make it look at the new work (lock held)."""
+        if self._thread is None:
+            wake_r, self._wake_w = os.pipe()
+            os.set_blocking(wake_r, False)
+            os.set_blocking(self._wake_w, False)
+            self._thread = threading.Thread(target=self._run, args=(wake_r,), daemon=True,
+                                            name="rfc6455-background-writer")
+            self._thread.start()
+            return
+        with contextlib.suppress(BlockingIOError):  # full: a wake-up is pending
+            os.write(self._wake_w, b"\0")
 
     def _run(self, wake_r: int) -> None:
         poller = select.poll()
@@ -790,14 +830,31 @@ class _BackgroundWriter:
         polled: dict[int, Connection] = {}
         while True:
             with self._lock:
+                now = time.monotonic()
+                due = [c for c, when in self._deadlines.items() if when <= now]
+                for connection in due:
+                    del self._deadlines[connection]
                 watched = dict(self._watched)
+                if not watched and not self._deadlines and not due:
+                    # Nothing left: end; the next watch() or wake_at() starts a thread.
+                    self._thread = None
+                    os.close(wake_r)
+                    os.close(self._wake_w)
+                    self._wake_w = -1
+                    return
+                wait = min(self._deadlines.values(), default=now) - now \
+                    if self._deadlines else None
+            for connection in due:
+                connection._deadline_due()
+            if due:
+                continue
             for fd in polled.keys() - watched.keys():
                 poller.unregister(fd)
             for fd, connection in watched.items():
                 if polled.get(fd) is not connection:
                     poller.register(fd, select.POLLOUT)
             polled = watched
-            for fd, _ in poller.poll():
+            for fd, _ in poller.poll(None if wait is None else max(0, int(wait * 1000) + 1)):
                 if fd == wake_r:
                     with contextlib.suppress(BlockingIOError):
                         os.read(wake_r, 4096)
@@ -817,6 +874,7 @@ class _BackgroundWriter:
         # The thread does not exist in a forked child: start afresh there.
         self._lock = threading.Lock()
         self._watched = {}
+        self._deadlines = {}
         self._thread = None
         self._wake_w = -1
 
