@@ -51,10 +51,17 @@ class Members:
 
 
 @contextlib.contextmanager
-def clients(transport: Transport, server: Any, options: list[dict[str, Any]]
-            ) -> Iterator[list[Connection]]:
+def clients(transport: Transport, server: Any, options: list[dict[str, Any]],
+            members: Members | None = None) -> Iterator[list[Connection]]:
+    """Clients with these options; with ``members``, each connects once the previous one's
+    handler has run, so that ``members.connections[i]`` is the server side of client i."""
     with contextlib.ExitStack() as stack:
-        yield [stack.enter_context(connecting(transport, server, **each)) for each in options]
+        peers = []
+        for each in options:
+            peers.append(stack.enter_context(connecting(transport, server, **each)))
+            if members is not None:
+                members.wait_for(len(peers))
+        yield peers
 
 
 def _read_frames(sock: socket.socket, size: int, timeout: float) -> list[Frame]:
@@ -122,7 +129,7 @@ def test_mixed_members_get_every_message(transport: Transport) -> None:
     members = Members()
     messages: list[str | bytes] = ["compressible text " * 50, b"\x00\x01" * 600, "tiny", b""]
     with running(members.handler, transport=transport) as server, \
-            clients(transport, server, MIXED) as peers:
+            clients(transport, server, MIXED, members) as peers:
         server_side = members.wait_for(len(MIXED))
         assert server_side[0].engine.extension is None
         assert all(ws.engine.extension is not None for ws in server_side[1:])
@@ -187,7 +194,7 @@ def test_threads_broadcasting_while_members_close(transport: Transport) -> None:
     threads, per_thread = 4, 50
     errors: list[BaseException] = []
     with running(members.handler, transport=transport) as server, \
-            clients(transport, server, [{}] * 4) as peers:
+            clients(transport, server, [{}] * 4, members) as peers:
         server_side = members.wait_for(4)
         start = threading.Barrier(threads + 1)
 
