@@ -114,7 +114,7 @@ class Frames:
         if extension is None:
             if isinstance(engine, ClientConnection):
                 return None  # §5.3: a fresh masking key per frame
-            return self.plain()
+            return self._plain or self.plain()
         if type(extension) is not PerMessageDeflate or not extension.send_reset \
                 or isinstance(engine, ClientConnection):
             return None  # its output depends on what it compressed before

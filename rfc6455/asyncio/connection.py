@@ -661,7 +661,8 @@ class Connection(ConnectionView, asyncio.Protocol):
     def _fan_out(self, frames: Frames, limit: int | None) -> int:
         """One member's part of :func:`broadcast` (the rules are in rfc6455._fanout)."""
         transport = self.transport
-        if self.engine.state is not _OPEN or transport is None or self._lost:
+        engine = self.engine
+        if engine.state is not _OPEN or transport is None or self._lost:
             return NOT_OPEN
         if frames.over_limit(transport.get_write_buffer_size(),
                              self._options.write_limit if limit is None else limit):
@@ -669,7 +670,7 @@ class Connection(ConnectionView, asyncio.Protocol):
         lock = self._parts_lock
         if lock is not None and lock.locked():
             return BUSY
-        frame = frames.frame_for(self.engine)
+        frame = frames.frame_for(engine)
         if frame is None:
             self._send_now(frames.message, True)  # compressed or masked by this engine
         else:
