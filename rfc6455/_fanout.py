@@ -104,7 +104,7 @@ class Frames:
         """Whether a member with ``pending`` bytes waiting is too slow to take this message.
 
         A member that has caught up (nothing waiting) takes even a message larger
-        than its limit.
+        than its limit (so a caller with nothing pending may skip the call).
         """
         return pending != 0 and pending + self.size > limit
 

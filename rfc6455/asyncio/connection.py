@@ -664,8 +664,10 @@ class Connection(ConnectionView, asyncio.Protocol):
         engine = self.engine
         if engine.state is not _OPEN or transport is None or self._lost:
             return NOT_OPEN
-        if frames.over_limit(transport.get_write_buffer_size(),
-                             self._options.write_limit if limit is None else limit):
+        pending = transport.get_write_buffer_size()
+        # (over_limit is False with nothing pending: the call is saved then.)
+        if pending and frames.over_limit(
+                pending, self._options.write_limit if limit is None else limit):
             return SLOW
         lock = self._parts_lock
         if lock is not None and lock.locked():
