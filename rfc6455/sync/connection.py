@@ -29,19 +29,18 @@ from typing import Any
 
 from .._core import EOF, State
 from .._driver import (
-    IDLE_TIMEOUT,
+    KEEP,
     PING,
-    PING_TIMEOUT,
     WANT_MESSAGE,
     WANT_NOTHING,
     WANT_PIECE,
+    CommonOptions,
     ConcurrencyError,
     ConnectionClosedOK,
     ConnectionView,
     Data,
     Driver,
-    _Common,
-    keepalive_close,
+    Fragments,
 )
 from .._fanout import BUSY, NOT_OPEN, SENT, SLOW, BroadcastResult, Frames, SlowPolicy, fan_out
 from ..connection import ClientConnection, ServerConnection
@@ -71,8 +70,10 @@ class _Ping:
         self.latency: float | None = None
 
 
-class Connection(ConnectionView):
-    """A WebSocket connection: ``recv()`` / iteration to receive, ``send()`` (thread-safe)."""
+class _Transport(ConnectionView):
+    """The socket's half of a connection: the reader thread that feeds the engine
+    and runs the timers, and the outbox that writes what it has to send.
+    :class:`Connection` adds what the application calls."""
 
     __slots__ = (
         "_close_deadline",
@@ -98,7 +99,7 @@ class Connection(ConnectionView):
     )
 
     def __init__(self, sock: socket.socket, engine: ServerConnection | ClientConnection,
-                 options: _Common, logger: logging.Logger) -> None:
+                 options: CommonOptions, logger: logging.Logger) -> None:
         self.sock = sock
         self.engine = engine
         self._options = options
@@ -125,7 +126,7 @@ class Connection(ConnectionView):
         self._io_lock = threading.Lock() if isinstance(sock, ssl.SSLSocket) else None
 
     def _start(self) -> None:
-        """The handshake is done: start the reader thread."""
+        """The handshake is done: start the reader thread (:func:`start_reader`)."""
         # Non-blocking from now on: the reader thread must never wait in a write,
         # and a blocking writer waits in poll(), which a shutdown() ends.
         self.sock.settimeout(0)
@@ -136,15 +137,6 @@ class Connection(ConnectionView):
         self._reader = threading.Thread(target=self._read_loop, daemon=True,
                                         name=f"rfc6455-reader-{self.sock.fileno()}")
         self._reader.start()
-
-    # ------------------------------------------------------------ properties
-
-    @property
-    def remote_address(self) -> Any:
-        try:
-            return self.sock.getpeername()
-        except OSError:
-            return None
 
     # ------------------------------------------------- engine driving (locked)
 
@@ -359,7 +351,6 @@ class Connection(ConnectionView):
         # writes drain, bulk traffic both ways (an echo) deadlocks; a client's
         # unread output stays bounded all the same (in the engine, pongs coalesce).
         pause_when_backed_up = isinstance(engine, ServerConnection)
-        io_lock = self._io_lock
         poller = select.poll()
         registered = select.POLLIN
         poller.register(sock, registered)
@@ -396,17 +387,9 @@ class Connection(ConnectionView):
                         continue  # a timer is due, or the socket takes more: the loop writes
                     if not ready[0][1] & (select.POLLIN | select.POLLHUP | select.POLLERR):
                         continue
-                try:
-                    if io_lock is None:
-                        data = sock.recv(65536)
-                    else:
-                        with io_lock:
-                            data = sock.recv(65536)
-                except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
-                    # Part of a TLS record, or TLS wants to write first: poll again.
+                data = self._recv()
+                if data is None:
                     continue
-                except (OSError, ValueError):
-                    data = b""
                 with cond:
                     if self._lost:
                         break
@@ -427,6 +410,20 @@ class Connection(ConnectionView):
             with contextlib.suppress(OSError):
                 sock.close()
 
+    def _recv(self) -> bytes | None:
+        """Read what the socket has (b"": the peer's EOF, or the socket failed);
+        None to poll again: part of a TLS record came, or TLS wants to write first."""
+        try:
+            io_lock = self._io_lock
+            if io_lock is None:
+                return self.sock.recv(65536)
+            with io_lock:
+                return self.sock.recv(65536)
+        except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            return None
+        except (OSError, ValueError):
+            return b""
+
     def _tls_pending(self) -> bool:
         """Whether TLS holds decrypted bytes already (poll() would not see them)."""
         io_lock = self._io_lock
@@ -434,6 +431,14 @@ class Connection(ConnectionView):
             return False
         with io_lock:
             return bool(self.sock.pending())  # type: ignore[attr-defined]
+
+    def _write_ready(self) -> bool:
+        """The background writer's turn: the socket takes more. True: forget this one
+        (all written, closed, or another thread is writing: it hands the rest over)."""
+        with self._cond:
+            if self._lost or self._writing:
+                return True
+            return self._drain(block=False)
 
     def _close_deadline_passed(self, now: float) -> bool:
         """Drop the connection once its close deadline is past (§7.1.1); lock held."""
@@ -458,14 +463,11 @@ class Connection(ConnectionView):
             driver.hold = False
             self._hold_since = 0.0
             self._progress()
-        verdict = driver.keepalive(now)
+        verdict = driver.keepalive_step(now, self.logger)
         if verdict == PING:
-            self.engine.ping(driver.new_ping(now, None))
             self._collect()
-        elif verdict in (PING_TIMEOUT, IDLE_TIMEOUT):
-            code, reason = keepalive_close(verdict)
-            self.logger.info("%s: closing with %d", reason, code)
-            self._start_close(code, reason)
+        elif verdict != KEEP:
+            self._closing_started()
         deadlines = [d for d in (driver.next_deadline(), self._close_deadline) if d is not None]
         if driver.hold:
             deadlines.append(self._hold_since + _SOON)
@@ -474,13 +476,30 @@ class Connection(ConnectionView):
         return max(0.0, min(deadlines) - time.monotonic())
 
     def _start_close(self, code: int | None, reason: str) -> None:
-        engine = self.engine
-        if engine.state is State.OPEN:
-            engine.close(code, reason)
-        self._driver.start_discarding(code)
+        self._driver.begin_close(code, reason)
+        self._closing_started()
+
+    def _closing_started(self) -> None:
+        """The close was started (locked): write it as far as the socket takes now,
+        and let every waiter see it."""
         self._progress()
         self._write_nowait()
         self._cond.notify_all()
+
+
+class Connection(_Transport):
+    """A WebSocket connection: ``recv()`` / iteration to receive, ``send()`` (thread-safe)."""
+
+    __slots__ = ()
+
+    # ------------------------------------------------------------ properties
+
+    @property
+    def remote_address(self) -> Any:
+        try:
+            return self.sock.getpeername()
+        except OSError:
+            return None
 
     # ------------------------------------------------------------- receiving
 
@@ -581,14 +600,13 @@ class Connection(ConnectionView):
                 raise TypeError("use send_json() for a dict")
             self._parts_owner = threading.get_ident()
         try:
-            empty: Data | None = None
+            fragments = Fragments()
             for part in message:
-                empty = "" if isinstance(part, str) else b""
                 with self._cond:
-                    self._send_locked(part, False)
-            if empty is not None:
+                    self._send_locked(fragments.add(part), False)
+            if fragments.end is not None:
                 with self._cond:
-                    self._send_locked(empty, True)
+                    self._send_locked(fragments.end, True)
         finally:
             with self._cond:
                 self._parts_owner = None
@@ -602,14 +620,6 @@ class Connection(ConnectionView):
     def pending_bytes(self) -> int:
         """Bytes queued in the outbox, not yet written to the socket."""
         return self._outbox_bytes
-
-    def _write_ready(self) -> bool:
-        """The background writer's turn: the socket takes more. True: forget this one
-        (all written, closed, or another thread is writing: it hands the rest over)."""
-        with self._cond:
-            if self._lost or self._writing:
-                return True
-            return self._drain(block=False)
 
     def queue_frame(self, frame: bytes) -> bool:
         """Send a message serialized once by :func:`rfc6455.frames.serialize_frame`
@@ -663,9 +673,7 @@ class Connection(ConnectionView):
     def start_close(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
         """Start the closing handshake without waiting; the close timeout still applies."""
         with self._cond:
-            if self.engine.state is State.OPEN:
-                self.engine.close(code, reason)
-            self._driver.start_discarding(code)
+            self._driver.begin_close(code, reason)
             self._progress()
             self._write_nowait()
             self._cond.notify_all()
@@ -776,12 +784,12 @@ class _BackgroundWriter:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._watched: dict[int, Connection] = {}
-        self._deadlines: dict[Connection, float] = {}
+        self._watched: dict[int, _Transport] = {}
+        self._deadlines: dict[_Transport, float] = {}
         self._thread: threading.Thread | None = None
         self._wake_w = -1
 
-    def watch(self, connection: Connection) -> None:
+    def watch(self, connection: _Transport) -> None:
         """Write the rest of ``connection``'s outbox when its socket takes more."""
         fd = connection.sock.fileno()
         if fd < 0:
@@ -794,13 +802,13 @@ class _BackgroundWriter:
             self._watched[fd] = connection
             self._wake()
 
-    def wake_at(self, connection: Connection, when: float) -> None:
+    def wake_at(self, connection: _Transport, when: float) -> None:
         """Check ``connection``'s close deadline at ``when``."""
         with self._lock:
             self._deadlines[connection] = when
             self._wake()
 
-    def forget(self, connection: Connection) -> None:
+    def forget(self, connection: _Transport) -> None:
         """``connection`` is gone: nothing more to write or check for it."""
         with self._lock:
             changed = self._deadlines.pop(connection, None) is not None
@@ -827,7 +835,7 @@ class _BackgroundWriter:
     def _run(self, wake_r: int) -> None:
         poller = select.poll()
         poller.register(wake_r, select.POLLIN)
-        polled: dict[int, Connection] = {}
+        polled: dict[int, _Transport] = {}
         while True:
             with self._lock:
                 now = time.monotonic()
@@ -921,3 +929,9 @@ def flush_blocking(sock: socket.socket, engine: ServerConnection | ClientConnect
             return
         assert isinstance(data, bytes)
         sock.sendall(data)
+
+
+def start_reader(conn: Connection) -> None:
+    """The opening handshake of ``conn`` succeeded: its reader thread starts, and
+    from then on owns (and in the end closes) the socket."""
+    conn._start()
