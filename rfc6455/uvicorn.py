@@ -1,4 +1,4 @@
-"""rfc6455 as uvicorn's WebSocket protocol: ``uvicorn app:app --ws rfc6455.uvicorn:WebSocketProtocol``.
+"""rfc6455 as uvicorn's WebSocket protocol: ``--ws rfc6455.uvicorn:WebSocketProtocol``.
 
 uvicorn's HTTP protocol (h11 or httptools) parses the upgrade request, then hands
 the transport over: it makes this protocol, calls ``connection_made`` and feeds
@@ -56,6 +56,8 @@ __all__ = ["WebSocketProtocol"]
 QUEUE_BYTES = 256 * 1024
 
 _OPEN = State.OPEN
+#: An ASGI message this protocol queues for receive() (an ``ASGIReceiveEvent``).
+_Message = dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -143,12 +145,12 @@ class WebSocketProtocol(asyncio.Protocol):
 
         # The ASGI receive side: messages the application has not taken yet, their
         # size, and the future of a receive() waiting for one.
-        self._messages: deque[ASGIReceiveEvent] = deque()
+        self._messages: deque[_Message] = deque()
         self._queued_bytes = 0
-        self._receiver: asyncio.Future[ASGIReceiveEvent] | None = None
+        self._receiver: asyncio.Future[_Message] | None = None
         # The websocket.disconnect message once queued: receive() returns it again
         # after it was taken (the connection is over, nothing else can come).
-        self._disconnect: ASGIReceiveEvent | None = None
+        self._disconnect: _Message | None = None
 
         # The opening handshake: answered with 101 (accepted), or with a denial
         # (websocket.http.response.*, whose status and headers wait for the body).
@@ -191,8 +193,7 @@ class WebSocketProtocol(asyncio.Protocol):
         self.client = get_remote_addr(self.transport)
         self.scheme = "wss" if is_ssl(self.transport) else "ws"
         if self.logger.level <= TRACE_LOG_LEVEL:
-            prefix = "%s:%d - " % self.client if self.client else ""
-            self.logger.log(TRACE_LOG_LEVEL, "%sWebSocket connection made", prefix)
+            self.logger.log(TRACE_LOG_LEVEL, "%sWebSocket connection made", self._prefix())
 
     def data_received(self, data: bytes) -> None:
         self.engine.receive_data(data)
@@ -210,10 +211,9 @@ class WebSocketProtocol(asyncio.Protocol):
             if timer is not None:
                 timer.cancel()
         self.close_timer = self._abort_timer = None
-        self.connections.discard(self)  # type: ignore[arg-type]
+        self.connections.discard(self)
         if self.logger.level <= TRACE_LOG_LEVEL:
-            prefix = "%s:%d - " % self.client if self.client else ""
-            self.logger.log(TRACE_LOG_LEVEL, "%sWebSocket connection lost", prefix)
+            self.logger.log(TRACE_LOG_LEVEL, "%sWebSocket connection lost", self._prefix())
         # §7.1.5: the connection ended without a closing handshake: 1006.
         self._queue_disconnect({"type": "websocket.disconnect",
                                 "code": CloseCode.ABNORMAL_CLOSURE})
@@ -362,7 +362,7 @@ class WebSocketProtocol(asyncio.Protocol):
         task.add_done_callback(self.tasks.discard)
         self.tasks.add(task)
 
-    def _deliver(self, message: ASGIReceiveEvent, size: int) -> None:
+    def _deliver(self, message: _Message, size: int) -> None:
         receiver = self._receiver
         if receiver is not None and not receiver.done() and not self._messages:
             self._receiver = None
@@ -371,7 +371,7 @@ class WebSocketProtocol(asyncio.Protocol):
         self._messages.append(message)
         self._queued_bytes += size
 
-    def _queue_disconnect(self, message: ASGIReceiveEvent) -> None:
+    def _queue_disconnect(self, message: _Message) -> None:
         if self._disconnect is None:
             self._disconnect = message
             self._deliver(message, 0)
@@ -390,7 +390,7 @@ class WebSocketProtocol(asyncio.Protocol):
         message: dict[str, Any] = {"type": "websocket.disconnect", "code": event.code}
         if event.code != CloseCode.ABNORMAL_CLOSURE:
             message["reason"] = event.reason
-        self._queue_disconnect(cast(ASGIReceiveEvent, message))
+        self._queue_disconnect(message)
 
     # ------------------------------------------------------------- keepalive
 
@@ -440,14 +440,14 @@ class WebSocketProtocol(asyncio.Protocol):
         if self.engine.state is not _OPEN or self._lost:
             return
         if self.logger.level <= TRACE_LOG_LEVEL:
-            prefix = "%s:%d - " % self.client if self.client else ""
-            self.logger.log(TRACE_LOG_LEVEL, "%sWebSocket keepalive ping timeout", prefix)
+            self.logger.log(TRACE_LOG_LEVEL, "%sWebSocket keepalive ping timeout",
+                            self._prefix())
         # §7.4.1: 1011, a condition the server could not handle; the peer stopped
         # answering, so do not wait for its close reply either.
         reason = "keepalive ping timeout"
-        self._queue_disconnect(cast(ASGIReceiveEvent, {
+        self._queue_disconnect({
             "type": "websocket.disconnect", "code": CloseCode.INTERNAL_ERROR,
-            "reason": reason}))
+            "reason": reason})
         self.engine.close(CloseCode.INTERNAL_ERROR, reason)
         self._flush(force=True)
         self._close_transport()
@@ -468,8 +468,8 @@ class WebSocketProtocol(asyncio.Protocol):
                 self._send_500_response()
             self._close_transport()
             return
-        self._queue_disconnect(cast(ASGIReceiveEvent, {
-            "type": "websocket.disconnect", "code": CloseCode.SERVICE_RESTART}))
+        self._queue_disconnect({
+            "type": "websocket.disconnect", "code": CloseCode.SERVICE_RESTART})
         self._start_close(CloseCode.SERVICE_RESTART, "")
 
     def _start_close(self, code: int, reason: str) -> None:
@@ -498,7 +498,7 @@ class WebSocketProtocol(asyncio.Protocol):
 
     async def run_asgi(self) -> None:
         try:
-            result = await self.app(self.scope, self.receive, self.send)  # type: ignore[func-returns-value]
+            result = await self.app(self.scope, self.receive, self.send)
         except ClientDisconnected:
             pass
         except BaseException:
@@ -511,6 +511,10 @@ class WebSocketProtocol(asyncio.Protocol):
             elif result is not None:
                 self.logger.error("ASGI callable should return None, but returned '%s'.",
                                   result)
+        if self._denial is not None and not self._lost:
+            # The application ended in the middle of its denial: nothing of it went
+            # out yet (the engine sends a response whole), so send what it gave.
+            self._send_denial()
         if self.close_timer is None:
             # As uvicorn's protocols: an application that returns without a
             # websocket.close ends the connection without a closing handshake.
@@ -520,13 +524,14 @@ class WebSocketProtocol(asyncio.Protocol):
         messages = self._messages
         if not messages:
             if self._disconnect is not None:
-                return self._disconnect  # taken already: the connection is over
+                # Taken already: the connection is over, nothing else will come.
+                return cast(ASGIReceiveEvent, self._disconnect)
             receiver = self.loop.create_future()
             self._receiver = receiver
             if self._reading_paused or self.engine.input_pending:
                 self._pull()  # parsing stopped at the queue's bounds: go on
             try:
-                return await receiver
+                return cast(ASGIReceiveEvent, await receiver)
             except asyncio.CancelledError:
                 if receiver.done() and not receiver.cancelled():
                     # Handed over, but the task was cancelled before it could run:
@@ -545,7 +550,7 @@ class WebSocketProtocol(asyncio.Protocol):
                 self._pull()
             else:
                 self._update_reading()
-        return message
+        return cast(ASGIReceiveEvent, message)
 
     async def send(self, message: ASGISendEvent) -> None:
         while self._writing_paused and not self._lost:
@@ -577,17 +582,17 @@ class WebSocketProtocol(asyncio.Protocol):
             self.engine.send(data)  # type: ignore[arg-type]
             self._flush(force=True)
         elif kind == "websocket.close":
-            code = message.get("code")
+            code: int | None = message.get("code")  # type: ignore[assignment]
             if code is None:
                 code = CloseCode.NORMAL_CLOSURE
-            reason = message.get("reason") or ""
+            reason = str(message.get("reason") or "")
             try:
                 self.engine.close(code, reason)
             except LocalProtocolError as exc:
                 raise RuntimeError(f"Invalid websocket.close: {exc}") from None
             self._app_closed = True
-            self._queue_disconnect(cast(ASGIReceiveEvent, {
-                "type": "websocket.disconnect", "code": code, "reason": reason}))
+            self._queue_disconnect({
+                "type": "websocket.disconnect", "code": code, "reason": reason})
             self._start_close(code, reason)
         else:
             raise RuntimeError("Expected ASGI message 'websocket.send' or 'websocket.close', "
@@ -632,10 +637,14 @@ class WebSocketProtocol(asyncio.Protocol):
 
     def _denial_body(self, message: Any) -> None:
         assert self._denial is not None
-        status, headers, body = self._denial
+        body = self._denial[2]
         body += message.get("body", b"")
-        if message.get("more_body", False):
-            return
+        if not message.get("more_body", False):
+            self._send_denial()
+
+    def _send_denial(self) -> None:
+        assert self._denial is not None
+        status, headers, body = self._denial
         self._denial = None
         if not any(name.lower() == "content-type" for name, _ in headers):
             headers.append(("content-type", "text/plain; charset=utf-8"))
@@ -650,6 +659,9 @@ class WebSocketProtocol(asyncio.Protocol):
     def _default_headers(self) -> list[tuple[str, str]]:
         return [(name.decode("latin-1"), value.decode("latin-1"))
                 for name, value in self.default_headers]
+
+    def _prefix(self) -> str:
+        return f"{self.client[0]}:{self.client[1]} - " if self.client else ""
 
     def _log_request(self, outcome: str) -> None:
         self.logger.info('%s - "WebSocket %s" %s', get_client_addr(self.scope),
