@@ -166,6 +166,7 @@ class WebSocketProtocol(asyncio.Protocol):
         self._writing_paused = False
         self._drain_waiters: list[asyncio.Future[None]] = []
         self._lost = False
+        self._writelines: Callable[[list[bytes]], object] | None = None
 
         #: Seconds to wait for the peer's close reply (uvicorn's protocols: 10).
         self.close_timeout = 10.0
@@ -188,6 +189,7 @@ class WebSocketProtocol(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
+        self._writelines = getattr(transport, "writelines", None)
         self.connections.add(self)  # type: ignore[arg-type]
         self.server = get_local_addr(self.transport)
         self.client = get_remote_addr(self.transport)
@@ -293,7 +295,12 @@ class WebSocketProtocol(asyncio.Protocol):
         assert isinstance(parts, list)
         if transport.is_closing():
             return
-        transport.write(parts[0] if len(parts) == 1 else b"".join(parts))
+        if len(parts) == 1:
+            transport.write(parts[0])
+        elif self._writelines is not None:
+            self._writelines(parts)  # a large payload is its own part: not copied
+        else:
+            transport.write(b"".join(parts))
         if engine.has_data_to_send:  # EOF right behind the bytes (a failure, a reply)
             self._flush(force)
 
