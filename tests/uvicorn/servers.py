@@ -4,6 +4,7 @@ and the same applications written with FastAPI and with Starlette."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -40,7 +41,7 @@ class Running:
 
     @property
     def protocols(self) -> list[WebSocketProtocol]:
-        return [c for c in self.server.server_state.connections
+        return [c for c in self.server.server_state.connections  # type: ignore[misc]
                 if isinstance(c, WebSocketProtocol)]
 
 
@@ -54,33 +55,22 @@ async def running(app: Any, *, http: str = "h11", tls: TLSFiles | None = None,
                             lifespan="off", log_config=None, **options)
     server = uvicorn.Server(config)
     # uvicorn's signal handlers are the test runner's business, not the server's.
-    server.capture_signals = _no_signals  # type: ignore[method-assign]
+    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign, assignment]
     task = asyncio.create_task(server.serve())
     try:
-        async with asyncio.timeout(START_SECONDS):
-            while not server.started:
-                if task.done():
-                    task.result()  # raises why it did not start
-                    raise RuntimeError("uvicorn stopped before it started")
-                await asyncio.sleep(0.01)
+        for _ in range(int(START_SECONDS / 0.01)):
+            if server.started or task.done():
+                break
+            await asyncio.sleep(0.01)
+        if not server.started:
+            if task.done():
+                task.result()  # raises why it did not start
+            raise RuntimeError("uvicorn did not start")
         port = server.servers[0].sockets[0].getsockname()[1]
         yield Running(server, port, "wss" if tls is not None else "ws")
     finally:
         server.should_exit = True
-        async with asyncio.timeout(START_SECONDS * 3):
-            await task
-
-
-class _NoSignals:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-
-def _no_signals() -> _NoSignals:
-    return _NoSignals()
+        await asyncio.wait_for(task, START_SECONDS * 3)
 
 
 # ------------------------------------------------------------------ the applications

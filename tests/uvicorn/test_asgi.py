@@ -65,7 +65,7 @@ class Client:
             return info.value.status, info.value.body
         with pytest.raises(websockets.InvalidStatus) as ws_info:
             await websockets_connect(url, ssl=self.ssl)
-        return ws_info.value.response.status_code, ws_info.value.response.body
+        return ws_info.value.response.status_code, bytes(ws_info.value.response.body)
 
 
 async def exercise(server: Running, client: Client) -> None:
@@ -117,10 +117,24 @@ def test_deflate_can_be_turned_off() -> None:
     """``ws_per_message_deflate=False``: the offer of a client is declined."""
 
     async def main() -> None:
-        async with running(starlette_app(), ws_per_message_deflate=False) as server:
-            async with rfc6455_connect(server.url("/echo")) as ws:
+        async with running(starlette_app(), ws_per_message_deflate=False) as server, \
+                rfc6455_connect(server.url("/echo")) as ws:
                 assert ws.engine.extension is None
                 await ws.send("plain")
                 assert await ws.recv() == "plain"
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize("use_tls", [False, True], ids=["tcp", "tls"])
+def test_application_under_uvloop(use_tls: bool, tls_files: TLSFiles) -> None:
+    """uvloop's transports (``--loop uvloop``, with httptools: uvicorn's fastest setup)."""
+    uvloop = pytest.importorskip("uvloop")
+    tls = tls_files if use_tls else None
+
+    async def main() -> None:
+        async with running(starlette_app(), http="httptools", tls=tls) as server:
+            for kind in ("rfc6455", "websockets"):
+                await exercise(server, Client(kind, True, tls))
+
+    uvloop.run(main())

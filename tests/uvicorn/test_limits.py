@@ -164,7 +164,7 @@ def test_origin_policy() -> None:
 
 def test_configure_checks_its_options_at_once() -> None:
     with pytest.raises(TypeError):
-        WebSocketProtocol.configure(origins="https://app.example")  # type: ignore[arg-type]
+        WebSocketProtocol.configure(origins="https://app.example")
     with pytest.raises(ValueError):
         WebSocketProtocol.configure(origins=["not an origin"])
     checked = WebSocketProtocol.configure(check_origin=lambda request: True)
