@@ -89,6 +89,12 @@ def _engine_options(config: Config) -> _EngineOptions:
     return options
 
 
+def _size(message: _Message) -> int:
+    """What a queued message counts for :data:`QUEUE_BYTES` (as :meth:`_deliver` counted it)."""
+    data = message.get("text") or message.get("bytes")
+    return 0 if data is None else len(data)
+
+
 class WebSocketProtocol(asyncio.Protocol):
     """One WebSocket connection under uvicorn, from the upgrade request to the close.
 
@@ -533,6 +539,8 @@ class WebSocketProtocol(asyncio.Protocol):
             if self._disconnect is not None:
                 # Taken already: the connection is over, nothing else will come.
                 return cast(ASGIReceiveEvent, self._disconnect)
+            if self._receiver is not None and not self._receiver.done():
+                raise RuntimeError("receive() is already waiting on this WebSocket")
             receiver = self.loop.create_future()
             self._receiver = receiver
             if self._reading_paused or self.engine.input_pending:
@@ -543,15 +551,15 @@ class WebSocketProtocol(asyncio.Protocol):
                 if receiver.done() and not receiver.cancelled():
                     # Handed over, but the task was cancelled before it could run:
                     # keep the message for the next receive().
-                    messages.appendleft(receiver.result())
+                    message = receiver.result()
+                    messages.appendleft(message)
+                    self._queued_bytes += _size(message)
                 raise
             finally:
                 if self._receiver is receiver:
                     self._receiver = None
         message = messages.popleft()
-        if message["type"] == "websocket.receive":
-            data = message.get("text") or message.get("bytes") or b""
-            self._queued_bytes -= len(data)
+        self._queued_bytes -= _size(message)
         if not messages or self._queued_bytes < QUEUE_BYTES:
             if self.engine.input_pending:
                 self._pull()

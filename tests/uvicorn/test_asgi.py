@@ -138,3 +138,46 @@ def test_application_under_uvloop(use_tls: bool, tls_files: TLSFiles) -> None:
                 await exercise(server, Client(kind, True, tls))
 
     uvloop.run(main())
+
+
+def test_import_string_and_optional_dependency() -> None:
+    """``--ws rfc6455.uvicorn:WebSocketProtocol`` names the class; ``import rfc6455``
+    alone does not import uvicorn (it stays an optional dependency)."""
+    import subprocess
+    import sys
+
+    import uvicorn
+
+    from rfc6455.uvicorn import WebSocketProtocol
+
+    config = uvicorn.Config(starlette_app(), ws="rfc6455.uvicorn:WebSocketProtocol")
+    config.load()
+    assert config.ws_protocol_class is WebSocketProtocol
+    probe = "import sys, rfc6455, rfc6455.asyncio, rfc6455.sync; print('uvicorn' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            check=True, cwd=Path(__file__).resolve().parents[2])
+    assert result.stdout.strip() == "False"
+
+
+def test_graceful_shutdown_sends_1012() -> None:
+    disconnects: list[dict[str, Any]] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        disconnects.append(await receive())
+
+    async def main() -> None:
+        ws: Any = None
+        async with running(app) as server:
+            ws = await rfc6455_connect(server.url("/"))
+            reader = asyncio.ensure_future(ws.recv())
+        # uvicorn stopped: the connection ended with its 1012, the handshake complete.
+        with pytest.raises(Exception) as info:
+            await reader
+        assert getattr(info.value, "code", None) == 1012
+        assert ws.close_code == 1012
+        await ws.wait_closed()
+
+    asyncio.run(main())
+    assert disconnects == [{"type": "websocket.disconnect", "code": 1012}]

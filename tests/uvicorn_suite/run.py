@@ -108,8 +108,15 @@ def main() -> int:
     parser.add_argument("--work", help="work folder (default: a new temporary one)")
     parser.add_argument("pytest_args", nargs="*", help="more pytest arguments (e.g. -k ...)")
     args = parser.parse_args()
-    work = Path(args.work or tempfile.mkdtemp(prefix="uvicorn-suite-"))
+    if args.work is None:
+        with tempfile.TemporaryDirectory(prefix="uvicorn-suite-") as folder:
+            return run(Path(folder), args.pytest_args)
+    work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
+    return run(work, args.pytest_args)
+
+
+def run(work: Path, pytest_args: list[str]) -> int:
     source = fetch(work)
     deps = install_deps(work)
     # Our package alone on the path (the repository's own tests/ package would
@@ -122,11 +129,12 @@ def main() -> int:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(ours), str(deps)])
     junit = work / "junit.xml"
+    junit.unlink(missing_ok=True)
     # uvicorn's own options, less "-n 8" (pytest-xdist): one process, on a machine
     # shared with other work.
     command = [sys.executable, "-m", "pytest", "tests/protocols/test_websocket.py",
                "-o", "addopts=-rxXs --strict-config --strict-markers", "-p", "no:cacheprovider",
-               "-q", f"--junitxml={junit}", *args.pytest_args]
+               "-q", f"--junitxml={junit}", *pytest_args]
     print("+", " ".join(command), flush=True)
     status = subprocess.run(command, cwd=source, env=env, check=False).returncode
     if status not in (0, 1) or not junit.exists():
