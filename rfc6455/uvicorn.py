@@ -311,8 +311,9 @@ class WebSocketProtocol(asyncio.Protocol):
             self._flush(force)
 
     def _update_reading(self) -> None:
-        """Pause reading while the application has messages to take, the engine holds
-        bytes it will not parse yet, or the peer does not read what we write."""
+        """Pause reading while the application has messages to take (parsing stops at
+        the queue's bounds, so the engine then holds at most what came in one read),
+        or while the peer does not read what we write."""
         if self._lost or self.transport.is_closing():
             return
         state = self.engine.state
