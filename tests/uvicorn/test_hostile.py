@@ -24,8 +24,6 @@ from rfc6455.uvicorn import QUEUE_BYTES
 from ..helpers import cframe
 from .servers import Running, TLSFiles, running
 
-pytestmark = pytest.mark.adversarial
-
 MiB = 1024 * 1024
 #: Generous: the machine is shared and RSS is noisy; an unbounded server grows by
 #: hundreds of MiB in the time these tests flood it.
