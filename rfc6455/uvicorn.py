@@ -55,6 +55,9 @@ __all__ = ["WebSocketProtocol"]
 #: can make a busy application's connection hold.
 QUEUE_BYTES = 256 * 1024
 
+#: The fragment size for which a message of ``ws_max_size`` is allowed its fragments.
+MIN_FRAGMENT = 64
+
 _OPEN = State.OPEN
 #: An ASGI message this protocol queues for receive() (an ``ASGIReceiveEvent``).
 _Message = dict[str, Any]
@@ -82,9 +85,14 @@ def _engine_options(config: Config) -> _EngineOptions:
             # 12-bit windows both ways (the factory's defaults): 4 KiB of history
             # per direction instead of 32 KiB, for idle memory per connection.
             extensions = (ServerPerMessageDeflate(),)
+        # uvicorn has no option for the fragments of one message: allow a message of
+        # ws_max_size in 64-byte fragments (Autobahn's 9.3.1 sends 4 MiB so), at least
+        # the engine's default. Each fragment costs a little memory beyond its
+        # payload, so the count stays bounded.
+        fragments = max(Limits().max_fragments or 0, config.ws_max_size // MIN_FRAGMENT)
         options = _EngineOptions(
-            Limits(max_message_size=config.ws_max_size), extensions,
-            max(1, config.ws_max_queue))
+            Limits(max_message_size=config.ws_max_size, max_fragments=fragments),
+            extensions, max(1, config.ws_max_queue))
         _options_of[config] = options
     return options
 

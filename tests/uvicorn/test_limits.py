@@ -169,3 +169,32 @@ def test_configure_checks_its_options_at_once() -> None:
         WebSocketProtocol.configure(origins=["not an origin"])
     checked = WebSocketProtocol.configure(check_origin=lambda request: True)
     assert issubclass(checked, WebSocketProtocol) and checked is not WebSocketProtocol
+
+
+def test_a_message_of_ws_max_size_may_come_in_64_byte_fragments() -> None:
+    """uvicorn has no fragment-count option: the count follows ``ws_max_size``."""
+    received: list[int] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        message = await receive()
+        received.append(len(message["bytes"]))
+        await send({"type": "websocket.close"})
+
+    async def main() -> None:
+        async with running(app, ws_max_size=MiB) as server:
+            reader, writer, _ = await upgrade(server)
+            piece = b"\x00" * 64
+            count = MiB // 64  # 16384: past the engine's default of 4096 fragments
+            frames = [cframe(0x2, piece, fin=False, key=b"\x00" * 4)]
+            frames += [cframe(0x0, piece, fin=False, key=b"\x00" * 4)] * (count - 2)
+            frames.append(cframe(0x0, piece, key=b"\x00" * 4))
+            writer.write(b"".join(frames))
+            code, _ = await close_frame(reader)
+            assert code == 1000
+            writer.write(cframe(0x8, struct.pack("!H", 1000)))
+            await ended(writer, reader)
+        assert received == [MiB]
+
+    asyncio.run(main())
