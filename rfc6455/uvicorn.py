@@ -458,9 +458,16 @@ class WebSocketProtocol(asyncio.Protocol):
 
     def _ping_timed_out(self) -> None:
         self.pong_timer = None
-        self._ping_payload = None
         if self.engine.state is not _OPEN or self._lost:
+            self._ping_payload = None
             return
+        if self._reading_paused and not self._writing_paused and self._messages:
+            # Reading stopped because the application is behind, not the peer: its
+            # pong may well be among the bytes not read yet. Wait once more.
+            assert self.ping_timeout is not None
+            self.pong_timer = self.loop.call_later(self.ping_timeout, self._ping_timed_out)
+            return
+        self._ping_payload = None
         if self.logger.level <= TRACE_LOG_LEVEL:
             self.logger.log(TRACE_LOG_LEVEL, "%sWebSocket keepalive ping timeout",
                             self._prefix())

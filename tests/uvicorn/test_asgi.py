@@ -181,3 +181,32 @@ def test_graceful_shutdown_sends_1012() -> None:
 
     asyncio.run(main())
     assert disconnects == [{"type": "websocket.disconnect", "code": 1012}]
+
+
+def test_keepalive_spares_a_peer_whose_pong_waits_behind_unreceived_messages() -> None:
+    """The application is behind (reading is paused on its queue), not the peer: the
+    pong may be among the bytes not read yet, so the ping timeout waits for them."""
+    release = asyncio.Event()
+    got: list[Any] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        await release.wait()  # busy: receives nothing for a while
+        got.append(await receive())
+
+    async def main() -> None:
+        async with running(app, ws_ping_interval=0.05, ws_ping_timeout=0.05) as server, \
+                rfc6455_connect(server.url("/")) as ws:
+            await ws.send("queued")  # reading pauses on it
+            await asyncio.sleep(0.6)  # many ping periods
+            protocol = server.protocols[0]
+            assert not protocol.transport.is_closing()
+            release.set()
+            for _ in range(100):
+                if got:
+                    break
+                await asyncio.sleep(0.01)
+            assert got == [{"type": "websocket.receive", "text": "queued"}]
+
+    asyncio.run(main())
