@@ -138,7 +138,7 @@ class WebSocketProtocol(asyncio.Protocol):
             config.load()
         self.config = config
         self.app = config.loaded_app
-        self.loop = _loop or asyncio.get_event_loop()
+        self.loop = _loop or asyncio.get_running_loop()
         self.logger = logging.getLogger("uvicorn.error")
         self.app_state = app_state
         self.connections = server_state.connections
@@ -175,6 +175,14 @@ class WebSocketProtocol(asyncio.Protocol):
         self._app_closed = False
         # Received messages are dropped from now on (we sent a close, §7.1.2).
         self._discarding = False
+        # A message was handed to the application: parse nothing more until it is
+        # back for the next (receive()) or has had its turn (_resume). The bytes
+        # behind a message are then parsed only after the application could answer
+        # it: an echo goes out before the close that a bad frame behind it causes
+        # (what Autobahn calls strict), and pings are still answered within a turn
+        # of the loop while the application is busy.
+        self._hold = False
+        self._resume_scheduled = False
 
         self._reading_paused = False
         self._writing_paused = False
@@ -259,8 +267,8 @@ class WebSocketProtocol(asyncio.Protocol):
     def _pull(self) -> None:
         """Take the engine's events, within the receive queue's bounds; write; update reads."""
         engine = self.engine
-        while self._discarding or (len(self._messages) < self._max_queue
-                                   and self._queued_bytes < QUEUE_BYTES):
+        while not self._hold and (self._discarding or (len(self._messages) < self._max_queue
+                                                       and self._queued_bytes < QUEUE_BYTES)):
             event = engine.next_event()
             if event is None:
                 break
@@ -269,10 +277,12 @@ class WebSocketProtocol(asyncio.Protocol):
                 if not self._discarding:
                     text = event.data  # type: ignore[union-attr]
                     self._deliver({"type": "websocket.receive", "text": text}, len(text))
+                    self._hold = True
             elif cls is Binary:
                 if not self._discarding:
                     data = event.data  # type: ignore[union-attr]
                     self._deliver({"type": "websocket.receive", "bytes": data}, len(data))
+                    self._hold = True
             elif cls is Pong:
                 self._pong(event.payload)  # type: ignore[union-attr]
             elif cls is ConnectionClosed:
@@ -284,8 +294,19 @@ class WebSocketProtocol(asyncio.Protocol):
                 engine.reject(400, [("content-type", "text/plain; charset=utf-8")],
                               b"Bad Request: not a WebSocket upgrade.\n")
             # Ping: the engine queued the pong itself (§5.5.2).
+        if self._hold and not self._resume_scheduled and engine.input_pending \
+                and not self._lost:
+            # The application's task was woken first: it runs, then this.
+            self._resume_scheduled = True
+            self.loop.call_soon(self._resume)
         self._flush()
         self._update_reading()
+
+    def _resume(self) -> None:
+        self._resume_scheduled = False
+        if self._hold:
+            self._hold = False
+            self._pull()
 
     def _flush(self, force: bool = False) -> None:
         """Write what the engine has to send; close the transport when it says EOF.
@@ -505,6 +526,7 @@ class WebSocketProtocol(asyncio.Protocol):
         """Send our close (§7.1.2), read on for the reply, at most ``close_timeout``."""
         self.engine.close(code, reason)
         self._discarding = True
+        self._hold = False
         self._flush(force=True)
         if self.engine.state is State.CLOSING and not self._lost and self.close_timer is None:
             self.close_timer = self.loop.call_later(self.close_timeout, self._close_timed_out)
@@ -551,37 +573,35 @@ class WebSocketProtocol(asyncio.Protocol):
 
     async def receive(self) -> ASGIReceiveEvent:
         messages = self._messages
-        if not messages:
-            if self._disconnect is not None:
-                # Taken already: the connection is over, nothing else will come.
-                return cast(ASGIReceiveEvent, self._disconnect)
-            if self._receiver is not None and not self._receiver.done():
-                raise RuntimeError("receive() is already waiting on this WebSocket")
-            receiver = self.loop.create_future()
-            self._receiver = receiver
-            if self._reading_paused or self.engine.input_pending:
-                self._pull()  # parsing stopped at the queue's bounds: go on
-            try:
-                return cast(ASGIReceiveEvent, await receiver)
-            except asyncio.CancelledError:
-                if receiver.done() and not receiver.cancelled():
-                    # Handed over, but the task was cancelled before it could run:
-                    # keep the message for the next receive().
-                    message = receiver.result()
-                    messages.appendleft(message)
-                    self._queued_bytes += _size(message)
-                raise
-            finally:
-                if self._receiver is receiver:
-                    self._receiver = None
-        message = messages.popleft()
-        self._queued_bytes -= _size(message)
-        if not messages or self._queued_bytes < QUEUE_BYTES:
-            if self.engine.input_pending:
-                self._pull()
-            else:
+        self._hold = False  # the application is back for more (see _pull)
+        if not messages and self.engine.input_pending:
+            self._pull()
+        if messages:
+            message = messages.popleft()
+            self._queued_bytes -= _size(message)
+            if not messages:
                 self._update_reading()
-        return cast(ASGIReceiveEvent, message)
+            return cast(ASGIReceiveEvent, message)
+        if self._disconnect is not None:
+            # Taken already: the connection is over, nothing else will come.
+            return cast(ASGIReceiveEvent, self._disconnect)
+        if self._receiver is not None and not self._receiver.done():
+            raise RuntimeError("receive() is already waiting on this WebSocket")
+        receiver = self.loop.create_future()
+        self._receiver = receiver
+        try:
+            return cast(ASGIReceiveEvent, await receiver)
+        except asyncio.CancelledError:
+            if receiver.done() and not receiver.cancelled():
+                # Handed over, but the task was cancelled before it could run:
+                # keep the message for the next receive().
+                message = receiver.result()
+                messages.appendleft(message)
+                self._queued_bytes += _size(message)
+            raise
+        finally:
+            if self._receiver is receiver:
+                self._receiver = None
 
     async def send(self, message: ASGISendEvent) -> None:
         while self._writing_paused and not self._lost:

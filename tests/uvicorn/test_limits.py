@@ -198,3 +198,32 @@ def test_a_message_of_ws_max_size_may_come_in_64_byte_fragments() -> None:
         assert received == [MiB]
 
     asyncio.run(main())
+
+
+def test_echo_goes_out_before_the_close_a_bad_frame_behind_it_causes() -> None:
+    """Autobahn's strict behaviour (3.2, 5.15...): the message before a bad frame is
+    answered first, since the frame behind it is parsed only once the application
+    had the message."""
+
+    async def echo(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        while True:
+            message = await receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            await send({"type": "websocket.send", "text": message["text"]})
+
+    async def main() -> None:
+        async with running(echo) as server:
+            reader, writer, _ = await upgrade(server)
+            # One write: a text message, then a frame with a reserved bit set (§5.2).
+            writer.write(cframe(0x1, b"first") + cframe(0x1, b"bad", rsv=0x20))
+            first, length = await asyncio.wait_for(reader.readexactly(2), 5)
+            assert (first, length) == (0x81, 5)
+            assert await reader.readexactly(5) == b"first"
+            code, _ = await close_frame(reader)
+            assert code == 1002
+            await ended(writer, reader)
+
+    asyncio.run(main())
