@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from rfc6455.asyncio import InvalidStatus, connect
+from rfc6455.asyncio import ConnectionClosed, InvalidStatus, connect
 
 from ..helpers import cframe
 from .servers import running
@@ -40,7 +40,7 @@ def test_scope_and_accept_options() -> None:
                 assert ws.response_headers.get("x-extra") == "1"
                 await ws.send("hi")
                 assert await ws.recv() == b"hi"
-                with pytest.raises(Exception):
+                with pytest.raises(ConnectionClosed):
                     await ws.recv()
                 assert (ws.close_code, ws.close_reason) == (4000, "done")
             scope = scopes[0]
@@ -134,7 +134,7 @@ def test_application_mistakes() -> None:
                     await connect(server.url(path))
                 assert info.value.status == 500, path
             async with connect(server.url("/open")) as ws:
-                with pytest.raises(Exception):
+                with pytest.raises(ConnectionClosed):
                     await ws.recv()
                 assert ws.close_code == 1000
 
