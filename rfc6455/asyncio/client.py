@@ -30,11 +30,12 @@ __all__ = ["connect"]
 
 
 class _ClientProtocol(Connection):
-    __slots__ = ("_keepalive_timer", "_opened")
+    __slots__ = ("_keepalive_timer", "_opened", "_uri")
 
     def __init__(self, uri: str, extra_headers: tuple[tuple[str, str], ...],
                  options: ClientOptions, logger: logging.Logger) -> None:
         super().__init__(options.new_engine(uri, extra_headers), options, logger)
+        self._uri = uri
         self._opened: asyncio.Future[None] = self._loop.create_future()
         self._keepalive_timer: asyncio.TimerHandle | None = None
 
@@ -46,6 +47,7 @@ class _ClientProtocol(Connection):
         if isinstance(event, Accepted):
             if not self._opened.done():  # else connect() gave up (open_timeout)
                 self._opened.set_result(None)
+            self._driver.opened(self.remote_address, _now(), self._uri)
             self._schedule_keepalive()
             self._hold_for_first_recv()
             return
@@ -178,7 +180,7 @@ class connect:
         return protocol
 
     async def _open(self) -> Connection:
-        hops = Redirects(self.uri, self.options)
+        hops = Redirects(self.uri, self.options, self._logger)
         while True:
             attempt = self._attempt(hops.uri, hops.extra_headers)
             try:

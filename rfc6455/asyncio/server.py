@@ -19,7 +19,6 @@ from .._driver import (
     ConnectionClosed,
     ServerOptions,
     check_callback,
-    default_http_response,
     http_linger,
     internal_error_response,
     ip_of,
@@ -90,6 +89,7 @@ class _ServerProtocol(Connection):
             return
         if isinstance(event, ClosedEvent):
             # The engine already answered the bad request with an HTTP error (§4.2.1).
+            self._server._admission.bad_request(self.remote_address, event)
             self._flush_answer()
             return
         assert isinstance(event, (Request, HTTPRequest))
@@ -117,8 +117,7 @@ class _ServerProtocol(Connection):
         engine = self._engine
         if self._lost or engine.state is not State.CONNECTING:
             return
-        if response is None and isinstance(event, HTTPRequest):
-            response = default_http_response(event)
+        response = self._server._admission.answer(self.remote_address, event, response)
         if response is not None:
             status, headers, body = response
             engine.respond(status, list(headers), body)
@@ -133,6 +132,7 @@ class _ServerProtocol(Connection):
             self._open_timer.cancel()
             self._open_timer = None
         self._server._opened(self)
+        self._driver.opened(self.remote_address, _now())
         self._flush()
         self._start_application()
 

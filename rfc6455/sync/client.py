@@ -81,6 +81,7 @@ def _attempt(uri: str, extra_headers: tuple[tuple[str, str], ...], options: Clie
         event = handshake_io(sock, engine, deadline)
         if isinstance(event, Accepted):
             conn = Connection(sock, engine, options, logger)
+            conn._driver.opened(conn.remote_address, time.monotonic(), uri)
             conn._start()
             return conn
         if isinstance(event, Rejected):
@@ -110,7 +111,7 @@ def connect(uri: str, *, ssl: ssl_module.SSLContext | None = None, path: str | N
     ``wss`` to ``ws``, another scheme or a Location that is not a URI.
     """
     opts: ClientOptions = split_options(ClientOptions, options)
-    hops = Redirects(uri, opts)
+    hops = Redirects(uri, opts, logger or client_logger)
     while True:
         try:
             return _attempt(hops.uri, hops.extra_headers, opts, ssl, path, server_hostname,

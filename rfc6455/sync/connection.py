@@ -101,7 +101,7 @@ class Connection(ConnectionView):
         self.engine = engine
         self._options = options
         self.logger = logger
-        self._driver: Driver[_Ping] = Driver(engine, options, time.monotonic())
+        self._driver: Driver[_Ping] = Driver(engine, options, time.monotonic(), logger)
         self._cond = threading.Condition(threading.Lock())
         self._outbox: deque[bytes | memoryview] = deque()
         self._outbox_bytes = 0
@@ -324,6 +324,7 @@ class Connection(ConnectionView):
             self._eof_received = True
             self.engine.receive_eof()
         self._progress()
+        self._driver.ended(time.monotonic())
         if not self._writing:  # else the writer does, as it leaves
             self._outbox.clear()
             self._outbox_bytes = 0
@@ -351,9 +352,12 @@ class Connection(ConnectionView):
         try:
             with cond:
                 self._progress()  # bytes that came with the handshake
+                self._run_callbacks()
             while True:
                 with cond:
                     timeout = self._timers()
+                    if driver.callbacks is not None:  # noted by a pull in another thread
+                        self._run_callbacks()
                     if self._lost:
                         break
                     if self._outbox or engine.has_data_to_send:
@@ -401,6 +405,8 @@ class Connection(ConnectionView):
                         self._eof_received = True
                         engine.receive_eof()
                     self._progress()
+                    if driver.callbacks is not None:
+                        self._run_callbacks()
         except Exception:  # pragma: no cover - a bug: log it, do not hang the app
             self.logger.exception("reader thread failed")
         finally:
@@ -411,6 +417,25 @@ class Connection(ConnectionView):
                 cond.wait_for(lambda: not self._writing, _WRITER_EXIT_WAIT)
             with contextlib.suppress(OSError):
                 sock.close()
+
+    def _run_callbacks(self) -> None:
+        """Run the on_ping / on_pong callbacks the pull noted (lock held, released
+        while they run: they may send, pong or close), pulling on while more are due."""
+        cond = self._cond
+        driver = self._driver
+        while (due := driver.take_callbacks()) is not None:
+            cond.release()
+            try:
+                ok = driver.run_callbacks(due, self)
+            finally:
+                cond.acquire()
+            if not ok:
+                if not self._lost:
+                    self._start_close(CloseCode.INTERNAL_ERROR, "")
+                return
+            if self._lost:
+                return
+            self._progress()  # the pull stopped for them (Driver._callback_due)
 
     def _tls_pending(self) -> bool:
         """Whether TLS holds decrypted bytes already (poll() would not see them)."""
@@ -480,6 +505,9 @@ class Connection(ConnectionView):
                     if driver.hold:
                         self._hold_since = time.monotonic()
                     self._after_pull()
+                    if driver.callbacks is not None:
+                        self._run_callbacks()
+                        continue
                     self._write_nowait()
                     # _write_nowait() releases the lock while it writes: the reader thread
                     # may have queued what we want meanwhile, and will not wake us.

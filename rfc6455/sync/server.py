@@ -32,7 +32,6 @@ from .._driver import (
     ConnectionClosed,
     ServerOptions,
     check_callback,
-    default_http_response,
     http_linger,
     internal_error_response,
     ip_of,
@@ -161,6 +160,7 @@ class Server:
             if not isinstance(event, (Request, HTTPRequest)):
                 # A bad request: the engine answered it with an HTTP error and our
                 # FIN; read on a moment before closing, as after any answer.
+                self._admission.bad_request(address, event)
                 _linger(sock, options.close_timeout)
                 return
             with self._lock:
@@ -168,8 +168,7 @@ class Server:
                 if inspect.isawaitable(response):
                     self.logger.error("process_request returned an awaitable in a sync server")
                     response = internal_error_response()
-                if response is None and isinstance(event, HTTPRequest):
-                    response = default_http_response(event)
+                response = self._admission.answer(address, event, response)
                 if response is None:
                     engine.accept(extra_headers=options.extra_headers)
                     self._admission.opened(conn, ip)
@@ -180,6 +179,7 @@ class Server:
                 _linger(sock, options.close_timeout)
                 return
             flush_blocking(sock, engine)
+            conn._driver.opened(address, time.monotonic())
             conn.handler_thread = threading.current_thread()
             conn._start()
             self._run(conn)
