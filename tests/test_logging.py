@@ -287,8 +287,13 @@ def test_trace_reads_headers_split_anywhere() -> None:
     for step in (1, 3, 7, 1000):
         scanner = FrameScanner()
         seen: list[tuple[int, int, int]] = []
+
+        def report(first: int, second: int, length: int,
+                   seen: list[tuple[int, int, int]] = seen) -> None:
+            seen.append((first, second & 0x80, length))
+
         for i in range(0, len(stream), step):
-            scanner.feed(stream[i:i + step], lambda a, b, n: seen.append((a, b & 0x80, n)))
+            scanner.feed(stream[i:i + step], report)
         assert seen == [(0x81, 0, 300), (0x89, 0, 0), (0x02, 0x80, 70000)], step
     refused = FrameScanner()
     refused.feed(b"HTTP/1.1 403 Forbidden\r\n\r\n\x81\x05hello",
