@@ -125,7 +125,10 @@ class connect:
     ``server_hostname``, ``logger``, ``proxy`` ("http://host:port", HTTP CONNECT),
     ``max_redirects`` (3xx answers followed, default 3), and the fields of
     :class:`rfc6455._driver.ClientOptions` (``origin``, ``subprotocols``,
-    ``extra_headers``, ``compression``, ``max_size``, ``ping_interval``...).
+    ``extra_headers``, ``compression``, ``max_size``, ``ping_interval``,
+    ``auto_pong``, ``on_ping``, ``on_pong``...; see ``serve``). The
+    connection is logged on ``logger`` (default ``rfc6455.client``): opened
+    and closed at DEBUG, a refusal or a redirect at INFO.
 
     Redirects: a 3xx answer with a ``Location`` is followed (relative ones
     too); ``http://`` and ``https://`` Locations mean ``ws://`` and ``wss://``

@@ -260,7 +260,10 @@ def serve(handler: Handler, host: str | None = None, port: int | None = None, *,
     """Listen and return a :class:`Server`; call ``serve_forever()`` to accept.
 
     ``handler(ws)`` runs in a thread per connection; the connection closes (1000)
-    when it returns, 1011 if it raises. Options as for :func:`rfc6455.asyncio.serve`.
+    when it returns, 1011 if it raises. Options as for :func:`rfc6455.asyncio.serve`;
+    ``on_ping`` / ``on_pong`` run in the thread that parsed the frame (the
+    connection's reader thread, or one in ``recv()``), without the connection's
+    lock held.
     """
     check_callback(handler, "connection handler", 1, asynchronous=False)
     opts: ServerOptions = split_options(ServerOptions, options)
