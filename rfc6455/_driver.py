@@ -677,14 +677,12 @@ class Driver(Generic[W]):
         "conn",
         "discard",
         "hold",
+        "hooks",
         "idle_timeout",
         "last_received",
         "latency",
-        "logger",
         "max_queue",
         "next_ping",
-        "on_ping",
-        "on_pong",
         "ping_interval",
         "ping_timeout",
         "read_limit",
@@ -692,15 +690,12 @@ class Driver(Generic[W]):
     )
 
     def __init__(self, conn: ServerConnection | ClientConnection, options: _Common,
-                 now: float, logger: logging.Logger | None = None) -> None:
+                 now: float) -> None:
         self.conn = conn
-        #: Where this connection's life is logged.
-        self.logger = logger or (
-            server_logger if isinstance(conn, ServerConnection) else client_logger)
-        # (level, peer, since) once the opening was logged: the close is logged too.
-        self._opened: tuple[int, str, float] | None = None
-        self.on_ping = options.on_ping
-        self.on_pong = options.on_pong
+        # (logger, level, peer, since) once the opening was logged: the close is too.
+        self._opened: tuple[logging.Logger, int, str, float] | None = None
+        #: The options, when they have an on_ping or on_pong callback (else None).
+        self.hooks = options if options.on_ping or options.on_pong else None
         #: (callback, payload) noted by the pull, for the adapter to run after it.
         self.callbacks: list[tuple[Callable[[Any, bytes], object], bytes]] | None = None
         self.max_queue = max(1, options.max_queue)
@@ -783,16 +778,16 @@ class Driver(Generic[W]):
         final one, or callbacks to run first (see :meth:`_callback_due`)."""
         if cls is Pong:
             self._pong(event.payload, now)  # type: ignore[attr-defined]
-            if self.on_pong is not None:
-                return self._callback_due(self.on_pong, event.payload)  # type: ignore
+            if self.hooks is not None and self.hooks.on_pong is not None:
+                return self._callback_due(self.hooks.on_pong, event.payload)  # type: ignore
         elif cls is ClosedEvent:
             self.closed = event  # type: ignore[assignment]
             if self._opened is not None:
                 self._log_closed(event.code, event.reason, event.error, now)  # type: ignore
             return True
-        elif cls is Ping and self.on_ping is not None:
+        elif cls is Ping and self.hooks is not None and self.hooks.on_ping is not None:
             # (The engine already queued the pong, §5.5.2, unless auto_pong is off.)
-            return self._callback_due(self.on_ping, event.payload)  # type: ignore[attr-defined]
+            return self._callback_due(self.hooks.on_ping, event.payload)  # type: ignore
         return False
 
     def _callback_due(self, callback: Callable[[Any, bytes], object], payload: bytes) -> bool:
@@ -811,30 +806,33 @@ class Driver(Generic[W]):
         return callbacks
 
     def run_callbacks(self, due: list[tuple[Callable[[Any, bytes], object], bytes]],
-                      ws: Any) -> bool:
+                      ws: Any, logger: logging.Logger) -> bool:
         """Run ``callback(ws, payload)`` for each of ``due``, outside the pull.
 
-        False if one raised: an application bug, logged at ERROR with its
-        traceback; no callback runs on this connection again and the adapter
-        closes it with 1011 (§7.4.1: an unexpected condition), as when a handler
-        fails.
+        False if one raised: an application bug, logged on ``logger`` at ERROR
+        with its traceback; no callback runs on this connection again and the
+        adapter closes it with 1011 (§7.4.1: an unexpected condition), as when a
+        handler fails.
         """
         for callback, payload in due:
             try:
                 callback(ws, payload)
             except Exception:
-                name = "on_ping" if callback is self.on_ping else "on_pong"
-                self.logger.exception("%s callback failed", name)
-                self.on_ping = self.on_pong = None
+                hooks = self.hooks
+                name = "on_ping" if hooks is not None and callback is hooks.on_ping \
+                    else "on_pong"
+                logger.exception("%s callback failed", name)
+                self.hooks = None
                 return False
         return True
 
     # ------------------------------------------------------------- lifecycle
 
-    def opened(self, remote_address: Any, now: float, uri: str | None = None) -> None:
-        """The opening handshake succeeded: log it, INFO for a server, DEBUG for a
-        client (``uri``: where it connected), with the peer, the resource, the
-        subprotocol and the extension; the close will be logged at the same level.
+    def opened(self, remote_address: Any, now: float, logger: logging.Logger,
+               uri: str | None = None) -> None:
+        """The opening handshake succeeded: log it on ``logger``, INFO for a server,
+        DEBUG for a client (``uri``: where it connected), with the peer, the resource,
+        the subprotocol and the extension; the close will be logged there too.
 
         Whether to log is decided here, once per connection.
         """
@@ -844,10 +842,9 @@ class Driver(Generic[W]):
         if isinstance(conn, (TracedServerConnection, TracedClientConnection)):
             conn.trace_label = f"{'server' if server else 'client'} {label}"
         level = logging.INFO if server else logging.DEBUG
-        logger = self.logger
         if not logger.isEnabledFor(level):
             return
-        self._opened = (level, label, now)
+        self._opened = (logger, level, label, now)
         if isinstance(conn, ServerConnection):
             request = conn.request
             resource = "" if request is None else request.target
@@ -873,9 +870,10 @@ class Driver(Generic[W]):
         opened = self._opened
         assert opened is not None
         self._opened = None
-        level, label, since = opened
+        logger, level, label, since = opened
         if error is not None:
-            closed_by, how = "error", f"failed by us: {error}"
+            # (The reason we sent says what the peer did.)
+            closed_by, how = "error", "failed by us: the peer broke the protocol or a limit"
         elif self.discard:  # start_discarding: we started the closing handshake
             closed_by, how = "local", "closed by us"
         elif code == CloseCode.ABNORMAL_CLOSURE:
@@ -883,7 +881,7 @@ class Driver(Generic[W]):
         else:
             closed_by, how = "remote", "closed by the peer"
         duration = now - since
-        self.logger.log(level, "connection closed: %s code %d%s, %s, after %.3f s", label, code,
+        logger.log(level, "connection closed: %s code %d%s, %s, after %.3f s", label, code,
                         f" {reason!r}" if reason else "", how, duration,
                         extra={"remote_address": label, "code": code, "reason": reason,
                                "closed_by": closed_by, "duration": duration})

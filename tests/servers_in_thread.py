@@ -10,6 +10,8 @@ from collections.abc import Iterator
 from typing import Any
 
 ADAPTERS = ("asyncio", "sync")
+#: The adapters' servers, the asyncio callback server (serve_listener) too.
+SERVERS = ("asyncio", "listener", "sync")
 
 
 @contextlib.contextmanager
@@ -17,8 +19,8 @@ def running_server(adapter: str, *, server_ping: bytes | None = None,
                    **options: Any) -> Iterator[int]:
     """Serve an echo handler on 127.0.0.1 with ``options``; yield the port.
 
-    ``server_ping``: the handler first sends a ping with this payload and waits for
-    its pong.
+    ``adapter``: one of :data:`SERVERS`. ``server_ping``: the handler first sends a
+    ping with this payload and waits for its pong (not with the listener).
     """
     if adapter == "sync":
         from rfc6455.sync import Connection, serve
@@ -40,7 +42,12 @@ def running_server(adapter: str, *, server_ping: bytes | None = None,
         return
 
     from rfc6455.asyncio import Connection as AsyncConnection
+    from rfc6455.asyncio import Listener, serve_listener
     from rfc6455.asyncio import serve as aserve
+
+    class Echo(Listener):
+        def on_message(self, ws: AsyncConnection, message: str | bytes) -> None:
+            ws.send_nowait(message)
 
     ready: list[int] = []
     started = threading.Event()
@@ -53,7 +60,10 @@ def running_server(adapter: str, *, server_ping: bytes | None = None,
             await ws.send(message)
 
     async def main() -> None:
-        async with aserve(aecho, "127.0.0.1", 0, **options) as server:
+        assert adapter in ("asyncio", "listener")
+        starting = serve_listener(Echo, "127.0.0.1", 0, **options) if adapter == "listener" \
+            else aserve(aecho, "127.0.0.1", 0, **options)
+        async with starting as server:
             ready.append(server.port)
             started.set()
             for _ in range(6000):  # at most 60 s

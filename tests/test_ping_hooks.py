@@ -18,7 +18,7 @@ from typing import Any, cast
 import pytest
 
 from tests.helpers import CLOSE, PING, PONG, client_request, frame, parse_frames
-from tests.servers_in_thread import ADAPTERS, running_server
+from tests.servers_in_thread import ADAPTERS, SERVERS, running_server
 
 
 class Calls:
@@ -129,7 +129,7 @@ def test_client_callbacks_get_the_payloads(adapter: str) -> None:
             asyncio.run(main())
 
 
-@pytest.mark.parametrize("adapter", ADAPTERS)
+@pytest.mark.parametrize("adapter", SERVERS)
 def test_auto_pong_false_sends_no_pong(adapter: str) -> None:
     calls = Calls()
     with running_server(adapter, auto_pong=False, on_ping=calls.hook("ping")) as port:
@@ -152,7 +152,7 @@ def answer_late(ws: Any, payload: bytes) -> None:
     ws.pong(b"late:" + payload)
 
 
-@pytest.mark.parametrize("adapter", ADAPTERS)
+@pytest.mark.parametrize("adapter", SERVERS)
 def test_auto_pong_false_the_callback_answers(adapter: str) -> None:
     with running_server(adapter, auto_pong=False, on_ping=answer_late) as port:
         sock, rest = upgraded(port)
@@ -164,7 +164,7 @@ def test_auto_pong_false_the_callback_answers(adapter: str) -> None:
             frames_for(sock, b"", 0.3)
 
 
-@pytest.mark.parametrize("adapter", ADAPTERS)
+@pytest.mark.parametrize("adapter", SERVERS)
 def test_a_ping_flood_reaches_every_callback(adapter: str) -> None:
     """The pull stops every few callbacks for the adapter to run them: it must
     go on afterwards, even when nothing more arrives."""
@@ -186,7 +186,7 @@ def broken(ws: Any, payload: bytes) -> None:
     raise RuntimeError("a bug in the application's on_ping")
 
 
-@pytest.mark.parametrize("adapter", ADAPTERS)
+@pytest.mark.parametrize("adapter", SERVERS)
 @pytest.mark.expect_error_log("rfc6455.server", "on_ping callback failed")
 def test_a_failing_callback_closes_with_1011(adapter: str) -> None:
     with running_server(adapter, on_ping=broken) as port:

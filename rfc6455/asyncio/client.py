@@ -47,7 +47,7 @@ class _ClientProtocol(Connection):
         if isinstance(event, Accepted):
             if not self._opened.done():  # else connect() gave up (open_timeout)
                 self._opened.set_result(None)
-            self._driver.opened(self.remote_address, _now(), self._uri)
+            self._driver.opened(self.remote_address, _now(), self.logger, self._uri)
             self._schedule_keepalive()
             self._hold_for_first_recv()
             return

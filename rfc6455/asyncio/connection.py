@@ -180,7 +180,7 @@ class Connection(ConnectionView, asyncio.Protocol):
         self.engine = engine
         self._options = options
         self.logger = logger
-        self._driver: Driver[asyncio.Future[float]] = Driver(engine, options, _now(), logger)
+        self._driver: Driver[asyncio.Future[float]] = Driver(engine, options, _now())
         self.transport: asyncio.Transport | None = None
         self._recv_waiter: asyncio.Future[Any] | None = None
         self._recv_want = WANT_NOTHING
@@ -359,7 +359,7 @@ class Connection(ConnectionView, asyncio.Protocol):
         due = driver.take_callbacks()
         if due is None:
             return
-        if not driver.run_callbacks(due, self):
+        if not driver.run_callbacks(due, self, self.logger):
             self._start_close(CloseCode.INTERNAL_ERROR, "")
         elif self.engine.input_pending and not self._lost:
             # The pull stopped for them (Driver._callback_due): parse on, soon.

@@ -132,7 +132,7 @@ class _ServerProtocol(Connection):
             self._open_timer.cancel()
             self._open_timer = None
         self._server._opened(self)
-        self._driver.opened(self.remote_address, _now())
+        self._driver.opened(self.remote_address, _now(), self.logger)
         self._flush()
         self._start_application()
 

@@ -81,7 +81,7 @@ def _attempt(uri: str, extra_headers: tuple[tuple[str, str], ...], options: Clie
         event = handshake_io(sock, engine, deadline)
         if isinstance(event, Accepted):
             conn = Connection(sock, engine, options, logger)
-            conn._driver.opened(conn.remote_address, time.monotonic(), uri)
+            conn._driver.opened(conn.remote_address, time.monotonic(), logger, uri)
             conn._start()
             return conn
         if isinstance(event, Rejected):

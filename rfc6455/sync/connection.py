@@ -101,7 +101,7 @@ class Connection(ConnectionView):
         self.engine = engine
         self._options = options
         self.logger = logger
-        self._driver: Driver[_Ping] = Driver(engine, options, time.monotonic(), logger)
+        self._driver: Driver[_Ping] = Driver(engine, options, time.monotonic())
         self._cond = threading.Condition(threading.Lock())
         self._outbox: deque[bytes | memoryview] = deque()
         self._outbox_bytes = 0
@@ -426,7 +426,7 @@ class Connection(ConnectionView):
         while (due := driver.take_callbacks()) is not None:
             cond.release()
             try:
-                ok = driver.run_callbacks(due, self)
+                ok = driver.run_callbacks(due, self, self.logger)
             finally:
                 cond.acquire()
             if not ok:

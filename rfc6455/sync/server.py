@@ -179,7 +179,7 @@ class Server:
                 _linger(sock, options.close_timeout)
                 return
             flush_blocking(sock, engine)
-            conn._driver.opened(address, time.monotonic())
+            conn._driver.opened(address, time.monotonic(), self.logger)
             conn.handler_thread = threading.current_thread()
             conn._start()
             self._run(conn)
