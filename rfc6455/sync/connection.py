@@ -78,6 +78,7 @@ class Connection(ConnectionView):
         "_driver",
         "_eof_received",
         "_hold_since",
+        "_in_callbacks",
         "_io_lock",
         "_lost",
         "_options",
@@ -111,6 +112,7 @@ class Connection(ConnectionView):
         self._recv_waiting = False
         self._recv_want = WANT_NOTHING
         self._hold_since = 0.0
+        self._in_callbacks = False  # a thread runs on_ping / on_pong callbacks
         self._close_deadline: float | None = None
         self._eof_received = False
         self._lost = False
@@ -418,24 +420,35 @@ class Connection(ConnectionView):
             with contextlib.suppress(OSError):
                 sock.close()
 
-    def _run_callbacks(self) -> None:
+    def _run_callbacks(self) -> bool:
         """Run the on_ping / on_pong callbacks the pull noted (lock held, released
-        while they run: they may send, pong or close), pulling on while more are due."""
+        while they run: they may send, pong or close), pulling on while more are due.
+
+        One thread at a time, so that they run in order: False (nothing done) if
+        another thread runs them; it takes those noted meanwhile too.
+        """
+        if self._in_callbacks:
+            return False
         cond = self._cond
         driver = self._driver
-        while (due := driver.take_callbacks()) is not None:
-            cond.release()
-            try:
-                ok = driver.run_callbacks(due, self, self.logger)
-            finally:
-                cond.acquire()
-            if not ok:
-                if not self._lost:
-                    self._start_close(CloseCode.INTERNAL_ERROR, "")
-                return
-            if self._lost:
-                return
-            self._progress()  # the pull stopped for them (Driver._callback_due)
+        self._in_callbacks = True
+        try:
+            while (due := driver.take_callbacks()) is not None:
+                cond.release()
+                try:
+                    ok = driver.run_callbacks(due, self, self.logger)
+                finally:
+                    cond.acquire()
+                if not ok:
+                    if not self._lost:
+                        self._start_close(CloseCode.INTERNAL_ERROR, "")
+                    break
+                if self._lost:
+                    break
+                self._progress()  # the pull stopped for them (Driver._callback_due)
+        finally:
+            self._in_callbacks = False
+        return True
 
     def _tls_pending(self) -> bool:
         """Whether TLS holds decrypted bytes already (poll() would not see them)."""
@@ -505,8 +518,7 @@ class Connection(ConnectionView):
                     if driver.hold:
                         self._hold_since = time.monotonic()
                     self._after_pull()
-                    if driver.callbacks is not None:
-                        self._run_callbacks()
+                    if driver.callbacks is not None and self._run_callbacks():
                         continue
                     self._write_nowait()
                     # _write_nowait() releases the lock while it writes: the reader thread
