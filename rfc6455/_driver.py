@@ -395,6 +395,13 @@ class Redirects:
         return True
 
 
+def handshake_failed(logger: logging.Logger, uri: str, error: Exception) -> None:
+    """Client: the server's answer was not a valid 101 (§4.1, e.g. a wrong
+    ``Sec-WebSocket-Accept``); both clients raise ``error`` next. INFO, as a refusal."""
+    logger.info("opening handshake failed: %s: %s", uri, error,
+                extra={"uri": uri, "why": str(error)})
+
+
 def split_options(cls: type[_Common], options: dict[str, Any]) -> Any:
     """Build ``cls`` from keyword options, with a clear error for an unknown one."""
     try:

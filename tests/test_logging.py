@@ -9,6 +9,7 @@ Peer misbehaviour is never logged at ERROR (the suite's guard fails on one).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import socket
@@ -351,3 +352,54 @@ def test_cli_trace_option() -> None:
     assert build_parser().parse_args(["echo", "--trace"]).trace is True
     assert build_parser().parse_args(["client", "ws://x/", "--trace"]).trace is True
     assert build_parser().parse_args(["broadcast"]).trace is False
+
+
+@pytest.mark.parametrize("adapter", ADAPTERS)
+def test_client_logs_a_bad_101(adapter: str, debug: pytest.LogCaptureFixture) -> None:
+    """A 101 with a wrong Sec-WebSocket-Accept (§4.1): the server's fault, at INFO."""
+    import threading
+
+    from tests.helpers import new_key, server_response
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def answer() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            head = b""
+            while b"\r\n\r\n" not in head:
+                chunk = conn.recv(4096)
+                if not chunk:
+                    return
+                head += chunk
+            conn.sendall(server_response(new_key()))  # the accept token of another key
+            conn.settimeout(5)
+            with contextlib.suppress(OSError):
+                while conn.recv(4096):
+                    pass
+
+    thread = threading.Thread(target=answer)
+    thread.start()
+    uri = f"ws://127.0.0.1:{port}/"
+    try:
+        if adapter == "sync":
+            from rfc6455.sync import connect
+
+            with pytest.raises(Exception, match="Accept"):
+                connect(uri)
+        else:
+            from rfc6455.asyncio import connect as aconnect
+
+            async def main() -> None:
+                with pytest.raises(Exception, match="Accept"):
+                    await aconnect(uri)
+
+            asyncio.run(main())
+    finally:
+        thread.join(10)
+        listener.close()
+    [failed] = records(debug, "rfc6455.client", "opening handshake failed")
+    assert failed.levelno == logging.INFO
+    assert failed.uri == uri  # type: ignore[attr-defined]
+    assert "accept" in failed.why.lower()  # type: ignore[attr-defined]

@@ -17,6 +17,7 @@ from .._driver import (
     InvalidStatus,
     Redirects,
     client_logger,
+    handshake_failed,
     proxy_connect_request,
     proxy_connect_status,
     split_options,
@@ -55,6 +56,7 @@ class _ClientProtocol(Connection):
             error: Exception = InvalidStatus(event.status, event.headers, event.body)
         elif isinstance(event, ClosedEvent) and event.error is not None:
             error = event.error
+            handshake_failed(self.logger, self._uri, error)
         else:
             error = ConnectionError("connection closed during the opening handshake")
         self._flush()

@@ -15,6 +15,7 @@ from .._driver import (
     InvalidStatus,
     Redirects,
     client_logger,
+    handshake_failed,
     proxy_connect_request,
     proxy_connect_status,
     split_options,
@@ -87,6 +88,7 @@ def _attempt(uri: str, extra_headers: tuple[tuple[str, str], ...], options: Clie
         if isinstance(event, Rejected):
             raise InvalidStatus(event.status, event.headers, event.body)
         if isinstance(event, ClosedEvent) and event.error is not None:
+            handshake_failed(logger, uri, event.error)
             raise event.error
         raise ConnectionError("connection closed during the opening handshake")
     except BaseException:
