@@ -1,15 +1,13 @@
-"""Running a reference server on either backend, with the same behaviour on both.
+"""A reference server's configuration, the same on either backend.
 
-``run_server(args)`` builds the options from the command line, serves until
-SIGINT or SIGTERM, then closes every connection with 1001 "going away"
-(RFC 6455 §7.4.1), waits for the closing handshakes up to the close timeout and
-returns exit status 0.
+:class:`ServerConfig` is built from the command line; each backend
+(``_aio.py``, ``_threaded.py``) serves with it, and :func:`rfc6455.apps.launch.run_server`
+picks the backend. The backends import this module; it imports none of them.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import ssl
 from dataclasses import dataclass
@@ -18,9 +16,9 @@ from typing import Any, Final
 from ..events import HTTPRequest, Request
 from . import web
 from .backplane import Backplane, RedisBackplane, RelayBackplane
-from .hub import Hub
+from .hub import C, FanOut, Hub
 
-__all__ = ["ServerConfig", "default_max_connections", "open_files_limit", "run_server"]
+__all__ = ["ServerConfig", "default_max_connections", "log_start", "open_files_limit"]
 
 logger = logging.getLogger("rfc6455.server")
 
@@ -167,8 +165,9 @@ class ServerConfig:
             return RelayBackplane(self.relay)
         return None
 
-    def make_hub(self) -> Hub:
-        return Hub(buffer_limit=self.client_buffer, policy=self.slow_policy,
+    def make_hub(self, fan_out: FanOut[C]) -> Hub[C]:
+        """The broadcast policy of this server, over an adapter's ``broadcast()``."""
+        return Hub(fan_out, buffer_limit=self.client_buffer, policy=self.slow_policy,
                    close_code=self.slow_close_code)
 
 
@@ -198,14 +197,3 @@ def log_start(config: ServerConfig, address: Any) -> None:
     logger.info("%s", _caps(config))
     logger.info("%s server (%s backend) listening on %s", config.app, config.backend,
                 _url(config, address))
-
-
-def run_server(args: argparse.Namespace) -> int:
-    config = ServerConfig.from_args(args)
-    if config.backend == "asyncio":
-        from ._aio import serve_asyncio
-
-        return asyncio.run(serve_asyncio(config))
-    from ._threaded import serve_sync
-
-    return serve_sync(config)

@@ -1,6 +1,7 @@
 """One WebSocket connection over asyncio: an :class:`asyncio.Protocol` around the engine.
 
-The protocol moves bytes, runs timers and wakes waiters; the engine decides
+The protocol (``_Transport``) moves bytes, runs timers and wakes waiters;
+:class:`Connection` adds what the application calls. The engine decides
 everything about the protocol and :class:`rfc6455._driver.Driver` holds the
 queue, pull policy and keepalive bookkeeping shared with the blocking adapter.
 """
@@ -10,32 +11,39 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Generator, Iterable
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Collection,
+    Generator,
+    Iterable,
+)
 from time import monotonic as _now
 from typing import TYPE_CHECKING, Any
 
 from .._core import State
 from .._driver import (
-    IDLE_TIMEOUT,
+    KEEP,
     PING,
-    PING_TIMEOUT,
     WANT_MESSAGE,
     WANT_NOTHING,
     WANT_PIECE,
+    CommonOptions,
     ConcurrencyError,
     ConnectionClosed,
     ConnectionClosedOK,
     ConnectionView,
     Data,
     Driver,
-    _Common,
-    keepalive_close,
+    Fragments,
 )
+from .._fanout import BUSY, NOT_OPEN, SENT, SLOW, BroadcastResult, Frames, SlowPolicy, fan_out
 from .._mask import ACCELERATED
 from ..connection import ClientConnection, ServerConnection
 from ..errors import CloseCode, LocalProtocolError
 
-__all__ = ["Connection"]
+__all__ = ["BroadcastResult", "Connection", "broadcast"]
 
 
 async def _ready(message: Data) -> Data:
@@ -93,7 +101,7 @@ def _thrown(typ: Any, val: Any, tb: Any) -> BaseException:
 
 class _MessageWait(_FutureWait, Generator[Any, None, Data]):
     """What a reader awaits while no message is there: the future that
-    :meth:`Connection._progress` resolves with the message, awaited the way a
+    :meth:`_Transport._progress` resolves with the message, awaited the way a
     future is, plus cancel safety.
 
     ``_progress`` takes the message from the queue as it resolves the future;
@@ -141,8 +149,10 @@ _FIRST_HOLD = 0.05
 _COALESCE_LIMIT = 65536
 
 
-class Connection(ConnectionView, asyncio.Protocol):
-    """A WebSocket connection: receive with ``recv()`` or ``async for``, send with ``send()``."""
+class _Transport(ConnectionView, asyncio.Protocol):
+    """The transport's half of a connection: an :class:`asyncio.Protocol` that feeds
+    the engine, writes what it has to send, runs the timers and wakes waiters.
+    :class:`Connection` adds what the application calls."""
 
     __slots__ = (
         "_close_timer",
@@ -174,7 +184,7 @@ class Connection(ConnectionView, asyncio.Protocol):
     #: server that stops is safe.
     _reads_follow_writes = False
 
-    def __init__(self, engine: ServerConnection | ClientConnection, options: _Common,
+    def __init__(self, engine: ServerConnection | ClientConnection, options: CommonOptions,
                  logger: logging.Logger) -> None:
         self._loop = asyncio.get_running_loop()
         self.engine = engine
@@ -196,16 +206,6 @@ class Connection(ConnectionView, asyncio.Protocol):
         # 0: output is written as it is produced; else 1 + the bytes sent since a
         # write was scheduled for the end of this loop iteration.
         self._coalesced = 0
-
-    # ------------------------------------------------------------ properties
-
-    @property
-    def remote_address(self) -> Any:
-        return None if self.transport is None else self.transport.get_extra_info("peername")
-
-    @property
-    def local_address(self) -> Any:
-        return None if self.transport is None else self.transport.get_extra_info("sockname")
 
     # ------------------------------------------------------ protocol callbacks
 
@@ -360,7 +360,8 @@ class Connection(ConnectionView, asyncio.Protocol):
         if due is None:
             return
         if not driver.run_callbacks(due, self, self.logger):
-            self._start_close(CloseCode.INTERNAL_ERROR, "")
+            driver.begin_close(CloseCode.INTERNAL_ERROR, "")
+            self._progress()
         elif self.engine.input_pending and not self._lost:
             # The pull stopped for them (Driver._callback_due): parse on, soon.
             self._loop.call_soon(self._progress)
@@ -429,26 +430,35 @@ class Connection(ConnectionView, asyncio.Protocol):
             self.transport.abort()
 
     def _keepalive(self, now: float) -> None:
-        """Called by the server's ticker or the client's timer."""
-        verdict = self._driver.keepalive(now)
+        """Called by the server's ticker (:func:`run_keepalive`) or the client's timer."""
+        verdict = self._driver.keepalive_step(now, self.logger)
         if verdict == PING:
-            self.engine.ping(self._driver.new_ping(now, None))
             self._flush()
-        elif verdict in (PING_TIMEOUT, IDLE_TIMEOUT):
-            code, reason = keepalive_close(verdict)
-            self.logger.info("%s: closing with %d", reason, code)
-            self._start_close(code, reason)
+        elif verdict != KEEP:
+            self._progress()  # the close was started: write it, drop what comes
 
-    def _start_close(self, code: int | None, reason: str) -> None:
-        engine = self.engine
-        if engine.state is State.OPEN:
-            engine.close(code, reason)
-        elif engine.state is State.CONNECTING:
-            if self.transport is not None and not self._lost:
-                self.transport.abort()
-            return
-        self._driver.start_discarding(code)
-        self._progress()
+    def _end_of_messages(self, want: int) -> BaseException:
+        """What a reader gets once the connection is closed and its queue empty."""
+        error = self._driver.closed_error()
+        if want & _ITERATING and isinstance(error, ConnectionClosedOK):
+            return StopAsyncIteration()
+        return error
+
+
+class Connection(_Transport):
+    """A WebSocket connection: receive with ``recv()`` or ``async for``, send with ``send()``."""
+
+    __slots__ = ()
+
+    # ------------------------------------------------------------ properties
+
+    @property
+    def remote_address(self) -> Any:
+        return None if self.transport is None else self.transport.get_extra_info("peername")
+
+    @property
+    def local_address(self) -> Any:
+        return None if self.transport is None else self.transport.get_extra_info("sockname")
 
     # ------------------------------------------------------------- receiving
 
@@ -505,13 +515,6 @@ class Connection(ConnectionView, asyncio.Protocol):
             self._recv_waiter = future
             self._recv_want = want
             return _MessageWait(driver, future)
-
-    def _end_of_messages(self, want: int) -> BaseException:
-        """What a reader gets once the connection is closed and its queue empty."""
-        error = self._driver.closed_error()
-        if want & _ITERATING and isinstance(error, ConnectionClosedOK):
-            return StopAsyncIteration()
-        return error
 
     def _check_no_reader(self) -> None:
         waiter = self._recv_waiter
@@ -627,19 +630,17 @@ class Connection(ConnectionView, asyncio.Protocol):
         if self._parts_lock is None:
             self._parts_lock = asyncio.Lock()
         async with self._parts_lock:
-            empty: Data | None = None
+            fragments = Fragments()
             if isinstance(parts, AsyncIterable):
                 async for part in parts:
-                    empty = "" if isinstance(part, str) else b""
-                    self._send_now(part, False)
+                    self._send_now(fragments.add(part), False)
                     await self.drain()
             else:
                 for part in parts:
-                    empty = "" if isinstance(part, str) else b""
-                    self._send_now(part, False)
+                    self._send_now(fragments.add(part), False)
                     await self.drain()
-            if empty is not None:
-                self._send_now(empty, True)
+            if fragments.end is not None:
+                self._send_now(fragments.end, True)
 
     # Non-blocking sends for fan-out (a broadcast writes to many connections and
     # must not wait for any): the transport's buffer is the queue.
@@ -651,26 +652,57 @@ class Connection(ConnectionView, asyncio.Protocol):
         return 0 if transport is None or self._lost else transport.get_write_buffer_size()
 
     def queue_frame(self, frame: bytes) -> bool:
-        """Write a message serialized once by :func:`rfc6455.frames.serialize_frame`
-        without waiting (server role); False if the connection is not open."""
+        """Send a message serialized once by :func:`rfc6455.frames.serialize_frame`
+        (server role) without waiting, as :meth:`send_nowait` does; False if the
+        connection is not open."""
+        if self.engine.state is not _OPEN:
+            return False
+        self._write_frame(frame)
+        return True
+
+    def _write_frame(self, frame: bytes) -> None:
+        """Write a whole serialized message now (connection open), in order with the rest."""
         engine = self.engine
         transport = self.transport
         # Nothing queued before it: what _flush would write. (A coalesced write
         # pending means output in the engine, so frame_bytes_direct is False;
-        # after connection_lost the transport is closing.) The hub's direct
-        # path (apps/hub.py) is this test inlined: keep the two alike.
+        # after connection_lost the transport is closing.)
         if engine.frame_bytes_direct and transport is not None and not transport.is_closing():
             transport.write(frame)
-            return True
-        if engine.state is not _OPEN:
-            return False
+            return
         engine.send_frame_bytes(frame)
         if not self._coalesced:
             self._flush()
-        return True
+
+    def _fan_out(self, frames: Frames, limit: int | None) -> int:
+        """One member's part of :func:`broadcast` (the rules are in rfc6455._fanout)."""
+        transport = self.transport
+        engine = self.engine
+        if engine.state is not _OPEN or transport is None or self._lost:
+            return NOT_OPEN
+        pending = transport.get_write_buffer_size()
+        # (over_limit is False with nothing pending: the call is saved then.)
+        if pending and frames.over_limit(
+                pending, self._options.write_limit if limit is None else limit):
+            return SLOW
+        lock = self._parts_lock
+        if lock is not None and lock.locked():
+            return BUSY
+        frame = frames.frame_for(engine)
+        if frame is None:
+            self._send_now(frames.message, True)  # compressed or masked by this engine
+        else:
+            self._write_frame(frame)
+        return SENT
 
     def send_nowait(self, message: Data) -> bool:
-        """Write a message without waiting for the buffer to drain; False if not open."""
+        """Send a message without waiting: the socket gets now what it takes, the
+        rest is written in the background (by the event loop) as the peer reads.
+
+        Returns False, sending nothing, if the connection is not open. Nothing
+        bounds what waits for a peer that does not read: watch
+        :attr:`pending_bytes`, or use :func:`broadcast`, which does.
+        """
         try:
             self._send_now(message, True)
         except ConnectionClosed:  # what _send_now raises when the engine is not open
@@ -678,8 +710,17 @@ class Connection(ConnectionView, asyncio.Protocol):
         return True
 
     def start_close(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
-        """Start the closing handshake without waiting; the close timeout still applies."""
-        self._start_close(code, reason)
+        """Start the closing handshake without waiting; the close timeout still applies.
+
+        Before the opening handshake is done there is no closing handshake to
+        start: the connection is dropped.
+        """
+        if self.engine.state is State.CONNECTING:
+            if self.transport is not None and not self._lost:
+                self.transport.abort()
+            return
+        self._driver.begin_close(code, reason)
+        self._progress()
 
     async def send_json(self, value: Any) -> None:
         await self.send(json.dumps(value, separators=(",", ":")))
@@ -735,7 +776,7 @@ class Connection(ConnectionView, asyncio.Protocol):
         Waits at most ``close_timeout`` for the peer, then aborts the transport.
         Messages not received yet are dropped.
         """
-        self._start_close(code, reason)
+        self.start_close(code, reason)
         await self.wait_closed()
 
     async def wait_closed(self) -> None:
@@ -750,3 +791,34 @@ class Connection(ConnectionView, asyncio.Protocol):
         """Drop the connection without a closing handshake."""
         if self.transport is not None and not self._lost:
             self.transport.abort()
+
+
+def run_keepalive(connections: Collection[Connection], now: float) -> None:
+    """A server's ticker: every connection's keepalive at ``now`` (one timer for all
+    of them, nothing per idle connection)."""
+    for conn in connections:
+        conn._keepalive(now)
+
+
+def broadcast(connections: Iterable[Connection], message: Data | bytearray | memoryview, *,
+              slow: SlowPolicy = "skip", limit: int | None = None,
+              close_code: int = CloseCode.POLICY_VIOLATION) -> BroadcastResult[Connection]:
+    """Send ``message`` to every open connection of ``connections`` without waiting for any.
+
+    The message is serialized once per distinct compression setting (see
+    :doc:`/guides/broadcast`) and written to each connection as
+    :meth:`Connection.send_nowait` does. A connection whose buffer
+    (:attr:`Connection.pending_bytes`) holds more than ``limit`` bytes (None:
+    its ``write_limit``) is slow: with ``slow="skip"`` it does not get this
+    message, with ``slow="close"`` its closing handshake starts with
+    ``close_code`` (1008, 1013 or 3000-4999). A connection that is not open is
+    left out; one sending a message in parts (RFC 6455 §5.4) is skipped.
+    Skips and closes are logged as warnings on ``rfc6455.broadcast``.
+
+    Call it from the event loop's thread. Raises :class:`TypeError` for a
+    message that is neither ``str`` nor bytes-like and :class:`ValueError` for
+    a bad option, before sending anything; otherwise it raises nothing and
+    returns what it did.
+    """
+    return fan_out(connections, message, Connection._fan_out, Connection.start_close,
+                   slow=slow, limit=limit, close_code=close_code)
