@@ -122,7 +122,16 @@ def _server_options(parser: argparse.ArgumentParser) -> None:
                         "this long, 'none' to wait forever (default: %(default)s)")
     parser.add_argument("--log-level", default="info",
                         choices=("debug", "info", "warning", "error", "critical"),
-                        help="logging threshold (default: %(default)s)")
+                        help="logging threshold (default: %(default)s): 'info' logs each "
+                        "connection opened and closed and each refused upgrade, 'debug' "
+                        "more (see docs/guides/logging.rst)")
+    _trace_option(parser)
+
+
+def _trace_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--trace", action="store_true",
+                        help="log every frame sent and received (opcode, FIN, length; never "
+                        "the payload) on the rfc6455.trace logger, at DEBUG")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -193,7 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
     client.add_argument("--cafile", help="PEM CA bundle to verify a wss:// server with")
     client.add_argument("--log-level", default="warning",
                         choices=("debug", "info", "warning", "error", "critical"),
-                        help="logging threshold (default: %(default)s)")
+                        help="logging threshold (default: %(default)s): 'debug' logs the "
+                        "connection opened and closed (see docs/guides/logging.rst)")
+    _trace_option(client)
     return parser
 
 
@@ -203,6 +214,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(raw_argv)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.trace:
+        # The trace is opt-in (rfc6455._trace): a DEBUG threshold alone leaves it off.
+        logging.getLogger("rfc6455.trace").setLevel(logging.DEBUG)
     if args.command == "client":
         from .apps.client_cli import run_client
 

@@ -31,6 +31,18 @@ Around the connection
     (:class:`Fragments`), and the client's side: the handshake's outcome
     (:func:`handshake_failure`), redirects (:class:`Redirects`), TLS
     (:func:`client_tls`) and the proxy tunnel (:class:`ProxyAnswer`).
+
+Ping and pong callbacks
+    ``on_ping(ws, payload)`` / ``on_pong(ws, payload)`` are noted while
+    parsing and run by the adapter once the pull is over (:meth:`Driver.
+    take_callbacks`, :meth:`Driver.run_callbacks`), never from inside it: a
+    callback may send or close, and the pull loop must not be re-entered.
+
+Logging
+    The lifecycle of every connection is logged here, for both adapters and
+    both roles: opened and closed (INFO on ``rfc6455.server``, DEBUG on
+    ``rfc6455.client``), refused upgrades (INFO). See docs/guides/logging.rst;
+    the frame trace is ``rfc6455._trace``'s.
 """
 
 from __future__ import annotations
@@ -49,9 +61,10 @@ from typing import Any, Final, Generic, TypeVar
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 from ._core import Limits, State
+from ._trace import TracedClientConnection, TracedServerConnection, tracing
 from .connection import ClientConnection, ServerConnection
 from .errors import CloseCode, WebSocketError
-from .events import Accepted, Binary, HTTPRequest, Pong, Rejected, Request, Text
+from .events import Accepted, Binary, HTTPRequest, Ping, Pong, Rejected, Request, Text
 from .events import ConnectionClosed as ClosedEvent
 from .extensions.base import ClientExtensionFactory, ServerExtensionFactory
 from .handshake import validate_origin_options
@@ -82,6 +95,9 @@ _Arg = TypeVar("_Arg")
 WANT_NOTHING: Final = 0  # no reader: fill the queue
 WANT_MESSAGE: Final = 1  # a reader waits for a whole message
 WANT_PIECE: Final = 2  # a streaming reader waits for the next piece of a message
+
+#: Ping/pong callbacks noted before the pull stops for the adapter to run them.
+_CALLBACKS_DUE: Final = 16
 
 #: :meth:`Driver.keepalive` verdicts.
 KEEP: Final = 0
@@ -192,6 +208,21 @@ class CommonOptions:
     #: Keyword arguments of the permessage-deflate factory (window bits, takeover...).
     compression_options: dict[str, Any] = field(default_factory=dict)
     limits: Limits | None = None
+    #: Answer each ping with a pong by itself (§5.5.2). False leaves it to the
+    #: application (``ws.pong(payload)``, from ``on_ping`` for instance).
+    auto_pong: bool = True
+    #: ``on_ping(ws, payload)``: called for each ping received, after the
+    #: automatic pong was queued (see :meth:`Driver.run_callbacks`).
+    on_ping: Callable[[Any, bytes], object] | None = None
+    #: ``on_pong(ws, payload)``: called for each pong received, solicited or not.
+    on_pong: Callable[[Any, bytes], object] | None = None
+
+    def __post_init__(self) -> None:
+        # Refused when the options are made, not at the first ping.
+        for name in ("on_ping", "on_pong"):
+            callback = getattr(self, name)
+            if callback is not None:
+                check_callback(callback, f"{name} callback", 2, asynchronous=False)
 
     def engine_limits(self) -> Limits:
         if self.limits is not None:
@@ -234,6 +265,7 @@ class ServerOptions(CommonOptions):
     max_connections_per_ip: int | None = None
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         # Refused when the server is set up, not at its first connection; the list
         # is parsed once, here, for all connections (frozen forbids setattr only).
         self.__dict__["_origin_allow_list"] = validate_origin_options(
@@ -244,11 +276,12 @@ class ServerOptions(CommonOptions):
         if extensions is None:
             extensions = self._once("_extensions", lambda: tuple(
                 _deflate("server", self.compression, self.compression_options)))
-        return ServerConnection(origins=self.__dict__["_origin_allow_list"],
-                                check_origin=self.check_origin,
-                                subprotocols=self.subprotocols,
-                                extensions=extensions, limits=self.engine_limits(),
-                                streaming=False)
+        # Traced or not is decided here, once per connection (rfc6455._trace).
+        engine = TracedServerConnection if tracing() else ServerConnection
+        return engine(origins=self.__dict__["_origin_allow_list"],
+                      check_origin=self.check_origin, subprotocols=self.subprotocols,
+                      extensions=extensions, limits=self.engine_limits(), streaming=False,
+                      auto_pong=self.auto_pong)
 
 
 @dataclass(frozen=True)
@@ -272,9 +305,10 @@ class ClientOptions(CommonOptions):
                 _deflate("client", self.compression, self.compression_options)))
         if extra_headers is None:
             extra_headers = self.extra_headers
-        return ClientConnection(uri, origin=self.origin, subprotocols=self.subprotocols,
-                                extensions=extensions, extra_headers=extra_headers,
-                                limits=self.engine_limits(), streaming=False)
+        engine = TracedClientConnection if tracing() else ClientConnection
+        return engine(uri, origin=self.origin, subprotocols=self.subprotocols,
+                      extensions=extensions, extra_headers=extra_headers,
+                      limits=self.engine_limits(), streaming=False, auto_pong=self.auto_pong)
 
 
 # ---------------------------------------------------------------- redirects
@@ -339,27 +373,54 @@ class Redirects:
     :attr:`extra_headers` to the redirect's target, at most ``max_redirects`` times.
     """
 
-    __slots__ = ("extra_headers", "left", "uri")
+    __slots__ = ("extra_headers", "left", "logger", "uri")
 
-    def __init__(self, uri: str, options: ClientOptions) -> None:
+    def __init__(self, uri: str, options: ClientOptions,
+                 logger: logging.Logger = client_logger) -> None:
         self.uri = uri
         self.extra_headers: tuple[tuple[str, str], ...] = tuple(options.extra_headers)
         self.left = options.max_redirects
+        self.logger = logger
 
     def follow(self, error: InvalidStatus) -> bool:
         """True to try again at the redirect's target, False to raise ``error`` (not a
-        redirect, or the last one allowed); :class:`InvalidRedirect` if refused."""
+        redirect, or the last one allowed); :class:`InvalidRedirect` if refused.
+        Either way it is logged at INFO: this is where both clients see a refusal."""
         locations = error.headers.get_all("location")
         if not 300 <= error.status < 400 or not locations or not locations[0] \
                 or self.left <= 0:
+            self.logger.info("upgrade refused by the server: %s: HTTP %d", self.uri,
+                             error.status, extra={"uri": self.uri, "status": error.status})
             return False
-        if len(locations) > 1:
-            raise InvalidRedirect(error.status, ", ".join(locations),
-                                  "several Location headers (RFC 9110 §10.2.2)")
-        self.uri, self.extra_headers = redirect(self.uri, locations[0], self.extra_headers,
-                                                error.status)
+        try:
+            if len(locations) > 1:
+                raise InvalidRedirect(error.status, ", ".join(locations),
+                                      "several Location headers (RFC 9110 §10.2.2)")
+            new_uri, self.extra_headers = redirect(self.uri, locations[0],
+                                                   self.extra_headers, error.status)
+        except InvalidRedirect as exc:
+            self.logger.info("upgrade refused by the server: %s: %s", self.uri, exc,
+                             extra={"uri": self.uri, "status": error.status})
+            raise
+        self.logger.info("redirected: %s: HTTP %d to %s", self.uri, error.status, new_uri,
+                         extra={"uri": self.uri, "status": error.status})
+        self.uri = new_uri
         self.left -= 1
         return True
+
+
+def handshake_failed(logger: logging.Logger, uri: str, error: Exception) -> None:
+    """Client: log ``error`` from :func:`handshake_failure`, which it raises next.
+
+    An answer that breaks the rules of a 101 (§4.1, e.g. a wrong
+    ``Sec-WebSocket-Accept``) at INFO, as a refusal; another status is logged by
+    :class:`Redirects`, a server that left at DEBUG.
+    """
+    if isinstance(error, InvalidStatus):
+        return
+    level = logging.DEBUG if isinstance(error, ConnectionError) else logging.INFO
+    logger.log(level, "opening handshake failed: %s: %s", uri, error,
+               extra={"uri": uri, "why": str(error)})
 
 
 def handshake_failure(event: object) -> Exception | None:
@@ -508,8 +569,26 @@ def handler_close_code(error: BaseException | None, logger: logging.Logger) -> i
 
 def busy_response() -> tuple[int, list[tuple[str, str]], bytes]:
     """The answer past ``max_connections`` / ``max_connections_per_ip``."""
-    return 503, [("Retry-After", "1"), ("Content-Type", "text/plain; charset=utf-8")], \
-        b"Too many connections.\n"
+    return _BUSY
+
+
+#: (One object: :meth:`Admission.answer` knows it, its refusal logged already.)
+_BUSY: Final = (503, [("Retry-After", "1"), ("Content-Type", "text/plain; charset=utf-8")],
+                b"Too many connections.\n")
+
+
+def address_label(address: Any) -> str:
+    """A peer address as logs show it: ``host:port``, ``[v6 host]:port``, a unix path."""
+    if isinstance(address, tuple) and len(address) >= 2:
+        host, port = address[0], address[1]
+        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    if address is None or address == "":
+        return "(unknown peer)"  # a unix socket client has no name
+    return str(address)
+
+
+def _target(event: Request | HTTPRequest) -> str:
+    return f"{getattr(event, 'method', 'GET')} {event.target}"
 
 
 #: After an HTTP answer (a refusal, 426, an error status) and our FIN, how long a
@@ -554,17 +633,20 @@ class Admission:
         self.closing = False
 
     def check(self, conn: Any, ip: Any, event: Request | HTTPRequest) -> Any:
-        """None to go on (accept, or 426 for plain HTTP), else a response or an awaitable one."""
+        """None to go on (accept, or 426 for plain HTTP), else a response or an awaitable one;
+        give it to :meth:`answer`."""
         options = self.options
         if isinstance(event, Request):
             # Past a cap, 503 (RFC 9110 §15.6.4): the client may retry later.
             if self.closing:
-                return busy_response()
+                return self._busy(conn, event, "the server is shutting down")
             if options.max_connections is not None and len(self.open) >= options.max_connections:
-                return busy_response()
+                return self._busy(conn, event,
+                                  f"max_connections ({options.max_connections}) reached")
             if options.max_connections_per_ip is not None and \
                     self.per_ip.get(ip, 0) >= options.max_connections_per_ip:
-                return busy_response()
+                return self._busy(conn, event, f"max_connections_per_ip "
+                                  f"({options.max_connections_per_ip}) reached for {ip}")
         hook = options.process_request
         if hook is None:
             return None
@@ -573,6 +655,53 @@ class Admission:
         except Exception:
             self.logger.exception("error in process_request")
             return internal_error_response()
+
+    def _busy(self, conn: Any, event: Request, why: str) -> Any:
+        self.refused(conn.remote_address, event, _BUSY[0], why)
+        return _BUSY
+
+    def answer(self, address: Any, event: Request | HTTPRequest, response: Any) -> Any:
+        """What to send: ``response`` (from :meth:`check`, awaited if need be), 426 for
+        a plain HTTP request without one, or None to accept the upgrade.
+
+        Logged here for both servers: a refused upgrade at INFO, an answer to a plain
+        HTTP request (a page, a health check) at DEBUG.
+        """
+        if response is None:
+            if not isinstance(event, HTTPRequest):
+                return None
+            response = default_http_response(event)
+            why = "not a WebSocket upgrade request"
+        else:
+            why = "answered by process_request"
+        if response is not _BUSY:  # (its reason was logged by check)
+            self.refused(address, event, response[0], why)
+        return response
+
+    def refused(self, address: Any, event: Request | HTTPRequest | None, status: int,
+                why: str) -> None:
+        """Log an HTTP answer instead of a 101 (INFO for an upgrade request)."""
+        level = logging.DEBUG if isinstance(event, HTTPRequest) else logging.INFO
+        logger = self.logger
+        if logger.isEnabledFor(level):
+            where = address_label(address) if event is None \
+                else f"{address_label(address)} {_target(event)}"
+            logger.log(level, "%s: %s: HTTP %d, %s",
+                       "upgrade refused" if level == logging.INFO else "HTTP request answered",
+                       where, status, why,
+                       extra={"remote_address": address, "path": None if event is None
+                              else event.path, "status": status, "why": why})
+
+    def bad_request(self, address: Any, event: ClosedEvent) -> None:
+        """The engine ended the opening handshake itself: a bad request it answered
+        with an HTTP error (§4.2.1, logged as refused), or the client left."""
+        error = event.error
+        status = None if error is None else error.status
+        if status is not None:
+            self.refused(address, None, status, str(error))
+        else:
+            self.logger.debug("opening handshake failed: %s: %s", address_label(address),
+                              error or "connection closed")
 
     def opened(self, conn: Any, ip: Any) -> None:
         self.open.add(conn)
@@ -690,15 +819,18 @@ class Driver(Generic[W]):
     """
 
     __slots__ = (
+        "_opened",
         "_pieces",
         "_pings",
         "_streaming",
         "acked",
+        "callbacks",
         "closed",
         "complete",
         "conn",
         "discard",
         "hold",
+        "hooks",
         "idle_timeout",
         "last_received",
         "latency",
@@ -713,6 +845,12 @@ class Driver(Generic[W]):
     def __init__(self, conn: ServerConnection | ClientConnection, options: CommonOptions,
                  now: float) -> None:
         self.conn = conn
+        # (logger, level, peer, since) once the opening was logged: the close is too.
+        self._opened: tuple[logging.Logger, int, str, float] | None = None
+        #: The options, when they have an on_ping or on_pong callback (else None).
+        self.hooks = options if options.on_ping or options.on_pong else None
+        #: (callback, payload) noted by the pull, for the adapter to run after it.
+        self.callbacks: list[tuple[Callable[[Any, bytes], object], bytes]] | None = None
         self.max_queue = max(1, options.max_queue)
         self.read_limit = options.read_limit
         self.ping_interval = options.ping_interval
@@ -789,14 +927,117 @@ class Driver(Generic[W]):
         return want == WANT_NOTHING
 
     def _control(self, cls: type, event: object, now: float) -> bool:
-        """Note an event other than a message's piece; True for the final one."""
+        """Note an event other than a message's piece; True to stop pulling: the
+        final one, or callbacks to run first (see :meth:`_callback_due`)."""
         if cls is Pong:
             self._pong(event.payload, now)  # type: ignore[attr-defined]
+            if self.hooks is not None and self.hooks.on_pong is not None:
+                return self._callback_due(self.hooks.on_pong, event.payload)  # type: ignore
         elif cls is ClosedEvent:
             self.closed = event  # type: ignore[assignment]
+            if self._opened is not None:
+                self._log_closed(event.code, event.reason, event.error, now)  # type: ignore
             return True
-        # Ping: the engine already queued the pong (§5.5.2).
+        elif cls is Ping and self.hooks is not None and self.hooks.on_ping is not None:
+            # (The engine already queued the pong, §5.5.2, unless auto_pong is off.)
+            return self._callback_due(self.hooks.on_ping, event.payload)  # type: ignore
         return False
+
+    def _callback_due(self, callback: Callable[[Any, bytes], object], payload: bytes) -> bool:
+        callbacks = self.callbacks
+        if callbacks is None:
+            callbacks = self.callbacks = []
+        callbacks.append((callback, payload))
+        # Parsing stops once a few are due, until the adapter ran them: a peer
+        # flooding pings makes us hold at most this many payloads (125 bytes each).
+        return len(callbacks) >= _CALLBACKS_DUE
+
+    def take_callbacks(self) -> list[tuple[Callable[[Any, bytes], object], bytes]] | None:
+        """The callbacks due (the adapter runs them with :meth:`run_callbacks`)."""
+        callbacks = self.callbacks
+        self.callbacks = None
+        return callbacks
+
+    def run_callbacks(self, due: list[tuple[Callable[[Any, bytes], object], bytes]],
+                      ws: Any, logger: logging.Logger) -> bool:
+        """Run ``callback(ws, payload)`` for each of ``due``, outside the pull.
+
+        False if one raised: an application bug, logged on ``logger`` at ERROR
+        with its traceback; no callback runs on this connection again and the
+        adapter closes it with 1011 (§7.4.1: an unexpected condition), as when a
+        handler fails.
+        """
+        for callback, payload in due:
+            try:
+                callback(ws, payload)
+            except Exception:
+                hooks = self.hooks
+                name = "on_ping" if hooks is not None and callback is hooks.on_ping \
+                    else "on_pong"
+                logger.exception("%s callback failed", name)
+                self.hooks = None
+                return False
+        return True
+
+    # ------------------------------------------------------------- lifecycle
+
+    def opened(self, remote_address: Any, now: float, logger: logging.Logger,
+               uri: str | None = None) -> None:
+        """The opening handshake succeeded: log it on ``logger``, INFO for a server,
+        DEBUG for a client (``uri``: where it connected), with the peer, the resource,
+        the subprotocol and the extension; the close will be logged there too.
+
+        Whether to log is decided here, once per connection.
+        """
+        conn = self.conn
+        label = address_label(remote_address)
+        server = isinstance(conn, ServerConnection)
+        if isinstance(conn, (TracedServerConnection, TracedClientConnection)):
+            conn.trace_label = f"{'server' if server else 'client'} {label}"
+        level = logging.INFO if server else logging.DEBUG
+        if not logger.isEnabledFor(level):
+            return
+        self._opened = (logger, level, label, now)
+        if isinstance(conn, ServerConnection):
+            request = conn.request
+            resource = "" if request is None else request.target
+        else:
+            resource = uri or ""
+        extension = conn.extension
+        extension_name = None if extension is None else extension.name
+        logger.log(level, "connection opened: %s %s, subprotocol %s, extension %s", label,
+                   resource, conn.subprotocol, extension_name,
+                   extra={"remote_address": remote_address, "path": resource,
+                          "subprotocol": conn.subprotocol, "extension": extension_name})
+
+    def ended(self, now: float) -> None:
+        """The transport is gone: log the close if the final event was not pulled
+        yet (a reader holds the pull, see the pull policy), as the engine has it."""
+        if self._opened is not None and self.closed is None:
+            conn = self.conn
+            code = conn.close_code
+            self._log_closed(CloseCode.ABNORMAL_CLOSURE if code is None else code,
+                             conn.close_reason, None, now)
+
+    def _log_closed(self, code: int, reason: str, error: Exception | None, now: float) -> None:
+        opened = self._opened
+        assert opened is not None
+        self._opened = None
+        logger, level, label, since = opened
+        if error is not None:
+            # (The reason we sent says what the peer did.)
+            closed_by, how = "error", "failed by us: the peer broke the protocol or a limit"
+        elif self.discard:  # start_discarding: we started the closing handshake
+            closed_by, how = "local", "closed by us"
+        elif code == CloseCode.ABNORMAL_CLOSURE:
+            closed_by, how = "lost", "no closing handshake (the transport ended)"
+        else:
+            closed_by, how = "remote", "closed by the peer"
+        duration = now - since
+        logger.log(level, "connection closed: %s code %d%s, %s, after %.3f s", label, code,
+                        f" {reason!r}" if reason else "", how, duration,
+                        extra={"remote_address": label, "code": code, "reason": reason,
+                               "closed_by": closed_by, "duration": duration})
 
     def pull_message(self, now: float) -> Data | None:
         """``pull(WANT_MESSAGE)`` then :meth:`take_message`, or None: for a consumer

@@ -14,6 +14,7 @@ import contextvars
 import inspect
 import logging
 from collections.abc import Awaitable, Callable, Iterable
+from time import monotonic as _now
 from typing import Any
 
 from .._core import State
@@ -109,6 +110,7 @@ class ServerProtocol(Connection):
             return
         if isinstance(event, ClosedEvent):
             # The engine already answered the bad request with an HTTP error (§4.2.1).
+            self._serving.admission.bad_request(self.remote_address, event)
             self._flush_answer()
             return
         assert isinstance(event, (Request, HTTPRequest))
@@ -136,6 +138,7 @@ class ServerProtocol(Connection):
         engine = self._engine
         if self._lost or engine.state is not State.CONNECTING:
             return
+        response = self._serving.admission.answer(self.remote_address, event, response)
         if not answer_request(engine, event, response, self._serving.options):
             self._flush_answer()
             if self._reading_paused and self.transport is not None:
@@ -149,6 +152,7 @@ class ServerProtocol(Connection):
         # The address admitted, released as it was counted (connection_lost).
         self._ip = ip_of(self.remote_address)
         self._serving.admission.opened(self, self._ip)
+        self._driver.opened(self.remote_address, _now(), self.logger)
         self._flush()
         self._start_application()
 

@@ -18,6 +18,7 @@ from .._driver import (
     Redirects,
     client_logger,
     client_tls,
+    handshake_failed,
     handshake_failure,
     proxy_address,
     proxy_connect_request,
@@ -30,11 +31,12 @@ __all__ = ["connect"]
 
 
 class _ClientProtocol(Connection):
-    __slots__ = ("_keepalive_timer", "_opened")
+    __slots__ = ("_keepalive_timer", "_opened", "_uri")
 
     def __init__(self, uri: str, extra_headers: tuple[tuple[str, str], ...],
                  options: ClientOptions, logger: logging.Logger) -> None:
         super().__init__(options.new_engine(uri, extra_headers), options, logger)
+        self._uri = uri
         self._opened: asyncio.Future[None] = self._loop.create_future()
         self._keepalive_timer: asyncio.TimerHandle | None = None
 
@@ -47,9 +49,11 @@ class _ClientProtocol(Connection):
         if error is None:
             if not self._opened.done():  # else connect() gave up (open_timeout)
                 self._opened.set_result(None)
+            self._driver.opened(self.remote_address, _now(), self.logger, self._uri)
             self._schedule_keepalive()
             self._hold_for_first_recv()
             return
+        handshake_failed(self.logger, self._uri, error)
         self._flush()
         if not self._opened.done():
             self._opened.set_exception(error)
@@ -110,7 +114,10 @@ class connect:
     ``server_hostname``, ``logger``, ``proxy`` ("http://host:port", HTTP CONNECT),
     ``max_redirects`` (3xx answers followed, default 3), and the fields of
     :class:`rfc6455._driver.ClientOptions` (``origin``, ``subprotocols``,
-    ``extra_headers``, ``compression``, ``max_size``, ``ping_interval``...).
+    ``extra_headers``, ``compression``, ``max_size``, ``ping_interval``,
+    ``auto_pong``, ``on_ping``, ``on_pong``...; see ``serve``). The
+    connection is logged on ``logger`` (default ``rfc6455.client``): opened
+    and closed at DEBUG, a refusal or a redirect at INFO.
 
     Redirects: a 3xx answer with a ``Location`` is followed (relative ones
     too); ``http://`` and ``https://`` Locations mean ``ws://`` and ``wss://``
@@ -161,7 +168,7 @@ class connect:
         return protocol
 
     async def _open(self) -> Connection:
-        hops = Redirects(self.uri, self.options)
+        hops = Redirects(self.uri, self.options, self._logger)
         while True:
             attempt = self._attempt(hops.uri, hops.extra_headers)
             try:

@@ -246,6 +246,7 @@ class _Transport(ConnectionView, asyncio.Protocol):
             self._eof_received = True
             self.engine.receive_eof()
         self._progress()
+        self._driver.ended(_now())
         for waiter in self._driver.abandon_pings():
             if not waiter.done():
                 waiter.set_exception(self._driver.closed_error())
@@ -314,6 +315,8 @@ class _Transport(ConnectionView, asyncio.Protocol):
 
     def _after_pull(self) -> None:
         driver = self._driver
+        if driver.callbacks is not None:
+            self._run_callbacks()
         acked = driver.acked
         if acked:
             driver.acked = None
@@ -348,6 +351,20 @@ class _Transport(ConnectionView, asyncio.Protocol):
             # data_received comes back here.)
             self._resume_scheduled = True
             self._loop.call_soon(self._resume)
+
+    def _run_callbacks(self) -> None:
+        """Run the on_ping / on_pong callbacks the pull noted, from the event loop's
+        read callback (they may send or close: the pull is over)."""
+        driver = self._driver
+        due = driver.take_callbacks()
+        if due is None:
+            return
+        if not driver.run_callbacks(due, self, self.logger):
+            driver.begin_close(CloseCode.INTERNAL_ERROR, "")
+            self._progress()
+        elif self.engine.input_pending and not self._lost:
+            # The pull stopped for them (Driver._callback_due): parse on, soon.
+            self._loop.call_soon(self._progress)
 
     def _hold_for_first_recv(self) -> None:
         """The application is about to call recv(): give it the first message before
@@ -737,11 +754,19 @@ class Connection(_Transport):
             # frame: without the waiter, no cycle (see _MessageWait.throw).
             del waiter
 
-    async def pong(self, data: bytes = b"") -> None:
-        """Send an unsolicited pong, a one-way heartbeat (§5.5.3)."""
+    def pong(self, data: bytes = b"") -> Awaitable[None]:
+        """Send a pong: an unsolicited one, a one-way heartbeat (§5.5.3), or with
+        ``auto_pong=False`` the answer to a ping (§5.5.2, same payload).
+
+        The pong is written at the call; what it returns may be awaited or not
+        (an ``on_ping`` callback, a plain function, calls it without awaiting).
+        """
         self._driver.check_open()
         self.engine.pong(data)
         self._flush()
+        done: asyncio.Future[None] = self._loop.create_future()
+        done.set_result(None)
+        return done
 
     # --------------------------------------------------------------- closing
 

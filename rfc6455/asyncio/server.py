@@ -235,7 +235,16 @@ class serve:
     ``close_timeout``, ``idle_timeout``, ``compression``, ``origins`` or
     ``check_origin`` (see docs/security.rst), ``subprotocols``,
     ``extra_headers``, ``process_request``, ``max_connections``,
-    ``max_connections_per_ip``...).
+    ``max_connections_per_ip``, ``auto_pong``, ``on_ping``, ``on_pong``...).
+
+    ``on_ping(ws, payload)`` / ``on_pong(ws, payload)``: plain callables called
+    for each ping or pong received, in the event loop once the frames read are
+    parsed; one that raises is logged and closes that connection with 1011.
+    ``auto_pong=False``: pings are not answered by the engine; answer with
+    ``ws.pong(payload)`` (docs/guides/keepalive.rst).
+
+    Connections are logged on ``logger`` (default ``rfc6455.server``): opened
+    and closed at INFO, refused upgrades at INFO (docs/guides/logging.rst).
 
     ``handler`` must be a coroutine function (``async def``) or another callable
     taking the connection and returning an awaitable; a plain function, or a

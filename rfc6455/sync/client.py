@@ -16,6 +16,7 @@ from .._driver import (
     Redirects,
     client_logger,
     client_tls,
+    handshake_failed,
     handshake_failure,
     proxy_address,
     proxy_connect_request,
@@ -68,8 +69,10 @@ def _attempt(uri: str, extra_headers: tuple[tuple[str, str], ...], options: Clie
         engine = options.new_engine(uri, extra_headers)
         error = handshake_failure(handshake_io(sock, engine, deadline))
         if error is not None:
+            handshake_failed(logger, uri, error)
             raise error
         conn = Connection(sock, engine, options, logger)
+        conn._driver.opened(conn.remote_address, time.monotonic(), logger, uri)
         start_reader(conn)
         return conn
     except BaseException:
@@ -94,7 +97,7 @@ def connect(uri: str, *, ssl: ssl_module.SSLContext | None = None, path: str | N
     ``wss`` to ``ws``, another scheme or a Location that is not a URI.
     """
     opts: ClientOptions = split_options(ClientOptions, options)
-    hops = Redirects(uri, opts)
+    hops = Redirects(uri, opts, logger or client_logger)
     while True:
         try:
             return _attempt(hops.uri, hops.extra_headers, opts, ssl, path, server_hostname,

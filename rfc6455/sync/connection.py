@@ -81,6 +81,7 @@ class _Transport(ConnectionView):
         "_driver",
         "_eof_received",
         "_hold_since",
+        "_in_callbacks",
         "_io_lock",
         "_lost",
         "_options",
@@ -114,6 +115,7 @@ class _Transport(ConnectionView):
         self._recv_waiting = False
         self._recv_want = WANT_NOTHING
         self._hold_since = 0.0
+        self._in_callbacks = False  # a thread runs on_ping / on_pong callbacks
         self._close_deadline: float | None = None
         self._eof_received = False
         self._lost = False
@@ -331,6 +333,7 @@ class _Transport(ConnectionView):
             self._eof_received = True
             self.engine.receive_eof()
         self._progress()
+        self._driver.ended(time.monotonic())
         if not self._writing:  # else the writer does, as it leaves
             self._outbox.clear()
             self._outbox_bytes = 0
@@ -357,9 +360,12 @@ class _Transport(ConnectionView):
         try:
             with cond:
                 self._progress()  # bytes that came with the handshake
+                self._run_callbacks()
             while True:
                 with cond:
                     timeout = self._timers()
+                    if driver.callbacks is not None:  # noted by a pull in another thread
+                        self._run_callbacks()
                     if self._lost:
                         break
                     if self._outbox or engine.has_data_to_send:
@@ -399,6 +405,8 @@ class _Transport(ConnectionView):
                         self._eof_received = True
                         engine.receive_eof()
                     self._progress()
+                    if driver.callbacks is not None:
+                        self._run_callbacks()
         except Exception:  # pragma: no cover - a bug: log it, do not hang the app
             self.logger.exception("reader thread failed")
         finally:
@@ -409,6 +417,36 @@ class _Transport(ConnectionView):
                 cond.wait_for(lambda: not self._writing, _WRITER_EXIT_WAIT)
             with contextlib.suppress(OSError):
                 sock.close()
+
+    def _run_callbacks(self) -> bool:
+        """Run the on_ping / on_pong callbacks the pull noted (lock held, released
+        while they run: they may send, pong or close), pulling on while more are due.
+
+        One thread at a time, so that they run in order: False (nothing done) if
+        another thread runs them; it takes those noted meanwhile too.
+        """
+        if self._in_callbacks:
+            return False
+        cond = self._cond
+        driver = self._driver
+        self._in_callbacks = True
+        try:
+            while (due := driver.take_callbacks()) is not None:
+                cond.release()
+                try:
+                    ok = driver.run_callbacks(due, self, self.logger)
+                finally:
+                    cond.acquire()
+                if not ok:
+                    if not self._lost:
+                        self._start_close(CloseCode.INTERNAL_ERROR, "")
+                    break
+                if self._lost:
+                    break
+                self._progress()  # the pull stopped for them (Driver._callback_due)
+        finally:
+            self._in_callbacks = False
+        return True
 
     def _recv(self) -> bytes | None:
         """Read what the socket has (b"": the peer's EOF, or the socket failed);
@@ -524,6 +562,8 @@ class Connection(_Transport):
                     if driver.hold:
                         self._hold_since = time.monotonic()
                     self._after_pull()
+                    if driver.callbacks is not None and self._run_callbacks():
+                        continue
                     self._write_nowait()
                     # _write_nowait() releases the lock while it writes: the reader thread
                     # may have queued what we want meanwhile, and will not wake us.

@@ -162,6 +162,7 @@ class Server:
             if not isinstance(event, (Request, HTTPRequest)):
                 # A bad request: the engine answered it with an HTTP error and our
                 # FIN; read on a moment before closing, as after any answer.
+                self._admission.bad_request(address, event)
                 _linger(sock, options.close_timeout)
                 return
             with self._lock:
@@ -169,6 +170,7 @@ class Server:
                 if inspect.isawaitable(response):
                     self.logger.error("process_request returned an awaitable in a sync server")
                     response = internal_error_response()
+                response = self._admission.answer(address, event, response)
                 accepted = answer_request(engine, event, response, options)
                 if accepted:
                     self._admission.opened(conn, ip)
@@ -176,6 +178,7 @@ class Server:
             if not accepted:
                 _linger(sock, options.close_timeout)
                 return
+            conn._driver.opened(address, time.monotonic(), self.logger)
             conn.handler_thread = threading.current_thread()
             start_reader(conn)
             reading = True
@@ -253,7 +256,10 @@ def serve(handler: Handler, host: str | None = None, port: int | None = None, *,
     """Listen and return a :class:`Server`; call ``serve_forever()`` to accept.
 
     ``handler(ws)`` runs in a thread per connection; the connection closes (1000)
-    when it returns, 1011 if it raises. Options as for :func:`rfc6455.asyncio.serve`.
+    when it returns, 1011 if it raises. Options as for :func:`rfc6455.asyncio.serve`;
+    ``on_ping`` / ``on_pong`` run in the thread that parsed the frame (the
+    connection's reader thread, or one in ``recv()``), without the connection's
+    lock held.
     """
     check_callback(handler, "connection handler", 1, asynchronous=False)
     opts: ServerOptions = split_options(ServerOptions, options)
