@@ -392,6 +392,8 @@ class ServerHandshake:
         if not _has_token(headers, "connection", "upgrade"):
             raise _Answer(400, "missing 'Connection: Upgrade'")
         keys = headers.get_all("sec-websocket-key")
+        if not keys:
+            raise _Answer(400, "missing Sec-WebSocket-Key header")
         if len(keys) != 1:
             raise _Answer(400, "expected exactly one Sec-WebSocket-Key")
         try:

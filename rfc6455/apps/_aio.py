@@ -7,7 +7,7 @@ import logging
 import signal
 from collections.abc import Awaitable, Callable
 
-from ..asyncio import Connection, serve
+from ..asyncio import Connection, broadcast, serve
 from .broadcast import broadcast_async
 from .echo import echo_async
 from .serve import ServerConfig, log_start
@@ -21,7 +21,7 @@ async def serve_asyncio(config: ServerConfig) -> int:
     handler: Callable[[Connection], Awaitable[None]]
     backplane_task: asyncio.Task[None] | None = None
     if config.app == "broadcast":
-        hub = config.make_hub()
+        hub = config.make_hub(broadcast)
         backplane = config.make_backplane()
         publish = None
         if backplane is not None:

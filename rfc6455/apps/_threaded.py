@@ -8,7 +8,7 @@ import signal
 import threading
 from collections.abc import Callable
 
-from ..sync import Connection, serve
+from ..sync import Connection, broadcast, serve
 from .broadcast import broadcast_sync
 from .echo import echo_sync
 from .serve import ServerConfig, log_start
@@ -21,7 +21,7 @@ logger = logging.getLogger("rfc6455.server")
 def serve_sync(config: ServerConfig) -> int:
     handler: Callable[[Connection], None]
     if config.app == "broadcast":
-        hub = config.make_hub()
+        hub = config.make_hub(broadcast)
         backplane = config.make_backplane()
         publish = None
         if backplane is not None:

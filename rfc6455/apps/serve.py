@@ -16,7 +16,7 @@ from typing import Any, Final
 from ..events import HTTPRequest, Request
 from . import web
 from .backplane import Backplane, RedisBackplane, RelayBackplane
-from .hub import Hub
+from .hub import C, FanOut, Hub
 
 __all__ = ["ServerConfig", "default_max_connections", "log_start", "open_files_limit"]
 
@@ -165,8 +165,9 @@ class ServerConfig:
             return RelayBackplane(self.relay)
         return None
 
-    def make_hub(self) -> Hub:
-        return Hub(buffer_limit=self.client_buffer, policy=self.slow_policy,
+    def make_hub(self, fan_out: FanOut[C]) -> Hub[C]:
+        """The broadcast policy of this server, over an adapter's ``broadcast()``."""
+        return Hub(fan_out, buffer_limit=self.client_buffer, policy=self.slow_policy,
                    close_code=self.slow_close_code)
 
 

@@ -23,11 +23,12 @@ from .._driver import (
     InvalidStatus,
 )
 from .client import connect
-from .connection import Connection
+from .connection import BroadcastResult, Connection, broadcast
 from .listener import Listener, serve_listener
 from .server import Server, serve
 
 __all__ = [
+    "BroadcastResult",
     "ConcurrencyError",
     "Connection",
     "ConnectionClosed",
@@ -37,6 +38,7 @@ __all__ = [
     "InvalidStatus",
     "Listener",
     "Server",
+    "broadcast",
     "connect",
     "serve",
     "serve_listener",

@@ -38,11 +38,12 @@ from .._driver import (
     Driver,
     Fragments,
 )
+from .._fanout import BUSY, NOT_OPEN, SENT, SLOW, BroadcastResult, Frames, SlowPolicy, fan_out
 from .._mask import ACCELERATED
 from ..connection import ClientConnection, ServerConnection
 from ..errors import CloseCode, LocalProtocolError
 
-__all__ = ["Connection"]
+__all__ = ["BroadcastResult", "Connection", "broadcast"]
 
 
 async def _ready(message: Data) -> Data:
@@ -634,26 +635,57 @@ class Connection(_Transport):
         return 0 if transport is None or self._lost else transport.get_write_buffer_size()
 
     def queue_frame(self, frame: bytes) -> bool:
-        """Write a message serialized once by :func:`rfc6455.frames.serialize_frame`
-        without waiting (server role); False if the connection is not open."""
+        """Send a message serialized once by :func:`rfc6455.frames.serialize_frame`
+        (server role) without waiting, as :meth:`send_nowait` does; False if the
+        connection is not open."""
+        if self.engine.state is not _OPEN:
+            return False
+        self._write_frame(frame)
+        return True
+
+    def _write_frame(self, frame: bytes) -> None:
+        """Write a whole serialized message now (connection open), in order with the rest."""
         engine = self.engine
         transport = self.transport
         # Nothing queued before it: what _flush would write. (A coalesced write
         # pending means output in the engine, so frame_bytes_direct is False;
-        # after connection_lost the transport is closing.) The hub's direct
-        # path (apps/hub.py) is this test inlined: keep the two alike.
+        # after connection_lost the transport is closing.)
         if engine.frame_bytes_direct and transport is not None and not transport.is_closing():
             transport.write(frame)
-            return True
-        if engine.state is not _OPEN:
-            return False
+            return
         engine.send_frame_bytes(frame)
         if not self._coalesced:
             self._flush()
-        return True
+
+    def _fan_out(self, frames: Frames, limit: int | None) -> int:
+        """One member's part of :func:`broadcast` (the rules are in rfc6455._fanout)."""
+        transport = self.transport
+        engine = self.engine
+        if engine.state is not _OPEN or transport is None or self._lost:
+            return NOT_OPEN
+        pending = transport.get_write_buffer_size()
+        # (over_limit is False with nothing pending: the call is saved then.)
+        if pending and frames.over_limit(
+                pending, self._options.write_limit if limit is None else limit):
+            return SLOW
+        lock = self._parts_lock
+        if lock is not None and lock.locked():
+            return BUSY
+        frame = frames.frame_for(engine)
+        if frame is None:
+            self._send_now(frames.message, True)  # compressed or masked by this engine
+        else:
+            self._write_frame(frame)
+        return SENT
 
     def send_nowait(self, message: Data) -> bool:
-        """Write a message without waiting for the buffer to drain; False if not open."""
+        """Send a message without waiting: the socket gets now what it takes, the
+        rest is written in the background (by the event loop) as the peer reads.
+
+        Returns False, sending nothing, if the connection is not open. Nothing
+        bounds what waits for a peer that does not read: watch
+        :attr:`pending_bytes`, or use :func:`broadcast`, which does.
+        """
         try:
             self._send_now(message, True)
         except ConnectionClosed:  # what _send_now raises when the engine is not open
@@ -741,3 +773,27 @@ def run_keepalive(connections: Collection[Connection], now: float) -> None:
     of them, nothing per idle connection)."""
     for conn in connections:
         conn._keepalive(now)
+
+
+def broadcast(connections: Iterable[Connection], message: Data | bytearray | memoryview, *,
+              slow: SlowPolicy = "skip", limit: int | None = None,
+              close_code: int = CloseCode.POLICY_VIOLATION) -> BroadcastResult[Connection]:
+    """Send ``message`` to every open connection of ``connections`` without waiting for any.
+
+    The message is serialized once per distinct compression setting (see
+    :doc:`/guides/broadcast`) and written to each connection as
+    :meth:`Connection.send_nowait` does. A connection whose buffer
+    (:attr:`Connection.pending_bytes`) holds more than ``limit`` bytes (None:
+    its ``write_limit``) is slow: with ``slow="skip"`` it does not get this
+    message, with ``slow="close"`` its closing handshake starts with
+    ``close_code`` (1008, 1013 or 3000-4999). A connection that is not open is
+    left out; one sending a message in parts (RFC 6455 §5.4) is skipped.
+    Skips and closes are logged as warnings on ``rfc6455.broadcast``.
+
+    Call it from the event loop's thread. Raises :class:`TypeError` for a
+    message that is neither ``str`` nor bytes-like and :class:`ValueError` for
+    a bad option, before sending anything; otherwise it raises nothing and
+    returns what it did.
+    """
+    return fan_out(connections, message, Connection._fan_out, Connection.start_close,
+                   slow=slow, limit=limit, close_code=close_code)

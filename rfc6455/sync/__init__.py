@@ -18,10 +18,11 @@ from .._driver import (
     InvalidStatus,
 )
 from .client import connect
-from .connection import Connection
+from .connection import BroadcastResult, Connection, broadcast
 from .server import Server, serve
 
 __all__ = [
+    "BroadcastResult",
     "ConcurrencyError",
     "Connection",
     "ConnectionClosed",
@@ -30,6 +31,7 @@ __all__ = [
     "InvalidRedirect",
     "InvalidStatus",
     "Server",
+    "broadcast",
     "connect",
     "serve",
 ]

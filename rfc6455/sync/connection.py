@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import select
 import socket
 import ssl
@@ -41,10 +42,11 @@ from .._driver import (
     Driver,
     Fragments,
 )
+from .._fanout import BUSY, NOT_OPEN, SENT, SLOW, BroadcastResult, Frames, SlowPolicy, fan_out
 from ..connection import ClientConnection, ServerConnection
 from ..errors import CloseCode, LocalProtocolError
 
-__all__ = ["Connection"]
+__all__ = ["BroadcastResult", "Connection", "broadcast"]
 
 #: After a message went to a waiting reader, parsing resumes this soon even if it
 #: does not come back, so pings and closes are answered (the asyncio adapter uses
@@ -190,6 +192,12 @@ class _Transport(ConnectionView):
             timeout = self._options.close_timeout
             self._close_deadline = time.monotonic() + (1e9 if timeout is None else timeout)
             self._cond.notify_all()
+            if timeout is not None and not self._lost \
+                    and threading.current_thread() is not self._reader:
+                # The reader thread may be in poll() with a timeout set before this
+                # deadline existed (waiting for room, or for input): the background
+                # writer's thread keeps it too.
+                _background_writer.wake_at(self, self._close_deadline)
 
     @property
     def _backed_up(self) -> bool:
@@ -209,15 +217,21 @@ class _Transport(ConnectionView):
             cond.wait()
         self._drain(block=True)
 
-    def _write_nowait(self) -> bool:
+    def _write_nowait(self, hand_over: bool = True) -> bool:
         """Write what the socket takes now, never waiting; True once all is written.
 
+        What is left goes to the background writer (see :class:`_BackgroundWriter`)
+        unless ``hand_over`` is False: the reader thread waits for room itself.
         The reader thread writes this way only: it must stay free to read and to
         run the timers (ping timeout, close deadline) whatever the peer does.
         """
         if self._writing:
-            return False
-        return self._drain(block=False)
+            return False  # that writer writes what we queued, or hands it over
+        if self._drain(block=False):
+            return True
+        if hand_over and self._outbox and not self._lost:
+            _background_writer.watch(self)
+        return False
 
     def _drain(self, block: bool) -> bool:
         """Write the outbox as the one writer (lock held, released while writing).
@@ -310,6 +324,7 @@ class _Transport(ConnectionView):
         if self._lost:
             return
         self._lost = True
+        _background_writer.forget(self)
         with contextlib.suppress(OSError):
             socket.socket.shutdown(self.sock, socket.SHUT_RDWR)
         if not self._eof_received:
@@ -348,7 +363,7 @@ class _Transport(ConnectionView):
                     if self._lost:
                         break
                     if self._outbox or engine.has_data_to_send:
-                        self._write_nowait()
+                        self._write_nowait(hand_over=False)
                     if self._lost or (self._eof_received and engine.state is State.CLOSED
                                       and not self._outbox and not engine.has_data_to_send):
                         break
@@ -417,14 +432,32 @@ class _Transport(ConnectionView):
         with io_lock:
             return bool(self.sock.pending())  # type: ignore[attr-defined]
 
+    def _write_ready(self) -> bool:
+        """The background writer's turn: the socket takes more. True: forget this one
+        (all written, closed, or another thread is writing: it hands the rest over)."""
+        with self._cond:
+            if self._lost or self._writing:
+                return True
+            return self._drain(block=False)
+
+    def _close_deadline_passed(self, now: float) -> bool:
+        """Drop the connection once its close deadline is past (§7.1.1); lock held."""
+        if self._close_deadline is None or now < self._close_deadline or self._lost:
+            return False
+        self.logger.debug("close timeout: aborting the connection")
+        self._lose()
+        return True
+
+    def _deadline_due(self) -> None:
+        """The background writer's thread, at the close deadline."""
+        with self._cond:
+            self._close_deadline_passed(time.monotonic())
+
     def _timers(self) -> float | None:
         """Run due timers (locked); return the time until the next one."""
         now = time.monotonic()
         driver = self._driver
-        if self._close_deadline is not None and now >= self._close_deadline \
-                and not self._lost:
-            self.logger.debug("close timeout: aborting the connection")
-            self._lose()
+        if self._close_deadline_passed(now):
             return 0
         if driver.hold and self._hold_since and now - self._hold_since >= _SOON:
             driver.hold = False
@@ -579,8 +612,9 @@ class Connection(_Transport):
                 self._parts_owner = None
                 self._cond.notify_all()
 
-    # Non-blocking sends for fan-out (a broadcast writes to many connections and
-    # must not wait for any): queue here, and let a writer thread call flush().
+    # Non-blocking sends (a broadcast writes to many connections and must not wait
+    # for any): the outbox is the queue; what the socket does not take at once
+    # the background writer (_BackgroundWriter) writes as the peer reads.
 
     @property
     def pending_bytes(self) -> int:
@@ -588,39 +622,68 @@ class Connection(_Transport):
         return self._outbox_bytes
 
     def queue_frame(self, frame: bytes) -> bool:
-        """Queue a message serialized once by :func:`rfc6455.frames.serialize_frame`
-        (server role) without writing; False if the connection is not open."""
+        """Send a message serialized once by :func:`rfc6455.frames.serialize_frame`
+        (server role) without waiting, as :meth:`send_nowait` does; False if the
+        connection is not open."""
         with self._cond:
             if self.engine.state is not State.OPEN:
                 return False
             self.engine.send_frame_bytes(frame)
             self._collect(force=True)
+            self._write_nowait()
             return True
 
+    def _fan_out(self, frames: Frames, limit: int | None) -> int:
+        """One member's part of :func:`broadcast` (the rules are in rfc6455._fanout)."""
+        with self._cond:
+            engine = self.engine
+            if engine.state is not State.OPEN or self._lost:
+                return NOT_OPEN
+            if frames.over_limit(self._outbox_bytes,
+                                 self._options.write_limit if limit is None else limit):
+                return SLOW
+            if self._parts_owner is not None:
+                return BUSY
+            frame = frames.frame_for(engine)
+            if frame is None:
+                engine.send(frames.message)  # compressed or masked by this engine
+            else:
+                engine.send_frame_bytes(frame)
+            self._collect(force=True)
+            self._write_nowait()
+            return SENT
+
     def send_nowait(self, message: Data) -> bool:
-        """Queue a message without writing; False if the connection is not open."""
+        """Send a message without waiting: the socket gets now what it takes, the
+        rest is written in the background (by the adapter's writer thread) as the
+        peer reads.
+
+        Returns False, sending nothing, if the connection is not open. Nothing
+        bounds what waits for a peer that does not read: watch
+        :attr:`pending_bytes`, or use :func:`broadcast`, which does.
+        """
         with self._cond:
             if self.engine.state is not State.OPEN:
                 return False
             self.engine.send(message)
             self._collect(force=True)
+            self._write_nowait()
             return True
 
     def start_close(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
-        """Queue the closing handshake without writing or waiting (see :meth:`flush`);
-        the close timeout still applies."""
+        """Start the closing handshake without waiting; the close timeout still applies."""
         with self._cond:
             self._driver.begin_close(code, reason)
             self._progress()
+            self._write_nowait()
             self._cond.notify_all()
 
     def flush(self, block: bool = True) -> None:
         """Write the outbox; returns at once if another thread is writing it (that
         thread, or the reader thread, writes the rest).
 
-        ``block=False`` writes only what the socket takes now, as an asyncio
-        transport's ``write()`` does: a fan-out thread can call it for every
-        client and have those that keep up served at once.
+        Never needed after :meth:`send_nowait` (which writes in the background);
+        ``block=False`` writes only what the socket takes now.
         """
         with self._cond:
             if not self._writing:
@@ -680,6 +743,152 @@ class Connection(_Transport):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def broadcast(connections: Iterable[Connection], message: Data | bytearray | memoryview, *,
+              slow: SlowPolicy = "skip", limit: int | None = None,
+              close_code: int = CloseCode.POLICY_VIOLATION) -> BroadcastResult[Connection]:
+    """Send ``message`` to every open connection of ``connections`` without waiting for any.
+
+    The message is serialized once per distinct compression setting (see
+    :doc:`/guides/broadcast`) and written to each connection as
+    :meth:`Connection.send_nowait` does. A connection whose buffer
+    (:attr:`Connection.pending_bytes`) holds more than ``limit`` bytes (None:
+    its ``write_limit``) is slow: with ``slow="skip"`` it does not get this
+    message, with ``slow="close"`` its closing handshake starts with
+    ``close_code`` (1008, 1013 or 3000-4999). A connection that is not open is
+    left out; one sending a message in parts (RFC 6455 §5.4) is skipped.
+    Skips and closes are logged as warnings on ``rfc6455.broadcast``.
+
+    Callable from any thread, and from several at once. Raises
+    :class:`TypeError` for a message that is neither ``str`` nor bytes-like and
+    :class:`ValueError` for a bad option, before sending anything; otherwise it
+    raises nothing and returns what it did.
+    """
+    return fan_out(connections, message, Connection._fan_out, Connection.start_close,
+                   slow=slow, limit=limit, close_code=close_code)
+
+
+class _BackgroundWriter:
+    """One thread per process that finishes the writes nobody waits for.
+
+    :meth:`Connection.send_nowait` and :func:`broadcast` write what a socket
+    takes at once; a connection with bytes left is watched here until its
+    socket takes more (``poll()`` for POLLOUT over all of them, plus a pipe that
+    wakes the thread when one is added). The reader thread cannot do it: it may
+    be waiting in its own ``poll()`` for input only, for as long as the peer is
+    silent. For the same reason the thread also keeps the close deadlines armed
+    by other threads (``start_close``, a slow member closed by a broadcast).
+    It starts when needed and ends when it has nothing to watch or wait for.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._watched: dict[int, _Transport] = {}
+        self._deadlines: dict[_Transport, float] = {}
+        self._thread: threading.Thread | None = None
+        self._wake_w = -1
+
+    def watch(self, connection: _Transport) -> None:
+        """Write the rest of ``connection``'s outbox when its socket takes more."""
+        fd = connection.sock.fileno()
+        if fd < 0:
+            return
+        with self._lock:
+            if self._watched.get(fd) is connection:
+                return
+            # A descriptor watched for another connection was closed and reused:
+            # that connection is gone (its writes stopped with _lose).
+            self._watched[fd] = connection
+            self._wake()
+
+    def wake_at(self, connection: _Transport, when: float) -> None:
+        """Check ``connection``'s close deadline at ``when``."""
+        with self._lock:
+            self._deadlines[connection] = when
+            self._wake()
+
+    def forget(self, connection: _Transport) -> None:
+        """``connection`` is gone: nothing more to write or check for it."""
+        with self._lock:
+            changed = self._deadlines.pop(connection, None) is not None
+            fd = connection.sock.fileno()
+            if self._watched.get(fd) is connection:
+                del self._watched[fd]
+                changed = True
+            if changed and self._thread is not None:
+                self._wake()  # it may have nothing left: let it end
+
+    def _wake(self) -> None:
+        """Start the thread, or make it look at the new work (lock held)."""
+        if self._thread is None:
+            wake_r, self._wake_w = os.pipe()
+            os.set_blocking(wake_r, False)
+            os.set_blocking(self._wake_w, False)
+            self._thread = threading.Thread(target=self._run, args=(wake_r,), daemon=True,
+                                            name="rfc6455-background-writer")
+            self._thread.start()
+            return
+        with contextlib.suppress(BlockingIOError):  # full: a wake-up is pending
+            os.write(self._wake_w, b"\0")
+
+    def _run(self, wake_r: int) -> None:
+        poller = select.poll()
+        poller.register(wake_r, select.POLLIN)
+        polled: dict[int, _Transport] = {}
+        while True:
+            with self._lock:
+                now = time.monotonic()
+                due = [c for c, when in self._deadlines.items() if when <= now]
+                for connection in due:
+                    del self._deadlines[connection]
+                watched = dict(self._watched)
+                if not watched and not self._deadlines and not due:
+                    # Nothing left: end; the next watch() or wake_at() starts a thread.
+                    self._thread = None
+                    os.close(wake_r)
+                    os.close(self._wake_w)
+                    self._wake_w = -1
+                    return
+                wait = min(self._deadlines.values(), default=now) - now \
+                    if self._deadlines else None
+            for connection in due:
+                connection._deadline_due()
+            if due:
+                continue
+            for fd in polled.keys() - watched.keys():
+                poller.unregister(fd)
+            for fd, connection in watched.items():
+                if polled.get(fd) is not connection:
+                    poller.register(fd, select.POLLOUT)
+            polled = watched
+            for fd, _ in poller.poll(None if wait is None else max(0, int(wait * 1000) + 1)):
+                if fd == wake_r:
+                    with contextlib.suppress(BlockingIOError):
+                        os.read(wake_r, 4096)
+                    continue
+                connection = polled[fd]
+                try:
+                    done = connection._write_ready()
+                except Exception:  # pragma: no cover - a bug: log it, keep serving the others
+                    connection.logger.exception("background write failed")
+                    done = True
+                if done:
+                    with self._lock:
+                        if self._watched.get(fd) is connection:
+                            del self._watched[fd]
+
+    def _after_fork(self) -> None:
+        # The thread does not exist in a forked child: start afresh there.
+        self._lock = threading.Lock()
+        self._watched = {}
+        self._deadlines = {}
+        self._thread = None
+        self._wake_w = -1
+
+
+_background_writer = _BackgroundWriter()
+os.register_at_fork(after_in_child=_background_writer._after_fork)
 
 
 def handshake_io(sock: socket.socket, engine: ServerConnection | ClientConnection,

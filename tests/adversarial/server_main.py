@@ -23,10 +23,9 @@ import sys
 import threading
 from typing import Any
 
-from rfc6455.apps.broadcast import AsyncMember, broadcast_async, broadcast_sync
+from rfc6455.apps.broadcast import broadcast_async, broadcast_sync, member_label
 from rfc6455.apps.echo import echo_async, echo_sync
 from rfc6455.apps.hub import Hub
-from rfc6455.connection import ServerConnection
 
 
 class OneLineFormatter(logging.Formatter):
@@ -41,7 +40,7 @@ def announce(port: int) -> None:
     sys.stdout.flush()
 
 
-def make_listener_factory(app: str, hub: Hub | None) -> Any:
+def make_listener_factory(app: str, hub: Hub[Any] | None) -> Any:
     from rfc6455.asyncio import Connection, Listener
 
     if app == "echo":
@@ -52,32 +51,25 @@ def make_listener_factory(app: str, hub: Hub | None) -> Any:
         return Echo
 
     assert hub is not None
-    the_hub: Hub = hub
-    members: dict[Connection, AsyncMember] = {}
+    the_hub: Hub[Any] = hub
 
     class Broadcast(Listener):
         # The reference broadcast glue (apps/broadcast.py) with callbacks in place
         # of the coroutine: join on open, publish each message, leave on close.
         def on_open(self, ws: Connection) -> None:
-            member = members[ws] = AsyncMember(ws)
-            engine, transport = ws.engine, ws.transport
-            the_hub.join(member, engine.extension, member.label,
-                     direct=(engine, transport) if transport is not None
-                     and isinstance(engine, ServerConnection) else None)
+            the_hub.join(ws, member_label(ws.remote_address))
 
         def on_message(self, ws: Connection, message: str | bytes) -> None:
             the_hub.broadcast(message)
 
         def on_close(self, ws: Connection, code: int | None, reason: str) -> None:
-            member = members.pop(ws, None)
-            if member is not None:
-                the_hub.leave(member)
+            the_hub.leave(ws)
 
     return Broadcast
 
 
 async def run_asyncio(args: argparse.Namespace, options: dict[str, Any],
-                      context: ssl.SSLContext | None, hub: Hub | None) -> int:
+                      context: ssl.SSLContext | None, hub: Hub[Any] | None) -> int:
     from rfc6455.asyncio import Connection, serve, serve_listener
 
     loop = asyncio.get_running_loop()
@@ -106,7 +98,7 @@ async def run_asyncio(args: argparse.Namespace, options: dict[str, Any],
 
 
 def run_sync(args: argparse.Namespace, options: dict[str, Any],
-             context: ssl.SSLContext | None, hub: Hub | None) -> int:
+             context: ssl.SSLContext | None, hub: Hub[Any] | None) -> int:
     from rfc6455.sync import Connection, serve
 
     stop = threading.Event()
@@ -169,7 +161,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.certfile:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(args.certfile, args.keyfile)
-    hub = Hub(**json.loads(args.hub)) if args.app == "broadcast" else None
+    hub: Hub[Any] | None = None
+    if args.app == "broadcast":
+        if args.backend == "sync":
+            from rfc6455.sync import broadcast
+        else:
+            from rfc6455.asyncio import broadcast  # type: ignore[assignment]
+        hub = Hub(broadcast, **json.loads(args.hub))
     if args.backend == "sync":
         return run_sync(args, options, context, hub)
     if args.backend == "websockets":

@@ -21,7 +21,7 @@ from typing import Any
 
 from rfc6455.apps.broadcast import broadcast_sync
 from rfc6455.apps.hub import Hub
-from rfc6455.sync import Connection, serve
+from rfc6455.sync import Connection, broadcast, serve
 
 
 def echo(ws: Connection) -> None:
@@ -42,7 +42,7 @@ def main(config: dict[str, Any]) -> None:
         sys.setswitchinterval(config["switchinterval"])
     handler: Any = echo
     if config.get("app") == "broadcast":
-        handler = functools.partial(broadcast_sync, Hub(**config.get("hub", {})))
+        handler = functools.partial(broadcast_sync, Hub(broadcast, **config.get("hub", {})))
     with serve(handler, "127.0.0.1", 0, ssl=context, **config.get("options", {})) as server:
         if config.get("nofile"):
             _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
