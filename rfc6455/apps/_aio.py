@@ -23,9 +23,8 @@ async def serve_asyncio(config: ServerConfig) -> int:
     if config.app == "broadcast":
         hub = config.make_hub(broadcast)
         backplane = config.make_backplane()
-        publish = None
+        publish = None if backplane is None else backplane.publish
         if backplane is not None:
-            publish = backplane.publish
             backplane_task = asyncio.create_task(backplane.run(hub.broadcast))
 
         async def handler(ws: Connection) -> None:

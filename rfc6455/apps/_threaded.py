@@ -23,11 +23,10 @@ def serve_sync(config: ServerConfig) -> int:
     if config.app == "broadcast":
         hub = config.make_hub(broadcast)
         backplane = config.make_backplane()
-        publish = None
+        publish = None if backplane is None else backplane.publish
         if backplane is not None:
             # The backplane speaks asyncio: give it a loop of its own in a thread;
             # it calls the (thread-safe) hub from there.
-            publish = backplane.publish
             runner = backplane.run(hub.broadcast)
             threading.Thread(target=asyncio.run, args=(runner,), name="backplane",
                              daemon=True).start()

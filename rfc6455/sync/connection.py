@@ -127,19 +127,6 @@ class _Transport(ConnectionView):
         # a writer waits for room in poll(), without it.
         self._io_lock = threading.Lock() if isinstance(sock, ssl.SSLSocket) else None
 
-    def _start(self) -> None:
-        """The handshake is done: start the reader thread (:func:`start_reader`)."""
-        # Non-blocking from now on: the reader thread must never wait in a write,
-        # and a blocking writer waits in poll(), which a shutdown() ends.
-        self.sock.settimeout(0)
-        # The application is about to call recv(): give it the first message before
-        # parsing on (see the pull policy in rfc6455._driver).
-        self._driver.hold = True
-        self._hold_since = time.monotonic()
-        self._reader = threading.Thread(target=self._read_loop, daemon=True,
-                                        name=f"rfc6455-reader-{self.sock.fileno()}")
-        self._reader.start()
-
     # ------------------------------------------------- engine driving (locked)
 
     def _progress(self) -> None:
@@ -513,10 +500,6 @@ class _Transport(ConnectionView):
             return None
         return max(0.0, min(deadlines) - time.monotonic())
 
-    def _start_close(self, code: int | None, reason: str) -> None:
-        self._driver.begin_close(code, reason)
-        self._closing_started()
-
     def _closing_started(self) -> None:
         """The close was started (locked): write it as far as the socket takes now,
         and let every waiter see it."""
@@ -529,6 +512,19 @@ class Connection(_Transport):
     """A WebSocket connection: ``recv()`` / iteration to receive, ``send()`` (thread-safe)."""
 
     __slots__ = ()
+
+    def _start(self) -> None:
+        """The handshake is done: start the reader thread (:func:`start_reader`)."""
+        # Non-blocking from now on: the reader thread must never wait in a write,
+        # and a blocking writer waits in poll(), which a shutdown() ends.
+        self.sock.settimeout(0)
+        # The application is about to call recv(): give it the first message before
+        # parsing on (see the pull policy in rfc6455._driver).
+        self._driver.hold = True
+        self._hold_since = time.monotonic()
+        self._reader = threading.Thread(target=self._read_loop, daemon=True,
+                                        name=f"rfc6455-reader-{self.sock.fileno()}")
+        self._reader.start()
 
     # ------------------------------------------------------------ properties
 
@@ -758,6 +754,10 @@ class Connection(_Transport):
             self._write(True)
 
     # --------------------------------------------------------------- closing
+
+    def _start_close(self, code: int | None, reason: str) -> None:
+        self._driver.begin_close(code, reason)
+        self._closing_started()
 
     def close(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
         """Closing handshake (§7.1.2), then wait (at most ``close_timeout``) for the end."""
