@@ -500,6 +500,10 @@ class _Transport(ConnectionView):
             return None
         return max(0.0, min(deadlines) - time.monotonic())
 
+    def _start_close(self, code: int | None, reason: str) -> None:
+        self._driver.begin_close(code, reason)
+        self._closing_started()
+
     def _closing_started(self) -> None:
         """The close was started (locked): write it as far as the socket takes now,
         and let every waiter see it."""
@@ -754,10 +758,6 @@ class Connection(_Transport):
             self._write(True)
 
     # --------------------------------------------------------------- closing
-
-    def _start_close(self, code: int | None, reason: str) -> None:
-        self._driver.begin_close(code, reason)
-        self._closing_started()
 
     def close(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
         """Closing handshake (§7.1.2), then wait (at most ``close_timeout``) for the end."""
