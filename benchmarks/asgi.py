@@ -117,6 +117,26 @@ PROTOCOLS: dict[str, str] = {
 
 # ----------------------------------------------------------------------------- servers
 
+def server_environment() -> dict[str, str]:
+    """The servers' environment: rfc6455 from PYTHONPATH first (another checkout under
+    test), then from this checkout; the accelerator on."""
+    env = dict(os.environ)
+    env.pop("RFC6455_NO_EXTENSIONS", None)
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (os.environ.get("PYTHONPATH", ""), str(ROOT)) if p)
+    return env
+
+
+def server_rfc6455() -> str:
+    """Which rfc6455 the servers import, and whether its C accelerator is built."""
+    probe = ("import rfc6455, os; from rfc6455._mask import ACCELERATED; "
+             "print(os.path.dirname(os.path.dirname(rfc6455.__file__)), ACCELERATED)")
+    out = subprocess.run([sys.executable, "-P", "-c", probe], env=server_environment(),
+                         cwd=HERE, capture_output=True, text=True, timeout=60, check=True)
+    tree, accelerated = out.stdout.split()
+    return f"rfc6455 from {tree} (accelerator built: {'yes' if accelerated == 'True' else 'no'})"
+
+
 _LISTENING = re.compile(rb"Uvicorn running on http://127\.0\.0\.1:(\d+)")
 
 
@@ -124,11 +144,7 @@ class UvicornServer(Server):
     """``python -m uvicorn`` in a child process; CPU and RSS as :class:`servers.Server`'s."""
 
     def __init__(self, app: str, ws: str) -> None:
-        env = dict(os.environ)
-        env.pop("RFC6455_NO_EXTENSIONS", None)
-        # PYTHONPATH first (another checkout's rfc6455 under test), then this checkout.
-        env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (os.environ.get("PYTHONPATH", ""), str(ROOT)) if p)
+        env = server_environment()
         cmd = [sys.executable, "-m", "uvicorn", *APPS[app], "--app-dir", str(HERE),
                "--host", "127.0.0.1", "--port", "0", "--ws", PROTOCOLS[ws],
                "--loop", "uvloop", "--http", "httptools", "--lifespan", "off",
@@ -244,13 +260,11 @@ def main(argv: list[str] | None = None) -> None:
                 samples.setdefault((app, ws), []).append(measure(app, ws, sizes))
     import uvicorn
 
-    from rfc6455._core import ACCELERATED
-
     print(f"Python {sys.version.split()[0]}, uvicorn {uvicorn.__version__} (uvloop, httptools), "
-          f"{os.cpu_count()} CPUs, load average {load:.1f}, {repeat} run(s), medians; "
-          f"{'quick' if args.quick else 'full'} sizes: ping-pong {sizes.pingpong}, pipelined "
-          f"{sizes.small} / {sizes.medium} / {sizes.large}, idle {sizes.idle}; accelerator "
-          f"built: {'yes' if ACCELERATED else 'no'}; {time.monotonic() - started:.0f} s")
+          f"{server_rfc6455()}, {os.cpu_count()} CPUs, load average {load:.1f}, {repeat} "
+          f"run(s), medians; {'quick' if args.quick else 'full'} sizes: ping-pong "
+          f"{sizes.pingpong}, pipelined {sizes.small} / {sizes.medium} / {sizes.large}, "
+          f"idle {sizes.idle}; {time.monotonic() - started:.0f} s")
     for app in apps:
         rows = {ws: {c: statistics.median(s[c] for s in samples[(app, ws)]) for c in COLUMNS}
                 for ws in protocols}

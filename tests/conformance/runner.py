@@ -508,6 +508,18 @@ def render(runs: Sequence[Run], command: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+#: Where the sections that other runners write into the same file start (tests.conformance.
+#: uvicorn_runner's "Autobahn under uvicorn"): kept as they are when this runner rewrites it.
+KEPT_MARKER = "<!-- uvicorn_runner: begin -->"
+
+
+def kept_sections(path: Path) -> str:
+    """The other runners' sections of ``path``, from ``KEPT_MARKER`` on ("" if none)."""
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    start = text.find(KEPT_MARKER)
+    return "" if start < 0 else "\n" + text[start:]
+
+
 # ------------------------------------------------------------------ main
 
 def select(names: Sequence[str], roles: Sequence[str]) -> list[Target]:
@@ -584,7 +596,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             shutil.rmtree(workdir, ignore_errors=True)
     shown = ["python -m tests.conformance.runner", *(argv if argv is not None else sys.argv[1:])]
     if args.write_doc:
-        Path(args.write_doc).write_text(render(runs, " ".join(shown)), encoding="utf-8")
+        path = Path(args.write_doc)
+        path.write_text(render(runs, " ".join(shown)) + kept_sections(path), encoding="utf-8")
     failed = [r for r in runs if not r.target.reference and not r.passed]
     for run in failed:
         print(f"FAILED: {run.target.label}: {len(run.failures())} case(s) not OK"

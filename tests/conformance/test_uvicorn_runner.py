@@ -1,0 +1,61 @@
+"""The uvicorn Autobahn runner's command lines and its section of docs/conformance.md.
+
+No network here: the run itself is a step of ``.ci/run`` (``python -m
+tests.conformance.uvicorn_runner --ws ours``), held to ``runner``'s strict bar.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.conformance import runner, uvicorn_runner
+
+
+def _run(ws: str, verdicts: dict[str, tuple[str, str]]) -> runner.Run:
+    cases = {i: runner.Case(i, b, c, 5) for i, (b, c) in verdicts.items()}
+    return runner.Run(uvicorn_runner.target(ws), cases)
+
+
+def test_targets_judge_ours_and_report_the_others() -> None:
+    """Ours is held to the strict bar; websockets-sansio and wsproto are only reported."""
+    ours = uvicorn_runner.target("ours")
+    assert not ours.reference
+    at = ours.command.index("--ws")
+    assert ours.command[at + 1] == "rfc6455.uvicorn:WebSocketProtocol"
+    assert "-P" in ours.command  # no working directory on sys.path: PYTHONPATH decides
+    assert uvicorn_runner.target("wsproto").reference
+    assert uvicorn_runner.target("websockets-sansio").reference
+    # 9.* sends 16 MiB messages: the limit is above them.
+    size = int(ours.command[ours.command.index("--ws-max-size") + 1])
+    assert size > 16 * 1024 * 1024
+
+
+def test_section_counts_and_lists_our_cases_not_ok() -> None:
+    ours = _run("ours", {"1.1.1": ("OK", "OK"), "7.1.6": ("INFORMATIONAL", "INFORMATIONAL")})
+    peer = _run("wsproto", {"1.1.1": ("OK", "OK"), "6.4.1": ("NON-STRICT", "OK")})
+    section = uvicorn_runner.render_section([ours, peer], "cmd")
+    assert section.startswith(uvicorn_runner.BEGIN) and section.rstrip().endswith(
+        uvicorn_runner.END)
+    assert "| uvicorn rfc6455 | 2 | 1 | 1 | 0 | 0 | 0 | 0 | 0 | PASS |" in section
+    assert "| uvicorn wsproto | 2 | 1 | 0 | 1 | 0 | 0 | 0 | 0 | reported |" in section
+    assert "- uvicorn wsproto: 6.*: 1 NON-STRICT." in section
+    assert "  - 7.1.6: INFORMATIONAL / INFORMATIONAL" in section
+    failing = _run("ours", {"1.1.1": ("OK", "OK"), "6.4.1": ("NON-STRICT", "OK")})
+    assert "| FAIL |" in uvicorn_runner.render_section([failing], "cmd")
+
+
+def test_section_survives_both_runners_rewriting_the_file(tmp_path: Path) -> None:
+    """uvicorn_runner replaces its own section only; runner keeps it when it rewrites."""
+    doc = tmp_path / "conformance.md"
+    doc.write_text("# Autobahn TestSuite conformance\n\nrunner's part\n")
+    first = uvicorn_runner.render_section([_run("ours", {"1.1.1": ("OK", "OK")})], "first")
+    uvicorn_runner.write_section(doc, first)
+    second = uvicorn_runner.render_section([_run("ours", {"2.1": ("OK", "OK")})], "second")
+    uvicorn_runner.write_section(doc, second)
+    text = doc.read_text()
+    assert text.startswith("# Autobahn TestSuite conformance\n\nrunner's part\n\n")
+    assert text.count(uvicorn_runner.BEGIN) == 1 and "`second`" in text and "`first`" not in text
+    # What runner.main writes: its freshly rendered part, then the kept sections.
+    rewritten = "# regenerated\n" + runner.kept_sections(doc)
+    assert rewritten.endswith(second) and "runner's part" not in rewritten
+    assert runner.kept_sections(tmp_path / "absent.md") == ""
