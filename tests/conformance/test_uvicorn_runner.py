@@ -36,9 +36,9 @@ def test_section_counts_and_lists_our_cases_not_ok() -> None:
     section = uvicorn_runner.render_section([ours, peer], "cmd")
     assert section.startswith(uvicorn_runner.BEGIN) and section.rstrip().endswith(
         uvicorn_runner.END)
-    assert "| uvicorn rfc6455 | 2 | 1 | 1 | 0 | 0 | 0 | 0 | 0 | PASS |" in section
-    assert "| uvicorn wsproto | 2 | 1 | 0 | 1 | 0 | 0 | 0 | 0 | reported |" in section
-    assert "- uvicorn wsproto: 6.*: 1 NON-STRICT." in section
+    assert "| uvicorn-rfc6455 | 2 | 1 | 1 | 0 | 0 | 0 | 0 | 0 | PASS |" in section
+    assert "| uvicorn-wsproto | 2 | 1 | 0 | 1 | 0 | 0 | 0 | 0 | reported |" in section
+    assert "- uvicorn-wsproto: 6.*: 1 NON-STRICT." in section
     assert "  - 7.1.6: INFORMATIONAL / INFORMATIONAL" in section
     failing = _run("ours", {"1.1.1": ("OK", "OK"), "6.4.1": ("NON-STRICT", "OK")})
     assert "| FAIL |" in uvicorn_runner.render_section([failing], "cmd")

@@ -50,7 +50,7 @@ def target(ws: str) -> runner.Target:
                "--ws-max-size", str(runner._MAX_SIZE), "--no-access-log",
                "--log-level", "info")
     name = "rfc6455" if ws == OURS else ws
-    return runner.Target(f"uvicorn {name}", "server", command,
+    return runner.Target(f"uvicorn-{name}", "server", command,
                          f"`uvicorn --ws {PROTOCOLS[ws]}`, raw ASGI echo",
                          reference=ws != OURS,
                          announce=("stderr", r"Uvicorn running on http://127\.0\.0\.1:(\d+)"))
