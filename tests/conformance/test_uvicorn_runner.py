@@ -21,7 +21,7 @@ def test_targets_judge_ours_and_report_the_others() -> None:
     ours = uvicorn_runner.target("ours")
     assert not ours.reference
     at = ours.command.index("--ws")
-    assert ours.command[at + 1] == "rfc6455.uvicorn:WebSocketProtocol"
+    assert ours.command[at + 1] == "asgi_echo:CompressAll"
     assert "-P" in ours.command  # no working directory on sys.path: PYTHONPATH decides
     assert uvicorn_runner.target("wsproto").reference
     assert uvicorn_runner.target("websockets-sansio").reference
