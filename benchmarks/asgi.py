@@ -55,7 +55,17 @@ ROOT = HERE.parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
-from servers import FULL, QUICK, Server, Sizes, Spec, fmt, measure_echo  # noqa: E402
+from servers import (  # noqa: E402
+    FULL,
+    QUICK,
+    Server,
+    Sizes,
+    Spec,
+    echo_run,
+    fmt,
+    measure_echo,
+    open_client,
+)
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -208,6 +218,46 @@ def measure(app: str, ws: str, sizes: Sizes) -> dict[str, float]:
         server.stop()
 
 
+def workloads(sizes: Sizes) -> list[tuple[str, int, int, int]]:
+    """(column, message size, count, window): servers.measure_echo's four echo workloads."""
+    return [("ping-pong 32 B µs/rt", 32, sizes.pingpong, 1),
+            ("pipelined 32 B µs/msg", 32, sizes.small, 256),
+            ("pipelined 4 KiB µs/msg", 4096, sizes.medium, 64),
+            ("256 KiB µs/msg", 256 * 1024, sizes.large, 8)]
+
+
+async def interleaved(app: str, protocols: list[str], sizes: Sizes,
+                      rounds: int) -> dict[str, dict[str, float]]:
+    """Every protocol's server up at once, one connection each, taking turns for
+    ``rounds`` rounds of each workload (a round: 1/``rounds`` of its messages), so that
+    a slow spell of the machine hits every server alike; the median round of each."""
+    servers = {ws: UvicornServer(app, ws) for ws in protocols}
+    try:
+        clients = {ws: await open_client(server.port) for ws, server in servers.items()}
+        for client in clients.values():
+            await echo_run(client, 32, 200, 1, False)  # warm-up
+            await echo_run(client, 256 * 1024, 4, 4, False)
+        out: dict[str, dict[str, float]] = {ws: {} for ws in protocols}
+        for column, size, count, window in workloads(sizes):
+            per_round = max(1, count // rounds)
+            samples: dict[str, list[float]] = {ws: [] for ws in protocols}
+            for _ in range(rounds):
+                for ws, server in servers.items():
+                    before = server.cpu()
+                    await echo_run(clients[ws], size, per_round, window, False)
+                    samples[ws].append((server.cpu() - before) / per_round * 1e6)
+            for ws in protocols:
+                out[ws][column] = statistics.median(samples[ws])
+        for client in clients.values():
+            assert client.transport is not None
+            client.transport.close()
+        await asyncio.sleep(0.2)
+        return out
+    finally:
+        for server in servers.values():
+            server.stop()
+
+
 def report(rows: dict[str, dict[str, float]], protocols: list[str]) -> list[str]:
     """Workloads down, implementations across, then ours over each peer."""
     peers = [p for p in protocols if p != OURS]
@@ -231,6 +281,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeat", type=int, default=1, help="runs; cells are medians")
     parser.add_argument("--only", help=f"comma-separated --ws names: {', '.join(PROTOCOLS)}")
     parser.add_argument("--apps", default=",".join(APPS), help="comma-separated: raw,starlette")
+    parser.add_argument("--rounds", type=int, metavar="R",
+                        help="CPU rows from R interleaved rounds with all servers up at "
+                        "once (see interleaved); idle memory still from the runs")
     parser.add_argument("--idle", type=int, help=f"idle connections (default {IDLE}; "
                         f"{QUICK.idle} with --quick)")
     args = parser.parse_args(argv)
@@ -258,6 +311,12 @@ def main(argv: list[str] | None = None) -> None:
         for app in apps:
             for ws in protocols:
                 samples.setdefault((app, ws), []).append(measure(app, ws, sizes))
+    turns: dict[str, dict[str, dict[str, float]]] = {}
+    if args.rounds:
+        for app in apps:
+            print(f"{app}: interleaved rounds...", file=sys.stderr, flush=True)
+            turns[app] = asyncio.run(interleaved(app, protocols, sizes,
+                                                 max(1, min(args.rounds, 50))))
     import uvicorn
 
     print(f"Python {sys.version.split()[0]}, uvicorn {uvicorn.__version__} (uvloop, httptools), "
@@ -268,7 +327,10 @@ def main(argv: list[str] | None = None) -> None:
     for app in apps:
         rows = {ws: {c: statistics.median(s[c] for s in samples[(app, ws)]) for c in COLUMNS}
                 for ws in protocols}
-        print(f"\n{app} ASGI echo\n")
+        for ws, values in turns.get(app, {}).items():
+            rows[ws].update(values)
+        print(f"\n{app} ASGI echo" + (f" (CPU rows: medians of {args.rounds} interleaved "
+                                      "rounds)" if args.rounds else "") + "\n")
         print("\n".join(report(rows, protocols)))
     print("\nLower is better everywhere; a ratio below 1: rfc6455 ahead.")
 
