@@ -15,8 +15,9 @@ this module:
 
 with each ``--ws`` implementation: ours (``rfc6455.uvicorn:WebSocketProtocol``),
 ``websockets-sansio`` and ``wsproto``. uvicorn's defaults otherwise (``ws_max_size``
-16 MiB, ``ws_max_queue`` 32, a ping every 20 s, permessage-deflate allowed but
-never offered by the client, so off).
+16 MiB, ``ws_max_queue`` 32, permessage-deflate allowed but never offered by the
+client, so off) but for keepalive pings, off (``--ws-ping-interval 0``): the client
+counts reply bytes, and a ping is 6 bytes it did not ask for.
 
 The measurement is ``benchmarks/servers.py``'s, imported, not copied: the same
 cheap load generator (raw asyncio protocols on uvloop in this process, writing
@@ -158,7 +159,7 @@ class UvicornServer(Server):
         cmd = [sys.executable, "-m", "uvicorn", *APPS[app], "--app-dir", str(HERE),
                "--host", "127.0.0.1", "--port", "0", "--ws", PROTOCOLS[ws],
                "--loop", "uvloop", "--http", "httptools", "--lifespan", "off",
-               "--no-access-log", "--log-level", "info"]
+               "--ws-ping-interval", "0", "--no-access-log", "--log-level", "info"]
         # The working directory is this one (no rfc6455 package in it), so that the
         # child's rfc6455 is the one PYTHONPATH names.
         self.proc = subprocess.Popen(cmd, env=env, cwd=HERE, stdout=subprocess.DEVNULL,
