@@ -6,6 +6,7 @@ tests.conformance.uvicorn_runner --ws ours``), held to ``runner``'s strict bar.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from tests.conformance import runner, uvicorn_runner
@@ -36,8 +37,8 @@ def test_section_counts_and_lists_our_cases_not_ok() -> None:
     section = uvicorn_runner.render_section([ours, peer], "cmd")
     assert section.startswith(uvicorn_runner.BEGIN) and section.rstrip().endswith(
         uvicorn_runner.END)
-    assert "| uvicorn-rfc6455 | 2 | 1 | 1 | 0 | 0 | 0 | 0 | 0 | PASS |" in section
-    assert "| uvicorn-wsproto | 2 | 1 | 0 | 1 | 0 | 0 | 0 | 0 | reported |" in section
+    assert "| uvicorn-rfc6455 | 2 | 1 | 1 | 0 | 0 | 0 | 0 | - | PASS |" in section
+    assert "| uvicorn-wsproto | 2 | 1 | 0 | 1 | 0 | 0 | 0 | - | reported |" in section
     assert "- uvicorn-wsproto: 6.*: 1 NON-STRICT." in section
     assert "  - 7.1.6: INFORMATIONAL / INFORMATIONAL" in section
     failing = _run("ours", {"1.1.1": ("OK", "OK"), "6.4.1": ("NON-STRICT", "OK")})
@@ -59,3 +60,19 @@ def test_section_survives_both_runners_rewriting_the_file(tmp_path: Path) -> Non
     rewritten = "# regenerated\n" + runner.kept_sections(doc)
     assert rewritten.endswith(second) and "runner's part" not in rewritten
     assert runner.kept_sections(tmp_path / "absent.md") == ""
+
+
+def test_kept_reports_are_judged_as_a_fresh_run(tmp_path: Path) -> None:
+    """--from-reports: the verdicts of a kept run, and a missing case is a failure."""
+    name = uvicorn_runner.target("ours").name
+    outdir = tmp_path / "ours" / f"{name}-server-main"
+    outdir.mkdir(parents=True)
+    index = {"1.1.1": {"behavior": "OK", "behaviorClose": "OK", "duration": 3,
+                       "remoteCloseCode": 1000, "reportfile": "r.json"}}
+    (outdir / "index.json").write_text(json.dumps({"uvicorn": index}))
+    run = uvicorn_runner.load_run("ours", [tmp_path / "absent", tmp_path], include=["1.1.1"])
+    assert run is not None and run.passed and list(run.cases) == ["1.1.1"]
+    short = uvicorn_runner.load_run("ours", [tmp_path], include=["1.1.1", "1.1.2"])
+    assert short is not None and not short.passed
+    assert short.problems == ["no verdict for 1 case(s): 1.1.2"]
+    assert uvicorn_runner.load_run("wsproto", [tmp_path]) is None

@@ -91,7 +91,7 @@ def render_section(runs: Sequence[runner.Run], command: str) -> str:
         result = "reported" if run.target.reference else ("PASS" if run.passed else "FAIL")
         lines.append(f"| {run.target.name} | {len(run.cases)} | "
                      + " | ".join(str(counts[c]) for c in COLUMNS)
-                     + f" | {run.seconds:.0f} | {result} |")
+                     + f" | {f'{run.seconds:.0f}' if run.seconds else '-'} | {result} |")
     lines += ["", "Cases not OK, by group:", ""]
     for run in runs:
         groups = {g: c for g, c in run.counts_by_group().items()
@@ -120,6 +120,22 @@ def write_section(path: Path, section: str) -> None:
     path.write_text(text, encoding="utf-8")
 
 
+def load_run(ws: str, roots: Sequence[Path], include: Sequence[str] = (),
+             exclude: Sequence[str] = ()) -> runner.Run | None:
+    """The run of ``ws`` from reports kept by an earlier ``--reports ROOT`` (the first
+    root that has them), judged as a fresh run would be; None if no root has them."""
+    chosen = target(ws)
+    for root in roots:
+        found = sorted((root / ws).glob(f"{chosen.name}-server-*/index.json"))
+        if found:
+            run = runner.Run(chosen)
+            for index in found:
+                run.cases.update(runner.read_reports(index.parent))
+            runner.check_complete(run, runner.suite_cases(include, exclude))
+            return run
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.conformance.uvicorn_runner",
                                      description=__doc__.split("\n\n")[0])
@@ -135,7 +151,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="write the section into this Markdown file")
     parser.add_argument("--reports", metavar="DIR",
                         help="keep kosoku's reports in DIR (default: a temporary directory)")
+    parser.add_argument("--from-reports", action="append", default=[], metavar="DIR",
+                        help="run nothing: judge and write up the reports an earlier "
+                        "--reports DIR kept (repeatable; the first DIR holding a protocol's)")
     args = parser.parse_args(argv)
+    shown = ["python -m tests.conformance.uvicorn_runner",
+             *(argv if argv is not None else sys.argv[1:])]
+    if args.from_reports:
+        roots = [Path(d) for d in args.from_reports]
+        loaded = [load_run(ws, roots, args.include, args.exclude)
+                  for ws in args.ws or list(PROTOCOLS)]
+        return finish([run for run in loaded if run is not None], args.write_doc, shown)
     server_environment()
     workdir = Path(args.reports) if args.reports else Path(tempfile.mkdtemp(prefix="autobahn-"))
     if args.reports:
@@ -161,10 +187,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if not args.reports:
             shutil.rmtree(workdir, ignore_errors=True)
-    shown = ["python -m tests.conformance.uvicorn_runner",
-             *(argv if argv is not None else sys.argv[1:])]
-    if args.write_doc:
-        write_section(Path(args.write_doc), render_section(runs, " ".join(shown)))
+    return finish(runs, args.write_doc, shown)
+
+
+def finish(runs: Sequence[runner.Run], write_doc: str | None, shown: Sequence[str]) -> int:
+    """Write the section if asked; exit status 1 unless ours passed."""
+    if write_doc:
+        write_section(Path(write_doc), render_section(runs, " ".join(shown)))
     failed = [r for r in runs if not r.target.reference and not r.passed]
     for run in failed:
         print(f"FAILED: {run.target.name}: {len(run.failures())} case(s) not OK"
