@@ -52,7 +52,7 @@ class Config:
 
 
 def _drain(conn: ServerConnection | ClientConnection) -> bytes:
-    chunks = []
+    chunks: list[bytes] = []
     while True:
         out = conn.data_to_send()
         if out is EOF or not out:
@@ -102,6 +102,7 @@ def _theirs(server_kw: dict[str, Any] | None,
         ClientPerMessageDeflateFactory,
         ServerPerMessageDeflateFactory,
     )
+    from websockets.http11 import Request as WSRequest
     from websockets.server import ServerProtocol
     from websockets.uri import parse_uri
 
@@ -117,6 +118,7 @@ def _theirs(server_kw: dict[str, Any] | None,
         client.send_request(client.connect())
         server.receive_data(b"".join(client.data_to_send()))
         (request,) = server.events_received()
+        assert isinstance(request, WSRequest)
         server.send_response(server.accept(request))
         client.receive_data(b"".join(server.data_to_send()))
         client.events_received()
@@ -198,8 +200,8 @@ def throughput(cfg: Config, messages: list[bytes]) -> tuple[float, float, float]
 
 
 def configs() -> list[Config]:
-    ours = {"send": _ours_send, "pump": _ours_pump}
-    theirs = {"send": _theirs_send, "pump": _theirs_pump}
+    ours: dict[str, Any] = {"send": _ours_send, "pump": _ours_pump}
+    theirs: dict[str, Any] = {"send": _theirs_send, "pump": _theirs_pump}
     frugal = {"server_max_window_bits": 10, "client_max_window_bits": 10, "mem_level": 4}
     unlimited = {"server_max_window_bits": None, "client_max_window_bits": None, "mem_level": 8}
     frugal_nct = {**frugal, "server_no_context_takeover": True,

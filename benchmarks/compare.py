@@ -70,7 +70,7 @@ Runner = Callable[[], int]
 
 def websockets_parser(w: Workload) -> Runner:
     from websockets.extensions.permessage_deflate import PerMessageDeflate
-    from websockets.frames import Opcode
+    from websockets.frames import Frame, Opcode
     from websockets.protocol import Protocol, Side
 
     proto = Protocol(Side.SERVER if w.role == "server" else Side.CLIENT, max_size=MAX_SIZE)
@@ -84,7 +84,8 @@ def websockets_parser(w: Workload) -> Runner:
             proto.receive_data(chunk)
             for frame in proto.events_received():
                 # websockets checks UTF-8 above its sans-I/O layer; do what it does.
-                data = frame.data.decode() if frame.opcode is text else frame.data
+                assert isinstance(frame, Frame)
+                data = bytes(frame.data).decode() if frame.opcode is text else frame.data
                 count += data is not None
         return count
 
@@ -117,9 +118,9 @@ def websockets_serializer(w: Workload) -> Runner:
 
 def _wsproto_conn(w: Workload) -> Any:
     from wsproto.connection import Connection, ConnectionType
-    from wsproto.extensions import PerMessageDeflate
+    from wsproto.extensions import Extension, PerMessageDeflate
 
-    extensions = []
+    extensions: list[Extension] = []
     if w.compressed:
         deflate = PerMessageDeflate()
         deflate.finalize("permessage-deflate")
@@ -272,12 +273,12 @@ def _picows_protocol(w: Workload, loop: asyncio.AbstractEventLoop) -> tuple[Any,
     import socket
 
     from picows import WSAutoPingStrategy, WSListener, WSMsgType
-    from picows.picows import WSProtocol
+    from picows.picows import WSProtocol  # type: ignore[attr-defined]
 
     counter = [0]
     text_type = WSMsgType.TEXT
 
-    class Listener(WSListener):  # type: ignore[misc]
+    class Listener(WSListener):
         def on_ws_frame(self, transport: Any, frame: Any) -> None:
             if frame.msg_type == text_type:
                 frame.get_payload_as_utf8_text()
@@ -378,7 +379,7 @@ def _unmask(impl: str) -> tuple[Callable[[bytes, bytes], Any], bool] | None:
             return _mask.mask_inplace, True  # type: ignore[return-value]
         return _mask.mask, False
     if impl == "websockets":
-        from websockets.frames import apply_mask
+        from websockets.frames import apply_mask  # type: ignore[attr-defined]
 
         return apply_mask, False
     if impl == "wsproto":

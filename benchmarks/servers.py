@@ -142,7 +142,7 @@ def serve_aiohttp() -> Callable[[], Any]:
         await site.start()
         server = site._server
         assert server is not None
-        await _forever(server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
+        await _forever(server.sockets[0].getsockname()[1])  # type: ignore[attr-defined]
 
     return main
 
@@ -150,7 +150,7 @@ def serve_aiohttp() -> Callable[[], Any]:
 def serve_picows() -> Callable[[], Any]:
     from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_create_server
 
-    class Echo(WSListener):  # type: ignore[misc]
+    class Echo(WSListener):
         def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
             if frame.msg_type == WSMsgType.CLOSE:
                 transport.send_close(frame.get_close_code())
@@ -231,7 +231,7 @@ def serve_bare_broadcast() -> Callable[[], Any]:
             members.add(self.transport)
 
         def connection_lost(self, exc: Exception | None) -> None:
-            members.discard(self.transport)  # type: ignore[arg-type]
+            members.discard(self.transport)
 
         def frames(self, data: bytes) -> None:
             # The test's client sends one masked 64-byte binary frame at a time.
@@ -267,7 +267,7 @@ def serve_picows_broadcast() -> Callable[[], Any]:
 
     members: set[WSTransport] = set()
 
-    class Fanout(WSListener):  # type: ignore[misc]
+    class Fanout(WSListener):
         def on_ws_connected(self, transport: WSTransport) -> None:
             members.add(transport)
 
@@ -746,7 +746,7 @@ def main() -> None:
         return {name: {c: statistics.median(s[c] for s in runs) for c in columns}
                 for (sec, name), runs in samples.items() if sec == section}
 
-    from rfc6455._core import ACCELERATED
+    from rfc6455._mask import ACCELERATED
 
     accel = "yes" if ACCELERATED else "no"
     print(f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average {load:.1f}, "

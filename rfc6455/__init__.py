@@ -6,6 +6,7 @@ adapters drive it over sockets.
 """
 
 from ._core import EOF, Limits, State
+from ._version import __version__ as __version__
 from .connection import ClientConnection, ServerConnection
 from .errors import CloseCode, LocalProtocolError, RemoteProtocolError, WebSocketError
 from .events import (
@@ -22,8 +23,6 @@ from .events import (
     Text,
 )
 from .headers import Headers
-
-__version__ = "0.1.0"
 
 __all__ = [
     "EOF",

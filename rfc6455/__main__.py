@@ -217,7 +217,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(supervise(raw_argv, workers=args.workers, host=args.host,
                                      port=args.port, redis=args.redis,
                                      close_timeout=args.close_timeout))
-    from .apps.serve import run_server
+    from .apps.launch import run_server
 
     return run_server(args)
 

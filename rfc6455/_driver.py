@@ -21,6 +21,16 @@ Keepalive
     every earlier one (§5.5.3 allows a pong to answer only the latest) and
     gives the round-trip latency. Deadlines are computed from a ``now`` that
     the adapter passes in, so one ticker can serve many connections.
+    :meth:`Driver.keepalive_step` queues a ping that is due in the engine, or
+    starts the close (1011 after an unanswered ping, 1001 when idle, §7.4.1);
+    the adapter then writes.
+
+Around the connection
+    The handler's outcome (:func:`handler_close_code`), the server's answer
+    (:class:`Admission`, :func:`answer_request`), the send-parts loop
+    (:class:`Fragments`), and the client's side: the handshake's outcome
+    (:func:`handshake_failure`), redirects (:class:`Redirects`), TLS
+    (:func:`client_tls`) and the proxy tunnel (:class:`ProxyAnswer`).
 """
 
 from __future__ import annotations
@@ -30,6 +40,7 @@ import functools
 import inspect
 import logging
 import os
+import ssl
 import time
 from collections import deque
 from collections.abc import Callable, Collection, Sequence
@@ -40,7 +51,7 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 from ._core import Limits, State
 from .connection import ClientConnection, ServerConnection
 from .errors import CloseCode, WebSocketError
-from .events import Binary, HTTPRequest, Pong, Request, Text
+from .events import Accepted, Binary, HTTPRequest, Pong, Rejected, Request, Text
 from .events import ConnectionClosed as ClosedEvent
 from .extensions.base import ClientExtensionFactory, ServerExtensionFactory
 from .handshake import validate_origin_options
@@ -49,6 +60,7 @@ from .uri import parse_uri
 
 __all__ = [
     "ClientOptions",
+    "CommonOptions",
     "ConcurrencyError",
     "ConnectionClosed",
     "ConnectionClosedError",
@@ -161,7 +173,9 @@ def _deflate(role: str, compression: str | None, params: dict[str, Any]) -> list
 
 
 @dataclass(frozen=True)
-class _Common:
+class CommonOptions:
+    """The options both roles share (see ``serve``'s and ``connect``'s docstrings)."""
+
     max_size: int | None = 1024 * 1024
     max_fragments: int | None = 4096
     max_header_bytes: int = 16 * 1024
@@ -206,7 +220,7 @@ class _Common:
 
 
 @dataclass(frozen=True)
-class ServerOptions(_Common):
+class ServerOptions(CommonOptions):
     """Server options, shared by both adapters (see ``serve``'s docstring)."""
 
     origins: Collection[str | None] | None = None
@@ -238,7 +252,7 @@ class ServerOptions(_Common):
 
 
 @dataclass(frozen=True)
-class ClientOptions(_Common):
+class ClientOptions(CommonOptions):
     """Client options, shared by both adapters (see ``connect``'s docstring)."""
 
     origin: str | None = None
@@ -348,7 +362,63 @@ class Redirects:
         return True
 
 
-def split_options(cls: type[_Common], options: dict[str, Any]) -> Any:
+def handshake_failure(event: object) -> Exception | None:
+    """What a client raises for the first event of its opening handshake; None when
+    the server accepted (§4.1): :class:`InvalidStatus` for another answer (a
+    redirect among them, see :class:`Redirects`), the engine's error for an answer
+    that breaks the handshake's rules, ``ConnectionError`` for a server that left."""
+    if isinstance(event, Accepted):
+        return None
+    if isinstance(event, Rejected):
+        return InvalidStatus(event.status, event.headers, event.body)
+    if isinstance(event, ClosedEvent) and event.error is not None:
+        return event.error
+    return ConnectionError("connection closed during the opening handshake")
+
+
+def client_tls(secure: bool, context: ssl.SSLContext | None) -> ssl.SSLContext | None:
+    """The TLS context of a client connection: the caller's, or the default one for a
+    ``wss`` URI; none for ``ws``."""
+    if not secure:
+        return None
+    return ssl.create_default_context() if context is None else context
+
+
+def proxy_address(proxy: str) -> tuple[str, int]:
+    """Host and port of an HTTP proxy URI, ``http://host[:port]``."""
+    parts = urlsplit(proxy)
+    if parts.scheme != "http" or not parts.hostname:
+        raise ValueError(f"unsupported proxy {proxy!r} (http://host:port only)")
+    return parts.hostname, parts.port or 80
+
+
+class ProxyAnswer:
+    """A proxy's answer to CONNECT (RFC 9110 §9.3.6), read one byte at a time, so
+    that nothing past it (the server's bytes, through the tunnel) is read too."""
+
+    #: The longest answer head taken: a proxy sending more is not answering CONNECT.
+    MAX_HEAD: Final = 16384
+
+    __slots__ = ("head",)
+
+    def __init__(self) -> None:
+        self.head = b""
+
+    def feed(self, chunk: bytes) -> bool:
+        """Take what the proxy sent next (empty: it closed); True once the answer is
+        complete and opens the tunnel. Raises ``OSError`` otherwise."""
+        if not chunk or len(self.head) > self.MAX_HEAD:
+            raise OSError("proxy closed the connection or sent too much")
+        self.head += chunk
+        if b"\r\n\r\n" not in self.head:
+            return False
+        status = proxy_connect_status(self.head)
+        if status != 200:
+            raise OSError(f"proxy refused the tunnel with HTTP {status}")
+        return True
+
+
+def split_options(cls: type[CommonOptions], options: dict[str, Any]) -> Any:
     """Build ``cls`` from keyword options, with a clear error for an unknown one."""
     try:
         return cls(**options)
@@ -401,6 +471,39 @@ def default_http_response(request: HTTPRequest) -> tuple[int, list[tuple[str, st
     return 426, [("Upgrade", "websocket"), ("Connection", "Upgrade"),
                  ("Content-Type", "text/plain; charset=utf-8")], \
         b"This is a WebSocket endpoint: upgrade required.\n"
+
+
+def answer_request(engine: ServerConnection, event: Request | HTTPRequest, response: Any,
+                   options: ServerOptions) -> bool:
+    """Answer the opening request: with ``response`` (``(status, headers, body)``),
+    with 426 for a plain HTTP request that got none, else with 101 (§4.2.2).
+    True when the connection was accepted."""
+    if response is None and isinstance(event, HTTPRequest):
+        response = default_http_response(event)
+    if response is not None:
+        status, headers, body = response
+        engine.respond(status, list(headers), body)
+        return False
+    engine.accept(extra_headers=options.extra_headers)
+    return True
+
+
+def handler_close_code(error: BaseException | None, logger: logging.Logger) -> int | None:
+    """The close code once a connection handler ended, by returning (``error`` None)
+    or raising; a failure is logged. None: the connection is closed already.
+
+    §7.4.1: 1000 when the handler is done, 1011 when it failed, a condition the
+    server could not handle. :class:`ConnectionClosed` means the peer went away
+    while the handler used the connection: its business, not a server fault (no
+    1011, no traceback).
+    """
+    if error is None:
+        return CloseCode.NORMAL_CLOSURE
+    if isinstance(error, ConnectionClosed):
+        logger.debug("connection closed during the handler: %s", error)
+        return None
+    logger.error("connection handler failed", exc_info=error)
+    return CloseCode.INTERNAL_ERROR
 
 
 def busy_response() -> tuple[int, list[tuple[str, str]], bytes]:
@@ -540,6 +643,42 @@ def ip_of(address: Any) -> Any:
     return address[0] if isinstance(address, tuple) else address
 
 
+class Fragments:
+    """The frames of one message sent in parts (§5.4): each part a frame that is
+    not final, then an empty final frame of the parts' type, which ends the
+    message without knowing in advance which part is the last.
+
+    Both adapters' send loop, less the waiting::
+
+        fragments = Fragments()
+        for part in parts:
+            send(fragments.add(part), final=False)
+        if fragments.end is not None:
+            send(fragments.end, final=True)
+    """
+
+    __slots__ = ("end",)
+
+    def __init__(self) -> None:
+        #: The final frame's payload once a part was added; None before (nothing
+        #: was sent, so there is no message to end).
+        self.end: Data | None = None
+
+    def add(self, part: Data) -> Data:
+        """Note ``part`` and return it, to send as a frame that is not final."""
+        self.end = "" if isinstance(part, str) else b""
+        return part
+
+
+def tick_interval(options: CommonOptions) -> float | None:
+    """How often a server's one ticker runs every connection's keepalive: a quarter
+    of its shortest period (so a deadline is met within a quarter of its period),
+    at most 100 times a second; None when no period is set."""
+    periods = [period for period in (options.ping_interval, options.ping_timeout,
+                                     options.idle_timeout) if period is not None]
+    return max(0.01, min(periods) / 4) if periods else None
+
+
 # ---------------------------------------------------------------- the driver
 
 
@@ -571,7 +710,7 @@ class Driver(Generic[W]):
         "sent_code",
     )
 
-    def __init__(self, conn: ServerConnection | ClientConnection, options: _Common,
+    def __init__(self, conn: ServerConnection | ClientConnection, options: CommonOptions,
                  now: float) -> None:
         self.conn = conn
         self.max_queue = max(1, options.max_queue)
@@ -711,6 +850,14 @@ class Driver(Generic[W]):
         self._pieces = None
         self.complete = 0
 
+    def begin_close(self, code: int | None, reason: str) -> None:
+        """The application or the server closes: the engine starts the closing
+        handshake if it is open (§7.1.2), and received data is dropped from now on.
+        The adapter then pulls and writes as after new input."""
+        if self.conn.state is State.OPEN:
+            self.conn.close(code, reason)
+        self.start_discarding(code)
+
     @property
     def queue_full(self) -> bool:
         """Stop reading the transport: the app is behind or the engine holds a lot."""
@@ -845,6 +992,21 @@ class Driver(Generic[W]):
             self.next_ping = now + self.ping_interval
             return PING
         return KEEP
+
+    def keepalive_step(self, now: float, logger: logging.Logger) -> int:
+        """Do what keepalive requires at ``now`` as far as the engine goes, and say
+        what the adapter does next: KEEP, nothing; PING, a ping is queued in the
+        engine: write it; PING_TIMEOUT or IDLE_TIMEOUT, logged, and the close is
+        started (:meth:`begin_close`, the code per :func:`keepalive_close`): pull
+        and write as after new input."""
+        verdict = self.keepalive(now)
+        if verdict == PING:
+            self.conn.ping(self.new_ping(now, None))
+        elif verdict != KEEP:
+            code, reason = keepalive_close(verdict)
+            logger.info("%s: closing with %d", reason, code)
+            self.begin_close(code, reason)
+        return verdict
 
     def next_deadline(self) -> float | None:
         """The earliest time :meth:`keepalive` may answer something other than KEEP."""

@@ -26,6 +26,7 @@ import os
 import shutil
 import socket
 import ssl
+import sys
 import tempfile
 import threading
 import time
@@ -100,7 +101,7 @@ async def _without_leftover_tasks(main: Coroutine[Any, Any, Any]) -> Any:
 
 
 def _watch_runner() -> None:
-    if not hasattr(asyncio, "Runner"):  # Python 3.10: asyncio.run only
+    if sys.version_info < (3, 11):  # asyncio.run only
         original_run = asyncio.run
 
         def run(main: Any, **kwargs: Any) -> Any:
@@ -112,7 +113,7 @@ def _watch_runner() -> None:
         return
     runner_run = asyncio.Runner.run
 
-    def run_checked(self: asyncio.Runner, coro: Any, *, context: Any = None) -> Any:
+    def run_checked(self: Any, coro: Any, *, context: Any = None) -> Any:
         _activity.events += 1
         if asyncio.iscoroutine(coro):
             coro = _without_leftover_tasks(coro)

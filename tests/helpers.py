@@ -210,7 +210,7 @@ def open_client(**kwargs: object) -> ClientConnection:
 
 def drain(conn: Engine) -> tuple[bytes, bool]:
     """Everything the engine wants written, and whether it asked to shut down (EOF)."""
-    chunks = []
+    chunks: list[bytes] = []
     eof = False
     while True:
         out = conn.data_to_send()
@@ -337,7 +337,8 @@ class Pair:
 
 # ------------------------------------------------------------------ real sockets
 
-def socket_pump(sock: socket.socket, conn: Engine, *, until: type | None = None,
+def socket_pump(sock: socket.socket, conn: Engine, *,
+                until: type | tuple[type, ...] | None = None,
                 timeout: float = 10.0) -> list[Event]:
     """A minimal blocking driver: write what the engine has, read, collect events.
 

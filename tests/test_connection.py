@@ -285,7 +285,7 @@ def test_input_pending_is_false_only_when_next_event_has_nothing(chunk: int | No
     server = open_server()
     assert not server.input_pending and server.next_event() is None
     stream = cframe(TEXT, b"hello") + cframe(BINARY, b"x" * 300) + cframe(PING, b"p")
-    seen = []
+    seen: list[object] = []
     for start in range(0, len(stream), chunk or len(stream)):
         server.receive_data(stream[start:start + (chunk or len(stream))])
         while server.input_pending:
@@ -338,7 +338,7 @@ def test_streaming_payload_is_complete_and_in_order() -> None:
     evs = feed(server, cframe(BINARY, payload[:60_000], fin=False)
                + cframe(CONT, payload[60_000:]), chunk=4096)
     assert all(isinstance(e, Binary) for e in evs)
-    assert b"".join(e.data for e in evs) == payload  # type: ignore[union-attr]
+    assert b"".join(e.data for e in evs) == payload  # type: ignore[union-attr, misc]
     assert [e.final for e in evs].count(True) == 1  # type: ignore[union-attr]
     assert evs[-1].final  # type: ignore[union-attr]
 
@@ -349,7 +349,7 @@ def test_streaming_text_never_splits_a_character() -> None:
     evs = feed(client, sframe(TEXT, text.encode()), chunk=1000)
     assert len(evs) > 5
     assert all(isinstance(e, Text) for e in evs)
-    assert "".join(e.data for e in evs) == text  # type: ignore[union-attr]
+    assert "".join(e.data for e in evs) == text  # type: ignore[union-attr, misc]
 
 
 def test_streaming_whole_small_message_is_one_final_event() -> None:

@@ -103,8 +103,9 @@ class Counted:
 
 def _exchange(peer: Counted) -> None:
     """Messages of every kind to the echoing peer and back; checks compression on the wire."""
-    for msg in [b"", "", "tiny", b"\x00" * 10, "é€☃" * 3000, RANDOM, COMPRESSIBLE,
-                COMPRESSIBLE, COMPRESSIBLE.decode()]:
+    messages: list[str | bytes] = [b"", "", "tiny", b"\x00" * 10, "é€☃" * 3000, RANDOM,
+                                   COMPRESSIBLE, COMPRESSIBLE, COMPRESSIBLE.decode()]
+    for msg in messages:
         peer.conn.send(msg)
         expect = Text(msg) if isinstance(msg, str) else Binary(msg)
         assert peer.next(Text, Binary) == expect
@@ -303,8 +304,9 @@ def test_rfc7692_their_client_our_server(
                      extensions=None if theirs is None else [theirs]) as ws:
             (their_ext,) = ws.protocol.extensions
             assert isinstance(their_ext, TheirDeflate)
-            for msg in [b"", "", "tiny", RANDOM, COMPRESSIBLE, COMPRESSIBLE,
-                        COMPRESSIBLE.decode(), "é€☃" * 3000]:
+            messages: list[str | bytes] = [b"", "", "tiny", RANDOM, COMPRESSIBLE, COMPRESSIBLE,
+                                           COMPRESSIBLE.decode(), "é€☃" * 3000]
+            for msg in messages:
                 ws.send(msg)
                 assert ws.recv(timeout=10) == msg
             ws.send([b"a" * 70000, b"b", b"c" * 3])  # their fragmented compressed message

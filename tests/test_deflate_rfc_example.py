@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from rfc6455 import Binary, ConnectionClosed, Request, ServerConnection, Text
+from rfc6455 import Binary, ConnectionClosed, Event, Request, ServerConnection, Text
 from rfc6455.errors import CloseCode
 from rfc6455.extensions import ServerPerMessageDeflate
 
@@ -45,7 +45,7 @@ def deflate_server(**factory: object) -> ServerConnection:
     return server
 
 
-def close_code(events: list[object], server: ServerConnection) -> int | None:
+def close_code(events: list[Event], server: ServerConnection) -> int | None:
     closed = [e for e in events if isinstance(e, ConnectionClosed)]
     assert closed, events
     sent = parse_frames(drain(server)[0])

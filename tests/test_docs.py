@@ -199,6 +199,7 @@ def echo_server_url() -> Iterator[str]:
     finally:
         server.terminate()
         server.wait(timeout=30)
+        assert server.stderr is not None
         server.stderr.close()  # the pipe is ours to close (ResourceWarning otherwise)
 
 

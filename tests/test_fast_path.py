@@ -252,18 +252,19 @@ def test_fast_path_after_a_split_frame_section_5_2(server: bool) -> None:
 @pytest.mark.parametrize(("cls", "build", "data"), [
     (Text, _core._text, "héllo"), (Binary, _core._binary, b"\x00\xff")])
 def test_events_built_directly_equal_the_dataclass_ones(
-    cls: type, build: Callable[[Any], Event], data: str | bytes
+    cls: type[Any], build: Callable[[Any], Event], data: str | bytes
 ) -> None:
     """The pure-Python fast path builds Text/Binary by filling their slots: the same
     objects as the constructor's, as long as the fields are exactly these two."""
     assert [(f.name, f.default) for f in dataclasses.fields(cls)] == \
         [("data", dataclasses.MISSING), ("final", True)]
     assert not hasattr(cls, "__post_init__")
+    expected = cls(data)
     event = build(data)
     assert type(event) is cls
-    assert event == cls(data) and hash(event) == hash(cls(data)) and repr(event) == repr(cls(data))
+    assert event == expected and hash(event) == hash(expected) and repr(event) == repr(expected)
     with pytest.raises(dataclasses.FrozenInstanceError):
-        event.data = data  # type: ignore[misc]
+        event.data = data  # type: ignore[misc, union-attr]
 
 
 def test_fast_path_invalid_utf8_fails_with_1007_section_8_1() -> None:

@@ -12,6 +12,7 @@ from rfc6455 import (
     Binary,
     ClientConnection,
     ConnectionClosed,
+    Event,
     HTTPRequest,
     Limits,
     LocalProtocolError,
@@ -60,7 +61,7 @@ def parse_response(data: bytes, *, head: bool = False) -> tuple[int, dict[str, s
 
 
 def server_answer(request: bytes, **kwargs: object) -> tuple[
-        ServerConnection, list[object], tuple[int, dict[str, str], bytes], bool]:
+        ServerConnection, list[Event], tuple[int, dict[str, str], bytes], bool]:
     """Feed ``request`` to a server; it has answered with an error by itself."""
     server = ServerConnection(**kwargs)  # type: ignore[arg-type]
     server.receive_data(request)

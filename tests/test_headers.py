@@ -13,7 +13,7 @@ from rfc6455.headers import (
 
 
 def test_headers_are_case_insensitive_and_ordered() -> None:
-    headers = Headers([("Host", "h"), (b"X-A", b"1"), ("x-a", "2")])
+    headers = Headers([("Host", "h"), (b"X-A", b"1"), ("x-a", "2")])  # type: ignore[arg-type]
     assert headers.get("HOST") == "h"
     assert headers.get_all("X-a") == ["1", "2"]
     assert headers.get("x-a") == "1, 2"  # RFC 7230 §3.2.2: repeated fields join with commas

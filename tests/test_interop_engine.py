@@ -283,6 +283,7 @@ def _wsproto_pair(our_role: str) -> tuple[object, ServerConnection | ClientConne
         ours: ServerConnection | ClientConnection = ServerConnection()
         ours.receive_data(theirs.send(WPRequest(host="example.com", target="/")))
         assert isinstance(ours.next_event(), Request)
+        assert isinstance(ours, ServerConnection)
         ours.accept()
         out = ours.data_to_send()
         assert isinstance(out, bytes)

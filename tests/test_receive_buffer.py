@@ -131,7 +131,7 @@ def test_streaming_switched_on_after_parts_were_gathered_loses_nothing_section_5
     server.streaming = True
     server.receive_data(cframe(CONT, b"ef", fin=False) + cframe(CONT, b"gh"))
     pieces = list(server.events())
-    data = [p.data for p in pieces]  # type: ignore[attr-defined]
-    joined = "".join(data) if opcode == TEXT else b"".join(data)
+    data = [p.data for p in pieces]  # type: ignore[union-attr]
+    joined = "".join(data) if opcode == TEXT else b"".join(data)  # type: ignore[arg-type]
     assert joined == ("abcdefgh" if opcode == TEXT else b"abcdefgh")
-    assert pieces[-1].final and not any(p.final for p in pieces[:-1])  # type: ignore[attr-defined]
+    assert pieces[-1].final and not any(p.final for p in pieces[:-1])  # type: ignore[union-attr]

@@ -342,7 +342,7 @@ def test_configure_engine_refuses_a_class_without_the_slots() -> None:
     class Other:
         __slots__ = ("_buf",)
 
-    methods = (lambda *args: None, lambda *args: None, ("", ""), [], lambda: b"")
+    methods: tuple[Any, ...] = (lambda *args: None, lambda *args: None, ("", ""), [], lambda: b"")
     try:
         assert speedups.configure_engine(Other) is False
         with pytest.raises(TypeError):
@@ -430,7 +430,7 @@ _sent = st.one_of(
     st.text(max_size=200), st.binary(max_size=200),
     st.sampled_from([125, 126, 65535, 65536]).map(lambda n: b"s" * n),
     st.sampled_from([125, 126, 65535, 65536]).map(lambda n: "\u00e9" * (n // 2)),
-    st.binary(max_size=50).map(bytearray), st.binary(max_size=50).map(memoryview),
+    st.binary(max_size=50).map(bytearray), st.binary(max_size=50).map(lambda b: memoryview(b)),
     st.just("\ud800"))
 
 
@@ -452,7 +452,7 @@ def test_c_send_matches_python_send_section_5_2(
     conns = [open_client(fragment_size=fragment) if client else
              open_server(fragment_size=fragment) for _ in range(2)]
     for data, kwargs in [*messages, ("end", {})]:
-        outcomes = []
+        outcomes: list[type[Exception] | None] = []
         close = kwargs.pop("close", False)
         for conn, send in zip(conns, (type(conns[0]).send, python_send), strict=True):
             if close:
@@ -669,11 +669,11 @@ def test_c_accessors_match_python(stream: bytes, steps: list[tuple[str, int]],
                     if type(outcome).__name__ == "Request":
                         conn.accept()
                 elif what == "send":
-                    outcome = conn.send(b"reply")
+                    outcome = conn.send(b"reply")  # type: ignore[func-returns-value]
                 elif what == "close":
-                    outcome = conn.close(1000)
+                    outcome = conn.close(1000)  # type: ignore[func-returns-value]
                 elif what == "eof":
-                    outcome = conn.receive_eof()
+                    outcome = conn.receive_eof()  # type: ignore[func-returns-value]
                 else:
                     outcome = parts(conn)
             except LocalProtocolError as exc:

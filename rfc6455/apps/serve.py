@@ -1,15 +1,13 @@
-"""Running a reference server on either backend, with the same behaviour on both.
+"""A reference server's configuration, the same on either backend.
 
-``run_server(args)`` builds the options from the command line, serves until
-SIGINT or SIGTERM, then closes every connection with 1001 "going away"
-(RFC 6455 §7.4.1), waits for the closing handshakes up to the close timeout and
-returns exit status 0.
+:class:`ServerConfig` is built from the command line; each backend
+(``_aio.py``, ``_threaded.py``) serves with it, and :func:`rfc6455.apps.launch.run_server`
+picks the backend. The backends import this module; it imports none of them.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import ssl
 from dataclasses import dataclass
@@ -20,7 +18,7 @@ from . import web
 from .backplane import Backplane, RedisBackplane, RelayBackplane
 from .hub import Hub
 
-__all__ = ["ServerConfig", "default_max_connections", "open_files_limit", "run_server"]
+__all__ = ["ServerConfig", "default_max_connections", "log_start", "open_files_limit"]
 
 logger = logging.getLogger("rfc6455.server")
 
@@ -198,14 +196,3 @@ def log_start(config: ServerConfig, address: Any) -> None:
     logger.info("%s", _caps(config))
     logger.info("%s server (%s backend) listening on %s", config.app, config.backend,
                 _url(config, address))
-
-
-def run_server(args: argparse.Namespace) -> int:
-    config = ServerConfig.from_args(args)
-    if config.backend == "asyncio":
-        from ._aio import serve_asyncio
-
-        return asyncio.run(serve_asyncio(config))
-    from ._threaded import serve_sync
-
-    return serve_sync(config)

@@ -9,20 +9,20 @@ import ssl as ssl_module
 from collections.abc import Generator
 from time import monotonic as _now
 from typing import Any
-from urllib.parse import urlsplit
 
 from .._core import State
 from .._driver import (
     ClientOptions,
     InvalidStatus,
+    ProxyAnswer,
     Redirects,
     client_logger,
+    client_tls,
+    handshake_failure,
+    proxy_address,
     proxy_connect_request,
-    proxy_connect_status,
     split_options,
 )
-from ..events import Accepted, Rejected
-from ..events import ConnectionClosed as ClosedEvent
 from ..uri import parse_uri
 from .connection import Connection
 
@@ -43,18 +43,13 @@ class _ClientProtocol(Connection):
         if event is None:
             self._flush()
             return
-        if isinstance(event, Accepted):
+        error = handshake_failure(event)
+        if error is None:
             if not self._opened.done():  # else connect() gave up (open_timeout)
                 self._opened.set_result(None)
             self._schedule_keepalive()
             self._hold_for_first_recv()
             return
-        if isinstance(event, Rejected):
-            error: Exception = InvalidStatus(event.status, event.headers, event.body)
-        elif isinstance(event, ClosedEvent) and event.error is not None:
-            error = event.error
-        else:
-            error = ConnectionError("connection closed during the opening handshake")
         self._flush()
         if not self._opened.done():
             self._opened.set_exception(error)
@@ -89,25 +84,17 @@ class _ClientProtocol(Connection):
 async def _tunnel(proxy: str, host: str, port: int) -> socket.socket:
     """A socket connected to ``host:port`` through an HTTP proxy's CONNECT tunnel."""
     loop = asyncio.get_running_loop()
-    parts = urlsplit(proxy)
-    if parts.scheme != "http" or not parts.hostname:
-        raise ValueError(f"unsupported proxy {proxy!r} (http://host:port only)")
-    infos = await loop.getaddrinfo(parts.hostname, parts.port or 80, type=socket.SOCK_STREAM)
+    proxy_host, proxy_port = proxy_address(proxy)
+    infos = await loop.getaddrinfo(proxy_host, proxy_port, type=socket.SOCK_STREAM)
     family, type_, proto, _, address = infos[0]
     sock = socket.socket(family, type_, proto)
     sock.setblocking(False)
     try:
         await loop.sock_connect(sock, address)
         await loop.sock_sendall(sock, proxy_connect_request(host, port))
-        head = b""
-        while b"\r\n\r\n" not in head:
-            chunk = await loop.sock_recv(sock, 1)  # never read past the proxy's answer
-            if not chunk or len(head) > 16384:
-                raise OSError("proxy closed the connection or sent too much")
-            head += chunk
-        status = proxy_connect_status(head)
-        if status != 200:
-            raise OSError(f"proxy refused the tunnel with HTTP {status}")
+        answer = ProxyAnswer()
+        while not answer.feed(await loop.sock_recv(sock, 1)):
+            pass
     except BaseException:
         sock.close()
         raise
@@ -150,11 +137,7 @@ class connect:
                        ) -> Connection:
         loop = asyncio.get_running_loop()
         wsuri = parse_uri(uri)
-        context = self._ssl
-        if wsuri.secure and context is None:
-            context = ssl_module.create_default_context()
-        elif not wsuri.secure:
-            context = None
+        context = client_tls(wsuri.secure, self._ssl)
         hostname = (self._server_hostname or wsuri.host) if context is not None else None
 
         def factory() -> _ClientProtocol:

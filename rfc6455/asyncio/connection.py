@@ -1,6 +1,7 @@
 """One WebSocket connection over asyncio: an :class:`asyncio.Protocol` around the engine.
 
-The protocol moves bytes, runs timers and wakes waiters; the engine decides
+The protocol (``_Transport``) moves bytes, runs timers and wakes waiters;
+:class:`Connection` adds what the application calls. The engine decides
 everything about the protocol and :class:`rfc6455._driver.Driver` holds the
 queue, pull policy and keepalive bookkeeping shared with the blocking adapter.
 """
@@ -10,26 +11,32 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Generator, Iterable
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Collection,
+    Generator,
+    Iterable,
+)
 from time import monotonic as _now
 from typing import TYPE_CHECKING, Any
 
 from .._core import State
 from .._driver import (
-    IDLE_TIMEOUT,
+    KEEP,
     PING,
-    PING_TIMEOUT,
     WANT_MESSAGE,
     WANT_NOTHING,
     WANT_PIECE,
+    CommonOptions,
     ConcurrencyError,
     ConnectionClosed,
     ConnectionClosedOK,
     ConnectionView,
     Data,
     Driver,
-    _Common,
-    keepalive_close,
+    Fragments,
 )
 from .._mask import ACCELERATED
 from ..connection import ClientConnection, ServerConnection
@@ -93,7 +100,7 @@ def _thrown(typ: Any, val: Any, tb: Any) -> BaseException:
 
 class _MessageWait(_FutureWait, Generator[Any, None, Data]):
     """What a reader awaits while no message is there: the future that
-    :meth:`Connection._progress` resolves with the message, awaited the way a
+    :meth:`_Transport._progress` resolves with the message, awaited the way a
     future is, plus cancel safety.
 
     ``_progress`` takes the message from the queue as it resolves the future;
@@ -141,8 +148,10 @@ _FIRST_HOLD = 0.05
 _COALESCE_LIMIT = 65536
 
 
-class Connection(ConnectionView, asyncio.Protocol):
-    """A WebSocket connection: receive with ``recv()`` or ``async for``, send with ``send()``."""
+class _Transport(ConnectionView, asyncio.Protocol):
+    """The transport's half of a connection: an :class:`asyncio.Protocol` that feeds
+    the engine, writes what it has to send, runs the timers and wakes waiters.
+    :class:`Connection` adds what the application calls."""
 
     __slots__ = (
         "_close_timer",
@@ -174,7 +183,7 @@ class Connection(ConnectionView, asyncio.Protocol):
     #: server that stops is safe.
     _reads_follow_writes = False
 
-    def __init__(self, engine: ServerConnection | ClientConnection, options: _Common,
+    def __init__(self, engine: ServerConnection | ClientConnection, options: CommonOptions,
                  logger: logging.Logger) -> None:
         self._loop = asyncio.get_running_loop()
         self.engine = engine
@@ -196,16 +205,6 @@ class Connection(ConnectionView, asyncio.Protocol):
         # 0: output is written as it is produced; else 1 + the bytes sent since a
         # write was scheduled for the end of this loop iteration.
         self._coalesced = 0
-
-    # ------------------------------------------------------------ properties
-
-    @property
-    def remote_address(self) -> Any:
-        return None if self.transport is None else self.transport.get_extra_info("peername")
-
-    @property
-    def local_address(self) -> Any:
-        return None if self.transport is None else self.transport.get_extra_info("sockname")
 
     # ------------------------------------------------------ protocol callbacks
 
@@ -413,26 +412,35 @@ class Connection(ConnectionView, asyncio.Protocol):
             self.transport.abort()
 
     def _keepalive(self, now: float) -> None:
-        """Called by the server's ticker or the client's timer."""
-        verdict = self._driver.keepalive(now)
+        """Called by the server's ticker (:func:`run_keepalive`) or the client's timer."""
+        verdict = self._driver.keepalive_step(now, self.logger)
         if verdict == PING:
-            self.engine.ping(self._driver.new_ping(now, None))
             self._flush()
-        elif verdict in (PING_TIMEOUT, IDLE_TIMEOUT):
-            code, reason = keepalive_close(verdict)
-            self.logger.info("%s: closing with %d", reason, code)
-            self._start_close(code, reason)
+        elif verdict != KEEP:
+            self._progress()  # the close was started: write it, drop what comes
 
-    def _start_close(self, code: int | None, reason: str) -> None:
-        engine = self.engine
-        if engine.state is State.OPEN:
-            engine.close(code, reason)
-        elif engine.state is State.CONNECTING:
-            if self.transport is not None and not self._lost:
-                self.transport.abort()
-            return
-        self._driver.start_discarding(code)
-        self._progress()
+    def _end_of_messages(self, want: int) -> BaseException:
+        """What a reader gets once the connection is closed and its queue empty."""
+        error = self._driver.closed_error()
+        if want & _ITERATING and isinstance(error, ConnectionClosedOK):
+            return StopAsyncIteration()
+        return error
+
+
+class Connection(_Transport):
+    """A WebSocket connection: receive with ``recv()`` or ``async for``, send with ``send()``."""
+
+    __slots__ = ()
+
+    # ------------------------------------------------------------ properties
+
+    @property
+    def remote_address(self) -> Any:
+        return None if self.transport is None else self.transport.get_extra_info("peername")
+
+    @property
+    def local_address(self) -> Any:
+        return None if self.transport is None else self.transport.get_extra_info("sockname")
 
     # ------------------------------------------------------------- receiving
 
@@ -489,13 +497,6 @@ class Connection(ConnectionView, asyncio.Protocol):
             self._recv_waiter = future
             self._recv_want = want
             return _MessageWait(driver, future)
-
-    def _end_of_messages(self, want: int) -> BaseException:
-        """What a reader gets once the connection is closed and its queue empty."""
-        error = self._driver.closed_error()
-        if want & _ITERATING and isinstance(error, ConnectionClosedOK):
-            return StopAsyncIteration()
-        return error
 
     def _check_no_reader(self) -> None:
         waiter = self._recv_waiter
@@ -611,19 +612,17 @@ class Connection(ConnectionView, asyncio.Protocol):
         if self._parts_lock is None:
             self._parts_lock = asyncio.Lock()
         async with self._parts_lock:
-            empty: Data | None = None
+            fragments = Fragments()
             if isinstance(parts, AsyncIterable):
                 async for part in parts:
-                    empty = "" if isinstance(part, str) else b""
-                    self._send_now(part, False)
+                    self._send_now(fragments.add(part), False)
                     await self.drain()
             else:
                 for part in parts:
-                    empty = "" if isinstance(part, str) else b""
-                    self._send_now(part, False)
+                    self._send_now(fragments.add(part), False)
                     await self.drain()
-            if empty is not None:
-                self._send_now(empty, True)
+            if fragments.end is not None:
+                self._send_now(fragments.end, True)
 
     # Non-blocking sends for fan-out (a broadcast writes to many connections and
     # must not wait for any): the transport's buffer is the queue.
@@ -662,8 +661,17 @@ class Connection(ConnectionView, asyncio.Protocol):
         return True
 
     def start_close(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
-        """Start the closing handshake without waiting; the close timeout still applies."""
-        self._start_close(code, reason)
+        """Start the closing handshake without waiting; the close timeout still applies.
+
+        Before the opening handshake is done there is no closing handshake to
+        start: the connection is dropped.
+        """
+        if self.engine.state is State.CONNECTING:
+            if self.transport is not None and not self._lost:
+                self.transport.abort()
+            return
+        self._driver.begin_close(code, reason)
+        self._progress()
 
     async def send_json(self, value: Any) -> None:
         await self.send(json.dumps(value, separators=(",", ":")))
@@ -711,7 +719,7 @@ class Connection(ConnectionView, asyncio.Protocol):
         Waits at most ``close_timeout`` for the peer, then aborts the transport.
         Messages not received yet are dropped.
         """
-        self._start_close(code, reason)
+        self.start_close(code, reason)
         await self.wait_closed()
 
     async def wait_closed(self) -> None:
@@ -726,3 +734,10 @@ class Connection(ConnectionView, asyncio.Protocol):
         """Drop the connection without a closing handshake."""
         if self.transport is not None and not self._lost:
             self.transport.abort()
+
+
+def run_keepalive(connections: Collection[Connection], now: float) -> None:
+    """A server's ticker: every connection's keepalive at ``now`` (one timer for all
+    of them, nothing per idle connection)."""
+    for conn in connections:
+        conn._keepalive(now)

@@ -24,8 +24,9 @@ from typing import Any
 from .._core import State
 from .._driver import Data, check_callback
 from ..errors import CloseCode
+from ._serving import ServerProtocol, Serving
 from .connection import Connection
-from .server import Server, _ServerProtocol, serve
+from .server import serve
 
 __all__ = ["Listener", "serve_listener"]
 
@@ -45,23 +46,23 @@ class Listener:
         """The connection closed (``code`` as in ``ws.close_code``); called once."""
 
 
-class _ListenerProtocol(_ServerProtocol):
+class _ListenerProtocol(ServerProtocol):
     __slots__ = ("_dispatching", "_listener")
 
-    def __init__(self, server: Server) -> None:
-        super().__init__(server)
+    def __init__(self, serving: Serving) -> None:
+        super().__init__(serving)
         self._listener: Listener | None = None
         self._dispatching = False
 
     def _start_application(self) -> None:
-        factory: Callable[[], Listener] = self._server.handler  # type: ignore[assignment]
+        factory: Callable[[], Listener] = self._serving.handler
         try:
             listener = factory()
             listener.on_open(self)
         except Exception:
             self.logger.exception("listener failed in on_open")
             # §7.4.1: 1011, the server met a condition it could not handle.
-            self._start_close(CloseCode.INTERNAL_ERROR, "")
+            self.start_close(CloseCode.INTERNAL_ERROR, "")
             return
         self._listener = listener
         self._progress()  # frames that came right behind the request; reading resumes
@@ -145,7 +146,7 @@ class _ListenerProtocol(_ServerProtocol):
         self.logger.exception("listener failed in %s", name)
         if self.engine.state is State.OPEN:
             # §7.4.1: 1011, the server met a condition it could not handle.
-            self._start_close(CloseCode.INTERNAL_ERROR, "")
+            self.start_close(CloseCode.INTERNAL_ERROR, "")
 
 
 class serve_listener(serve):

@@ -4,192 +4,27 @@ from __future__ import annotations
 
 import asyncio
 import asyncio.constants as asyncio_constants
-import contextvars
-import inspect
 import logging
 from collections.abc import Awaitable, Callable, Generator
 from time import monotonic as _now
 from typing import Any
 
-from .._core import State
 from .._driver import (
     ACCEPT_RESOURCE_ERRORS,
     AcceptFailures,
-    Admission,
-    ConnectionClosed,
     ServerOptions,
     check_callback,
-    default_http_response,
-    http_linger,
-    internal_error_response,
-    ip_of,
     server_logger,
     split_options,
+    tick_interval,
 )
-from ..connection import ServerConnection
 from ..errors import CloseCode
-from ..events import ConnectionClosed as ClosedEvent
-from ..events import HTTPRequest, Request
-from .connection import Connection
+from ._serving import ServerProtocol, Serving, handler_tasks
+from .connection import Connection, run_keepalive
 
 __all__ = ["Server", "serve"]
 
 Handler = Callable[[Connection], Awaitable[None]]
-Response = tuple[int, Any, bytes]
-
-
-class _ServerProtocol(Connection):
-    """Server side of one connection: the opening handshake, then the handler."""
-
-    __slots__ = ("_handler_task", "_ip", "_open_timer", "_server")
-
-    _reads_follow_writes = True  # (why: Connection._reads_follow_writes)
-
-    def __init__(self, server: Server) -> None:
-        options = server.options
-        super().__init__(options.new_engine(), options, server.logger)
-        self._server = server
-        self._open_timer: asyncio.TimerHandle | None = None
-        self._handler_task: asyncio.Future[None] | None = None
-        # The address admitted, released as it was counted: a closed TLS
-        # transport no longer knows its peer.
-        self._ip: Any = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        super().connection_made(transport)
-        self._server._connections.add(self)
-        timeout = self._options.open_timeout
-        if timeout is not None:
-            # Bounds a client that sends its request slowly (slowloris).
-            self._open_timer = self._loop.call_later(timeout, self._open_timeout)
-
-    def _open_timeout(self) -> None:
-        self._open_timer = None
-        if self.engine.state is State.CONNECTING and self.transport is not None:
-            self.logger.info("opening handshake timed out from %s", self.remote_address)
-            self.transport.abort()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self._open_timer is not None:
-            self._open_timer.cancel()
-            self._open_timer = None
-        super().connection_lost(exc)
-        self._server._forget(self)
-
-    @property
-    def _engine(self) -> ServerConnection:
-        engine = self.engine
-        assert isinstance(engine, ServerConnection)
-        return engine
-
-    def _handshake(self) -> None:
-        engine = self._engine
-        event = engine.next_event()
-        if event is None:
-            self._flush()
-            return
-        if isinstance(event, ClosedEvent):
-            # The engine already answered the bad request with an HTTP error (§4.2.1).
-            self._flush_answer()
-            return
-        assert isinstance(event, (Request, HTTPRequest))
-        # Stop reading until the request is answered: nothing else may come first.
-        if self.transport is not None:
-            self.transport.pause_reading()
-            self._reading_paused = True
-        response = self._server._check(self, event)
-        if inspect.isawaitable(response):
-            self._handler_task = self._loop.create_task(self._answer_later(event, response))
-        else:
-            self._answer(event, response)
-
-    async def _answer_later(self, event: Request | HTTPRequest,
-                            response: Awaitable[Response | None]) -> None:
-        try:
-            result = await response
-        except Exception:
-            self.logger.exception("error in process_request")
-            result = internal_error_response()
-        self._handler_task = None
-        self._answer(event, result)
-
-    def _answer(self, event: Request | HTTPRequest, response: Response | None) -> None:
-        engine = self._engine
-        if self._lost or engine.state is not State.CONNECTING:
-            return
-        if response is None and isinstance(event, HTTPRequest):
-            response = default_http_response(event)
-        if response is not None:
-            status, headers, body = response
-            engine.respond(status, list(headers), body)
-            self._flush_answer()
-            if self._reading_paused and self.transport is not None:
-                # Read on, to see the client close its side after the response.
-                self._reading_paused = False
-                self.transport.resume_reading()
-            return
-        engine.accept(extra_headers=self._server.options.extra_headers)
-        if self._open_timer is not None:
-            self._open_timer.cancel()
-            self._open_timer = None
-        self._server._opened(self)
-        self._flush()
-        self._start_application()
-
-    def _flush_answer(self) -> None:
-        """Write an HTTP answer and our FIN, then wait for the client's close at
-        most ``http_linger(close_timeout)`` (RFC 9112 §9.6, the lingering close).
-
-        The close timeout bounds a closing handshake; an answer has none to wait
-        for, and a client that never closes would otherwise hold a descriptor per
-        refusal for the whole close timeout, enough to run the server out of them
-        past its connection cap. The timer armed here is the one _flush would arm.
-        """
-        if self._close_timer is None and not self._lost:
-            self._close_timer = self._loop.call_later(
-                http_linger(self._options.close_timeout), self._abort)
-        self._flush()
-
-    def _start_application(self) -> None:
-        # The handler runs as a task of its own coroutine, and its end is handled by
-        # a callback rather than a wrapping coroutine: one frame less per
-        # connection while it waits (idle memory, GitHub issue #7).
-        server = self._server
-        try:
-            task = asyncio.ensure_future(server.handler(self))
-        except Exception as exc:
-            # The handler raised before its first await, or returned no awaitable
-            # (not a coroutine function): serve() refuses what it can tell early.
-            self.logger.error("connection handler %r could not start: %s: %s",
-                              server.handler, type(exc).__name__, exc)
-            # §7.4.1: 1011, the server met a condition it could not handle.
-            self._start_close(CloseCode.INTERNAL_ERROR, "")
-            return
-        # The server's context rather than a copy per connection (64 bytes each):
-        # _handler_done reads no context variable.
-        task.add_done_callback(self._handler_done, context=server._context)
-        self._handler_task = task
-        self._hold_for_first_recv()  # bytes that came after the request, then resume reading
-
-    def _handler_done(self, task: asyncio.Future[None]) -> None:
-        # The task is done: holding it would keep its exception, whose traceback
-        # holds the handler's frame, which holds this connection: a cycle that
-        # only the cycle collector frees, with the transport and its buffers.
-        self._handler_task = None
-        if task.cancelled():
-            return  # the server is shutting down; it closes the connection itself
-        exc = task.exception()
-        if exc is None:
-            self._start_close(CloseCode.NORMAL_CLOSURE, "")
-        elif isinstance(exc, ConnectionClosed):
-            # The peer went away while the handler used the connection: its
-            # business, not a server fault (no 1011, no traceback).
-            self.logger.debug("connection closed during the handler: %s", exc)
-        else:
-            self.logger.error("connection handler failed", exc_info=exc)
-            if self.engine.state is State.OPEN:
-                # §7.4.1: 1011, the server met a condition it could not handle.
-                self._start_close(CloseCode.INTERNAL_ERROR, "")
 
 
 #: How long asyncio's selector loop waits before it retries a failed accept().
@@ -272,14 +107,14 @@ class Server:
     """A running WebSocket server (see :func:`serve`)."""
 
     def __init__(self, handler: Handler, options: ServerOptions, logger: logging.Logger,
-                 protocol: Callable[[Server], _ServerProtocol] = _ServerProtocol) -> None:
+                 protocol: Callable[[Serving], ServerProtocol] = ServerProtocol) -> None:
         self.handler = handler
         self._protocol = protocol
         self.options = options
         self.logger = logger
-        self._connections: set[_ServerProtocol] = set()
-        self._admission = Admission(options, logger)
-        self._context = contextvars.copy_context()
+        self._serving = Serving(handler, options, logger)
+        self._connections = self._serving.connections
+        self._admission = self._serving.admission
         self.server: asyncio.Server | None = None
         self._ticker: asyncio.TimerHandle | None = None
         self._accept_failures = AcceptFailures(logger)
@@ -301,36 +136,17 @@ class Server:
         """The TCP port of the first listening socket (handy with ``port=0``)."""
         return int(self.sockets[0].getsockname()[1])
 
-    def _check(self, conn: _ServerProtocol, event: Request | HTTPRequest) -> Any:
-        return self._admission.check(conn, ip_of(conn.remote_address), event)
-
-    def _opened(self, conn: _ServerProtocol) -> None:
-        conn._ip = ip_of(conn.remote_address)
-        self._admission.opened(conn, conn._ip)
-
-    def _accepted(self) -> _ServerProtocol:
+    def _accepted(self) -> ServerProtocol:
         """The protocol factory: called for each accepted connection."""
         if self._accept_failures.failing:
             self._accept_failures.accepted(_now())
-        return self._protocol(self)
-
-    def _forget(self, conn: _ServerProtocol) -> None:
-        self._connections.discard(conn)
-        self._admission.forget(conn, conn._ip)
-
-    def _tick_interval(self) -> float | None:
-        options = self.options
-        periods = [p for p in (options.ping_interval, options.ping_timeout, options.idle_timeout)
-                   if p is not None]
-        return max(0.01, min(periods) / 4) if periods else None
+        return self._protocol(self._serving)
 
     def _tick(self) -> None:
         # One timer for every connection's keepalive: nothing per idle connection.
         loop = asyncio.get_running_loop()
-        now = _now()
-        for conn in list(self._admission.open):
-            conn._keepalive(now)
-        interval = self._tick_interval()
+        run_keepalive(list(self._admission.open), _now())
+        interval = tick_interval(self.options)
         if interval is not None and not self._admission.closing:
             self._ticker = loop.call_later(interval, self._tick)
 
@@ -348,7 +164,7 @@ class Server:
         self._accept_errors = _AcceptErrorHandler(
             loop, frozenset(s.fileno() for s in self.server.sockets), self._accepted,
             self._accept_failures)
-        interval = self._tick_interval()
+        interval = tick_interval(self.options)
         if interval is not None:
             self._ticker = loop.call_later(interval, self._tick)
 
@@ -376,7 +192,7 @@ class Server:
             self._ticker = None
         if close_connections:
             for conn in list(self._connections):
-                conn._start_close(CloseCode.GOING_AWAY, "server shutting down")
+                conn.start_close(CloseCode.GOING_AWAY, "server shutting down")
 
     async def wait_closed(self) -> None:
         """Wait for every connection to close (aborting stragglers) and every handler to end."""
@@ -389,7 +205,7 @@ class Server:
                 conn.abort()
             for task in pending:
                 task.cancel()
-        tasks = [c._handler_task for c in conns if c._handler_task is not None]
+        tasks = handler_tasks(conns)
         if tasks:
             _, pending_tasks = await asyncio.wait(tasks, timeout=timeout)
             for handler in pending_tasks:
@@ -442,7 +258,7 @@ class serve:
         self._args = (host, port, path, ssl, reuse_port, sock)
 
     #: What runs each connection: a coroutine handler here, callbacks in serve_listener.
-    _protocol: Callable[[Server], _ServerProtocol] = _ServerProtocol
+    _protocol: Callable[[Serving], ServerProtocol] = ServerProtocol
 
     @staticmethod
     def _check_handler(handler: Any) -> None:

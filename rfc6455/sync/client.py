@@ -8,42 +8,33 @@ import socket
 import ssl as ssl_module
 import time
 from typing import Any
-from urllib.parse import urlsplit
 
 from .._driver import (
     ClientOptions,
     InvalidStatus,
+    ProxyAnswer,
     Redirects,
     client_logger,
+    client_tls,
+    handshake_failure,
+    proxy_address,
     proxy_connect_request,
-    proxy_connect_status,
     split_options,
 )
-from ..events import Accepted, Rejected
-from ..events import ConnectionClosed as ClosedEvent
 from ..uri import parse_uri
-from .connection import Connection, handshake_io
+from .connection import Connection, handshake_io, start_reader
 
 __all__ = ["connect"]
 
 
 def _tunnel(proxy: str, host: str, port: int, timeout: float | None) -> socket.socket:
     """A socket connected to ``host:port`` through an HTTP proxy's CONNECT tunnel."""
-    parts = urlsplit(proxy)
-    if parts.scheme != "http" or not parts.hostname:
-        raise ValueError(f"unsupported proxy {proxy!r} (http://host:port only)")
-    sock = socket.create_connection((parts.hostname, parts.port or 80), timeout)
+    sock = socket.create_connection(proxy_address(proxy), timeout)
     try:
         sock.sendall(proxy_connect_request(host, port))
-        head = b""
-        while b"\r\n\r\n" not in head:
-            chunk = sock.recv(1)  # never read past the proxy's answer
-            if not chunk or len(head) > 16384:
-                raise OSError("proxy closed the connection or sent too much")
-            head += chunk
-        status = proxy_connect_status(head)
-        if status != 200:
-            raise OSError(f"proxy refused the tunnel with HTTP {status}")
+        answer = ProxyAnswer()
+        while not answer.feed(sock.recv(1)):
+            pass
     except BaseException:
         sock.close()
         raise
@@ -57,10 +48,7 @@ def _attempt(uri: str, extra_headers: tuple[tuple[str, str], ...], options: Clie
     wsuri = parse_uri(uri)
     deadline = None if options.open_timeout is None \
         else time.monotonic() + options.open_timeout
-    if wsuri.secure and context is None:
-        context = ssl_module.create_default_context()
-    elif not wsuri.secure:
-        context = None
+    context = client_tls(wsuri.secure, context)
     if path is not None:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(options.open_timeout)
@@ -78,16 +66,12 @@ def _attempt(uri: str, extra_headers: tuple[tuple[str, str], ...], options: Clie
         if context is not None:
             sock = context.wrap_socket(sock, server_hostname=server_hostname or wsuri.host)
         engine = options.new_engine(uri, extra_headers)
-        event = handshake_io(sock, engine, deadline)
-        if isinstance(event, Accepted):
-            conn = Connection(sock, engine, options, logger)
-            conn._start()
-            return conn
-        if isinstance(event, Rejected):
-            raise InvalidStatus(event.status, event.headers, event.body)
-        if isinstance(event, ClosedEvent) and event.error is not None:
-            raise event.error
-        raise ConnectionError("connection closed during the opening handshake")
+        error = handshake_failure(handshake_io(sock, engine, deadline))
+        if error is not None:
+            raise error
+        conn = Connection(sock, engine, options, logger)
+        start_reader(conn)
+        return conn
     except BaseException:
         with contextlib.suppress(OSError):
             sock.close()

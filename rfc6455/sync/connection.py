@@ -28,19 +28,18 @@ from typing import Any
 
 from .._core import EOF, State
 from .._driver import (
-    IDLE_TIMEOUT,
+    KEEP,
     PING,
-    PING_TIMEOUT,
     WANT_MESSAGE,
     WANT_NOTHING,
     WANT_PIECE,
+    CommonOptions,
     ConcurrencyError,
     ConnectionClosedOK,
     ConnectionView,
     Data,
     Driver,
-    _Common,
-    keepalive_close,
+    Fragments,
 )
 from ..connection import ClientConnection, ServerConnection
 from ..errors import CloseCode, LocalProtocolError
@@ -69,8 +68,10 @@ class _Ping:
         self.latency: float | None = None
 
 
-class Connection(ConnectionView):
-    """A WebSocket connection: ``recv()`` / iteration to receive, ``send()`` (thread-safe)."""
+class _Transport(ConnectionView):
+    """The socket's half of a connection: the reader thread that feeds the engine
+    and runs the timers, and the outbox that writes what it has to send.
+    :class:`Connection` adds what the application calls."""
 
     __slots__ = (
         "_close_deadline",
@@ -96,7 +97,7 @@ class Connection(ConnectionView):
     )
 
     def __init__(self, sock: socket.socket, engine: ServerConnection | ClientConnection,
-                 options: _Common, logger: logging.Logger) -> None:
+                 options: CommonOptions, logger: logging.Logger) -> None:
         self.sock = sock
         self.engine = engine
         self._options = options
@@ -123,7 +124,7 @@ class Connection(ConnectionView):
         self._io_lock = threading.Lock() if isinstance(sock, ssl.SSLSocket) else None
 
     def _start(self) -> None:
-        """The handshake is done: start the reader thread."""
+        """The handshake is done: start the reader thread (:func:`start_reader`)."""
         # Non-blocking from now on: the reader thread must never wait in a write,
         # and a blocking writer waits in poll(), which a shutdown() ends.
         self.sock.settimeout(0)
@@ -134,15 +135,6 @@ class Connection(ConnectionView):
         self._reader = threading.Thread(target=self._read_loop, daemon=True,
                                         name=f"rfc6455-reader-{self.sock.fileno()}")
         self._reader.start()
-
-    # ------------------------------------------------------------ properties
-
-    @property
-    def remote_address(self) -> Any:
-        try:
-            return self.sock.getpeername()
-        except OSError:
-            return None
 
     # ------------------------------------------------- engine driving (locked)
 
@@ -344,7 +336,6 @@ class Connection(ConnectionView):
         # writes drain, bulk traffic both ways (an echo) deadlocks; a client's
         # unread output stays bounded all the same (in the engine, pongs coalesce).
         pause_when_backed_up = isinstance(engine, ServerConnection)
-        io_lock = self._io_lock
         poller = select.poll()
         registered = select.POLLIN
         poller.register(sock, registered)
@@ -381,17 +372,9 @@ class Connection(ConnectionView):
                         continue  # a timer is due, or the socket takes more: the loop writes
                     if not ready[0][1] & (select.POLLIN | select.POLLHUP | select.POLLERR):
                         continue
-                try:
-                    if io_lock is None:
-                        data = sock.recv(65536)
-                    else:
-                        with io_lock:
-                            data = sock.recv(65536)
-                except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
-                    # Part of a TLS record, or TLS wants to write first: poll again.
+                data = self._recv()
+                if data is None:
                     continue
-                except (OSError, ValueError):
-                    data = b""
                 with cond:
                     if self._lost:
                         break
@@ -411,6 +394,20 @@ class Connection(ConnectionView):
                 cond.wait_for(lambda: not self._writing, _WRITER_EXIT_WAIT)
             with contextlib.suppress(OSError):
                 sock.close()
+
+    def _recv(self) -> bytes | None:
+        """Read what the socket has (b"": the peer's EOF, or the socket failed);
+        None to poll again: part of a TLS record came, or TLS wants to write first."""
+        try:
+            io_lock = self._io_lock
+            if io_lock is None:
+                return self.sock.recv(65536)
+            with io_lock:
+                return self.sock.recv(65536)
+        except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            return None
+        except (OSError, ValueError):
+            return b""
 
     def _tls_pending(self) -> bool:
         """Whether TLS holds decrypted bytes already (poll() would not see them)."""
@@ -433,14 +430,11 @@ class Connection(ConnectionView):
             driver.hold = False
             self._hold_since = 0.0
             self._progress()
-        verdict = driver.keepalive(now)
+        verdict = driver.keepalive_step(now, self.logger)
         if verdict == PING:
-            self.engine.ping(driver.new_ping(now, None))
             self._collect()
-        elif verdict in (PING_TIMEOUT, IDLE_TIMEOUT):
-            code, reason = keepalive_close(verdict)
-            self.logger.info("%s: closing with %d", reason, code)
-            self._start_close(code, reason)
+        elif verdict != KEEP:
+            self._closing_started()
         deadlines = [d for d in (driver.next_deadline(), self._close_deadline) if d is not None]
         if driver.hold:
             deadlines.append(self._hold_since + _SOON)
@@ -449,13 +443,30 @@ class Connection(ConnectionView):
         return max(0.0, min(deadlines) - time.monotonic())
 
     def _start_close(self, code: int | None, reason: str) -> None:
-        engine = self.engine
-        if engine.state is State.OPEN:
-            engine.close(code, reason)
-        self._driver.start_discarding(code)
+        self._driver.begin_close(code, reason)
+        self._closing_started()
+
+    def _closing_started(self) -> None:
+        """The close was started (locked): write it as far as the socket takes now,
+        and let every waiter see it."""
         self._progress()
         self._write_nowait()
         self._cond.notify_all()
+
+
+class Connection(_Transport):
+    """A WebSocket connection: ``recv()`` / iteration to receive, ``send()`` (thread-safe)."""
+
+    __slots__ = ()
+
+    # ------------------------------------------------------------ properties
+
+    @property
+    def remote_address(self) -> Any:
+        try:
+            return self.sock.getpeername()
+        except OSError:
+            return None
 
     # ------------------------------------------------------------- receiving
 
@@ -556,14 +567,13 @@ class Connection(ConnectionView):
                 raise TypeError("use send_json() for a dict")
             self._parts_owner = threading.get_ident()
         try:
-            empty: Data | None = None
+            fragments = Fragments()
             for part in message:
-                empty = "" if isinstance(part, str) else b""
                 with self._cond:
-                    self._send_locked(part, False)
-            if empty is not None:
+                    self._send_locked(fragments.add(part), False)
+            if fragments.end is not None:
                 with self._cond:
-                    self._send_locked(empty, True)
+                    self._send_locked(fragments.end, True)
         finally:
             with self._cond:
                 self._parts_owner = None
@@ -600,9 +610,7 @@ class Connection(ConnectionView):
         """Queue the closing handshake without writing or waiting (see :meth:`flush`);
         the close timeout still applies."""
         with self._cond:
-            if self.engine.state is State.OPEN:
-                self.engine.close(code, reason)
-            self._driver.start_discarding(code)
+            self._driver.begin_close(code, reason)
             self._progress()
             self._cond.notify_all()
 
@@ -712,3 +720,9 @@ def flush_blocking(sock: socket.socket, engine: ServerConnection | ClientConnect
             return
         assert isinstance(data, bytes)
         sock.sendall(data)
+
+
+def start_reader(conn: Connection) -> None:
+    """The opening handshake of ``conn`` succeeded: its reader thread starts, and
+    from then on owns (and in the end closes) the socket."""
+    conn._start()

@@ -29,10 +29,10 @@ from .._driver import (
     ACCEPT_RESOURCE_ERRORS,
     AcceptFailures,
     Admission,
-    ConnectionClosed,
     ServerOptions,
+    answer_request,
     check_callback,
-    default_http_response,
+    handler_close_code,
     http_linger,
     internal_error_response,
     ip_of,
@@ -41,7 +41,7 @@ from .._driver import (
 )
 from ..errors import CloseCode
 from ..events import HTTPRequest, Request
-from .connection import Connection, flush_blocking, handshake_io
+from .connection import Connection, flush_blocking, handshake_io, start_reader
 
 __all__ = ["Server", "serve"]
 
@@ -149,6 +149,7 @@ class Server:
         deadline = None if options.open_timeout is None \
             else time.monotonic() + options.open_timeout
         conn: Connection | None = None
+        reading = False  # once the reader thread runs, it closes the socket
         try:
             if sock.family in (socket.AF_INET, socket.AF_INET6):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -168,20 +169,16 @@ class Server:
                 if inspect.isawaitable(response):
                     self.logger.error("process_request returned an awaitable in a sync server")
                     response = internal_error_response()
-                if response is None and isinstance(event, HTTPRequest):
-                    response = default_http_response(event)
-                if response is None:
-                    engine.accept(extra_headers=options.extra_headers)
+                accepted = answer_request(engine, event, response, options)
+                if accepted:
                     self._admission.opened(conn, ip)
-            if response is not None:
-                status, headers, body = response
-                engine.respond(status, list(headers), body)
-                flush_blocking(sock, engine)
+            flush_blocking(sock, engine)
+            if not accepted:
                 _linger(sock, options.close_timeout)
                 return
-            flush_blocking(sock, engine)
             conn.handler_thread = threading.current_thread()
-            conn._start()
+            start_reader(conn)
+            reading = True
             self._run(conn)
         except (OSError, TimeoutError, ValueError) as exc:
             self.logger.debug("connection from %s failed: %s", address, exc)
@@ -189,7 +186,7 @@ class Server:
             if conn is not None:
                 with self._lock:
                     self._admission.forget(conn, ip)
-            if conn is None or conn._reader is None:
+            if not reading:
                 with contextlib.suppress(OSError):
                     sock.close()
             with self._lock:
@@ -198,16 +195,12 @@ class Server:
     def _run(self, conn: Connection) -> None:
         try:
             self.handler(conn)
-        except ConnectionClosed as exc:
-            # The peer went away while the handler used the connection: its
-            # business, not a server fault (no 1011, no traceback).
-            self.logger.debug("connection closed during the handler: %s", exc)
-        except Exception:
-            self.logger.exception("connection handler failed")
-            # §7.4.1: 1011, the server met a condition it could not handle.
-            conn.close(CloseCode.INTERNAL_ERROR)
+        except Exception as exc:
+            code = handler_close_code(exc, self.logger)
         else:
-            conn.close(CloseCode.NORMAL_CLOSURE)
+            code = handler_close_code(None, self.logger)
+        if code is not None:
+            conn.close(code)
 
     def shutdown(self, close_connections: bool = True) -> None:
         """Stop accepting; close every connection with 1001 and wait for the handlers."""
@@ -222,8 +215,8 @@ class Server:
             threads = list(self._threads)
         if close_connections:
             for conn in conns:
-                with conn._cond:
-                    conn._start_close(CloseCode.GOING_AWAY, "server shutting down")
+                conn.start_close(CloseCode.GOING_AWAY, "server shutting down")
+                conn.flush(block=False)  # the reader thread writes the rest
             timeout = self.options.close_timeout
             end = None if timeout is None else time.monotonic() + 2 * timeout
             for thread in threads:

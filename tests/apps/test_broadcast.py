@@ -62,6 +62,7 @@ def test_200_clients_receive_every_message_in_order_per_sender(
         try:
             if compression:
                 # RFC 7692 §7.1.1.1: asked by the server so one compressed frame serves all.
+                assert clients[0].response is not None
                 extensions = clients[0].response.headers["Sec-WebSocket-Extensions"]
                 assert "server_no_context_takeover" in extensions
             await _until_all_members(clients)
@@ -71,7 +72,7 @@ def test_200_clients_receive_every_message_in_order_per_sender(
                     await clients[n].send(f"{n}:{i}:" + "p" * (i * 100))
 
             async def receive(ws: ClientConnection) -> list[str]:
-                got = []
+                got: list[str] = []
                 while len(got) < SENDERS * PER_SENDER:
                     message = await asyncio.wait_for(ws.recv(), 30)
                     assert isinstance(message, str)

@@ -104,6 +104,7 @@ def test_headers_and_subprotocol_reach_the_server_rfc6455_s4_1() -> None:
     stop: list[asyncio.Future[None]] = []
 
     async def handler(ws: ServerConnection) -> None:
+        assert ws.request is not None
         await ws.send(f"{ws.subprotocol}|{ws.request.headers.get('X-Test')}")
         await ws.recv()
 

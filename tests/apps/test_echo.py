@@ -66,9 +66,11 @@ def test_control_frames_interleaved_rfc6455_s5_5(echo: Server) -> None:
 def test_compression_negotiated_and_used_rfc7692(echo: Server) -> None:
     """RFC 7692 §5: permessage-deflate is accepted; compressed messages echo intact."""
     with connect(echo.url, compression="deflate", max_size=None) as ws:
+        assert ws.response is not None
         offered = ws.response.headers.get("Sec-WebSocket-Extensions") or ""
         assert offered.startswith("permessage-deflate")
-        for message in ["a" * 100_000, os.urandom(50_000), "short", b""]:
+        messages: list[str | bytes] = ["a" * 100_000, os.urandom(50_000), "short", b""]
+        for message in messages:
             ws.send(message)
             assert ws.recv(timeout=10) == message
         ws.send([b"z" * 30_000, b"y" * 30_000])
@@ -79,6 +81,7 @@ def test_compression_negotiated_and_used_rfc7692(echo: Server) -> None:
 def test_no_compression_option_rfc7692_s5(backend: str) -> None:
     with Server("echo", backend, "--no-compression") as server, \
             connect(server.url, compression="deflate") as ws:
+        assert ws.response is not None
         assert ws.response.headers.get("Sec-WebSocket-Extensions") is None
         ws.send("plain")
         assert ws.recv(timeout=10) == "plain"
@@ -150,9 +153,9 @@ def test_plain_http_page_health_and_404_rfc6455_s4_2_1(echo: Server) -> None:
 def test_origin_policy_rfc6455_s10_2(echo: Server) -> None:
     """§10.2: a page from another origin is refused (403); same host passes."""
     with pytest.raises(InvalidStatus) as info:
-        connect(echo.url, origin="http://evil.example")  # type: ignore[arg-type]
+        connect(echo.url, origin="http://evil.example")  # type: ignore[call-overload]
     assert info.value.response.status_code == 403
-    with connect(echo.url, origin=f"http://{echo.host}:{echo.port}") as ws:  # type: ignore[arg-type]
+    with connect(echo.url, origin=f"http://{echo.host}:{echo.port}") as ws:  # type: ignore[call-overload]
         ws.send("same origin")
         assert ws.recv(timeout=10) == "same origin"
 
@@ -162,11 +165,11 @@ def test_origin_allow_list_rfc6455_s10_2(backend: str) -> None:
     with Server("echo", backend, "--origin", "https://app.example",
                 "--origin", "https://other.example") as server:
         for origin in ("https://app.example", "https://other.example"):
-            with connect(server.url, origin=origin) as ws:  # type: ignore[arg-type]
+            with connect(server.url, origin=origin) as ws:  # type: ignore[call-overload]
                 ws.send(origin)
                 assert ws.recv(timeout=10) == origin
         with pytest.raises(InvalidStatus) as info:
-            connect(server.url, origin="https://evil.example")  # type: ignore[arg-type]
+            connect(server.url, origin="https://evil.example")  # type: ignore[call-overload]
         assert info.value.response.status_code == 403
         # With a list, a client without Origin is refused too ...
         with pytest.raises(InvalidStatus) as info:
@@ -178,7 +181,7 @@ def test_origin_allow_list_rfc6455_s10_2(backend: str) -> None:
             ws.send("no origin")
             assert ws.recv(timeout=10) == "no origin"
         with pytest.raises(InvalidStatus) as info:
-            connect(server.url, origin="https://evil.example")  # type: ignore[arg-type]
+            connect(server.url, origin="https://evil.example")  # type: ignore[call-overload]
         assert info.value.response.status_code == 403
 
 

@@ -226,7 +226,9 @@ class DirectMember:
         self.pair.server.close(code, reason)
 
     def flush(self) -> None:
-        self.transport.buffer.append(self.pair.server.data_to_send())
+        out = self.pair.server.data_to_send()
+        assert isinstance(out, bytes)
+        self.transport.buffer.append(out)
 
     def deliver(self) -> list[object]:
         self.flush()

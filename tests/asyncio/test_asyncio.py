@@ -7,6 +7,7 @@ import asyncio
 import logging
 import os
 import ssl
+import sys
 import tempfile
 from collections.abc import AsyncIterator, Coroutine
 from typing import Any
@@ -34,8 +35,11 @@ def run(coro: Coroutine[Any, Any, Any], *, loop_factory: Any = None) -> Any:
 
     # asyncio.Runner, like asyncio.run, cancels what is left and shuts the executor down
     # (and the guard in tests/conftest.py reports what was left).
-    with asyncio.Runner(loop_factory=loop_factory) as runner:
-        return runner.run(bounded())
+    if sys.version_info >= (3, 11):
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            return runner.run(bounded())
+    assert loop_factory is None, "a loop factory needs asyncio.Runner (Python 3.11)"
+    return asyncio.run(bounded())
 
 
 async def echo(ws: Connection) -> None:
@@ -117,7 +121,8 @@ def test_fragments_both_directions(transport: Transport) -> None:
         async with serving(transport, handler) as srv, connecting(transport, srv) as ws:
             await ws.send(iter(["hel", "lo"]))
             pieces = [piece async for piece in ws.recv_streaming()]
-            assert b"".join(pieces) == b"abcdef" and all(isinstance(p, bytes) for p in pieces)
+            assert all(isinstance(p, bytes) for p in pieces)
+            assert b"".join(pieces) == b"abcdef"  # type: ignore[arg-type]
             assert await ws.recv() == "xyz"
             await ws.send("done")
         assert received == ["hello"]
@@ -316,7 +321,7 @@ def test_ping_behind_a_message_is_answered_while_the_reader_is_busy_rfc6455_s5_5
         busy.set()
         await release.wait()
         second = await ws.recv()
-        await ws.send(f"{first} then {second}")
+        await ws.send(f"{first!s} then {second!s}")
 
     async def main() -> None:
         async with serving(transport, handler, compression=None) as srv:
@@ -574,6 +579,7 @@ def test_websockets_client_against_our_server(compression: str | None) -> None:
     async def main() -> None:
         async with serve(echo, "127.0.0.1", 0, compression=compression) as srv, \
                 ws_connect(url(srv), compression=compression, max_size=2**21) as ws:
+            assert ws.response is not None
             assert (ws.response.headers.get("Sec-WebSocket-Extensions") is not None) == \
                 (compression is not None)
             for size in SIZES[:-1]:

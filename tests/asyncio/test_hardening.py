@@ -88,6 +88,7 @@ def test_tls_connections_are_forgotten_when_they_close(
     caplog.set_level(logging.WARNING)
 
     async def main() -> None:
+        starting: serve | serve_listener
         if kind == "listener":
             starting = serve_listener(Echo, "127.0.0.1", 0, ssl=server_ctx, max_connections=2,
                                       max_connections_per_ip=2)
@@ -304,6 +305,7 @@ def test_asyncio_serve_accepts_coroutine_handlers() -> None:
             await ws.send("object")
 
     async def main() -> None:
+        handler: Any  # a coroutine function, a partial of one, an object with async __call__
         for handler, expected in [(echo, None), (functools.partial(_with_state, state), "ok"),
                                   (Callable(), "object")]:
             async with serve(handler, "127.0.0.1", 0) as server, \

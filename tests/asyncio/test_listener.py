@@ -164,8 +164,9 @@ def test_listener_callback_ends_the_connection_mid_read_section_7_1_2(
             super().on_message(ws, message)
 
     def factory() -> Ends:
-        made.append(Ends())
-        return made[-1]
+        ends = Ends()
+        made.append(ends)
+        return ends
 
     async def main() -> None:
         async with serve_listener(factory, **transport.serve_kwargs, compression=None) as srv:
@@ -206,6 +207,7 @@ def test_listener_stops_reading_while_the_peer_does_not_read() -> None:
                                   write_limit=65536, max_size=2**21) as srv:
             _, writer = await open_raw(srv.port, read_head=False)
             transport = writer.transport
+            assert isinstance(transport, asyncio.Transport)
             transport.pause_reading()  # a peer that does not read
             message = frame(BINARY, b"x" * 100_000)
             for _ in range(200):  # 20 MB offered; the kernel buffers take only part of it

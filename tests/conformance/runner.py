@@ -14,6 +14,13 @@ speed test: they run one at a time, and the same 9.* run against the
     python -m tests.conformance.runner                      # both adapters, exit 1 on a failure
     python -m tests.conformance.runner --write-doc docs/conformance.md
     python -m tests.conformance.runner --target standin -i '5.*'
+    python -m tests.conformance.runner --jobs 4             # four peers at a time (.ci/run)
+
+Peers run one after the other by default, so that the 9.* durations written to
+docs/conformance.md are comparable. Most of a run is waiting on kosoku (a 12.* case
+takes seconds of wall time for a fraction of one of CPU), so ``--jobs N`` runs N peers
+at once: every server and kosoku listens on a port the system picks, and each peer's
+reports go to a directory of its own, so nothing is shared between them.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -534,32 +542,44 @@ def select(names: Sequence[str], roles: Sequence[str]) -> list[Target]:
 
 def run_all(targets: Sequence[Target], workdir: Path, include: Sequence[str] = (),
             exclude: Sequence[str] = (), parallelism: int = 2, reference: bool = True,
-            log: IO[str] | None = sys.stderr) -> list[Run]:
-    runs: list[Run] = []
+            log: IO[str] | None = sys.stderr, jobs: int = 1) -> list[Run]:
+    """Each target in turn, or ``jobs`` of them at a time; the runs come back in order."""
     plan = list(targets)
     if reference:
         plan.append(REFERENCE)
-    for target in plan:
-        if log:
-            print(f"== {target.label}", file=log, flush=True)
+
+    def one(target: Target) -> Run | None:
         inc: Sequence[str] = include
         if target.reference:
             # The reference only matters for the 9.* speed comparison.
             inc = _performance_selection(include)
             if not inc:
-                continue
-        run = run_target(target, workdir, inc, exclude, parallelism)
-        runs.append(run)
+                return None
         if log:
-            counts = Counter(c.category for c in run.cases.values())
-            print(f"   {len(run.cases)} cases in {run.seconds:.1f} s: {dict(counts)}; "
-                  f"9.* {_seconds(run.performance_ms())} s", file=log, flush=True)
-            for case in run.failures():
-                print(f"   {case.id}: {case.behavior}/{case.behavior_close} {case.detail}",
-                      file=log)
-            for problem in run.problems:
-                print(f"   problem: {problem}", file=log)
-    return runs
+            print(f"== {target.label}", file=log, flush=True)
+        run = run_target(target, workdir, inc, exclude, parallelism)
+        if log:
+            _log_run(run, log, prefix=target.label if jobs > 1 else "")
+        return run
+
+    if jobs <= 1:
+        done = [one(target) for target in plan]
+    else:
+        with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="autobahn") as pool:
+            done = list(pool.map(one, plan))
+    return [run for run in done if run is not None]
+
+
+def _log_run(run: Run, log: IO[str], prefix: str) -> None:
+    """A run's summary, each line under its peer's label when peers run at once."""
+    counts = Counter(c.category for c in run.cases.values())
+    lines = [f"{len(run.cases)} cases in {run.seconds:.1f} s: {dict(counts)}; "
+             f"9.* {_seconds(run.performance_ms())} s",
+             *(f"{case.id}: {case.behavior}/{case.behavior_close} {case.detail}"
+               for case in run.failures()),
+             *(f"problem: {problem}" for problem in run.problems)]
+    lead = f"   {prefix}: " if prefix else "   "
+    print("\n".join(lead + line for line in lines), file=log, flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -577,6 +597,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("-p", "--parallelism", type=int, default=2,
                         help="cases run at once in the server role, 9.* excepted "
                         "(default: %(default)s)")
+    parser.add_argument("-j", "--jobs", type=int, default=1,
+                        help="peers tested at once (default: %(default)s, which keeps the "
+                        "9.* durations comparable)")
     parser.add_argument("--no-reference", action="store_true",
                         help="skip the websockets reference server")
     parser.add_argument("--write-doc", metavar="PATH", help="write the Markdown summary here")
@@ -590,7 +613,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     try:
         runs = run_all(targets, workdir, args.include, args.exclude, args.parallelism,
-                       reference=not args.no_reference)
+                       reference=not args.no_reference, jobs=args.jobs)
     finally:
         if not args.reports:
             shutil.rmtree(workdir, ignore_errors=True)
