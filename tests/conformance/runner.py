@@ -303,8 +303,15 @@ def run_server(target: Target, workdir: Path, include: Sequence[str] = (),
             command = [*KOSOKU, "-m", "fuzzingclient", f"127.0.0.1:{port}", "-p", str(par),
                        "-o", str(outdir), *_filters(inc, exc)]
             # Exit status 1 only means "a case failed"; the reports are judged here.
-            done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True,
-                                  timeout=KOSOKU_TIMEOUT, check=False)
+            try:
+                done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True,
+                                      timeout=KOSOKU_TIMEOUT, check=False)
+            except subprocess.TimeoutExpired:
+                # A run's problem, not the runner's end: the other batches and peers
+                # still run, and the missing verdicts fail this one (check_complete).
+                run.problems.append(f"kosoku did not finish the {name} batch in "
+                                    f"{KOSOKU_TIMEOUT:.0f} s")
+                continue
             if (outdir / "index.json").exists():
                 run.cases.update(read_reports(outdir))
             elif "0 cases" not in done.stdout + done.stderr:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from tests.conformance import runner, uvicorn_runner
 
 
@@ -76,3 +78,18 @@ def test_kept_reports_are_judged_as_a_fresh_run(tmp_path: Path) -> None:
     assert short is not None and not short.passed
     assert short.problems == ["no verdict for 1 case(s): 1.1.2"]
     assert uvicorn_runner.load_run("wsproto", [tmp_path]) is None
+
+
+def test_a_kosoku_that_never_finishes_is_a_problem_of_the_run(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch over KOSOKU_TIMEOUT fails that run (no traceback ending the runner)."""
+    import sys
+
+    monkeypatch.setattr(runner, "KOSOKU", [sys.executable, "-c", "import time; time.sleep(30)"])
+    monkeypatch.setattr(runner, "KOSOKU_TIMEOUT", 0.5)
+    server = runner.Target("sleeper", "server", (sys.executable, "-c",
+                           "import time; print('PORT 1', flush=True); time.sleep(30)"),
+                           "a server that announces a port")
+    run = runner.run_server(server, tmp_path, include=["1.1.1"])
+    assert run.problems == ["kosoku did not finish the main batch in 0 s"]
+    assert not run.passed
