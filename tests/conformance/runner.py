@@ -303,8 +303,15 @@ def run_server(target: Target, workdir: Path, include: Sequence[str] = (),
             command = [*KOSOKU, "-m", "fuzzingclient", f"127.0.0.1:{port}", "-p", str(par),
                        "-o", str(outdir), *_filters(inc, exc)]
             # Exit status 1 only means "a case failed"; the reports are judged here.
-            done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True,
-                                  timeout=KOSOKU_TIMEOUT, check=False)
+            try:
+                done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True,
+                                      timeout=KOSOKU_TIMEOUT, check=False)
+            except subprocess.TimeoutExpired:
+                # A run's problem, not the runner's end: the other batches and peers
+                # still run, and the missing verdicts fail this one (check_complete).
+                run.problems.append(f"kosoku did not finish the {name} batch in "
+                                    f"{KOSOKU_TIMEOUT:.0f} s")
+                continue
             if (outdir / "index.json").exists():
                 run.cases.update(read_reports(outdir))
             elif "0 cases" not in done.stdout + done.stderr:
@@ -516,6 +523,18 @@ def render(runs: Sequence[Run], command: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+#: Where the sections that other runners write into the same file start (tests.conformance.
+#: uvicorn_runner's "Autobahn under uvicorn"): kept as they are when this runner rewrites it.
+KEPT_MARKER = "<!-- uvicorn_runner: begin -->"
+
+
+def kept_sections(path: Path) -> str:
+    """The other runners' sections of ``path``, from ``KEPT_MARKER`` on ("" if none)."""
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    start = text.find(KEPT_MARKER)
+    return "" if start < 0 else "\n" + text[start:]
+
+
 # ------------------------------------------------------------------ main
 
 def select(names: Sequence[str], roles: Sequence[str]) -> list[Target]:
@@ -607,7 +626,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             shutil.rmtree(workdir, ignore_errors=True)
     shown = ["python -m tests.conformance.runner", *(argv if argv is not None else sys.argv[1:])]
     if args.write_doc:
-        Path(args.write_doc).write_text(render(runs, " ".join(shown)), encoding="utf-8")
+        path = Path(args.write_doc)
+        path.write_text(render(runs, " ".join(shown)) + kept_sections(path), encoding="utf-8")
     failed = [r for r in runs if not r.target.reference and not r.passed]
     for run in failed:
         print(f"FAILED: {run.target.label}: {len(run.failures())} case(s) not OK"
