@@ -25,12 +25,12 @@ def __getattr__(name: str) -> Any:
 
 
 def _compress_all() -> type[Any]:
-    from rfc6455.uvicorn import WebSocketProtocol
     from uvicorn.config import Config
     from uvicorn.server import ServerState
 
     from rfc6455 import ServerConnection
     from rfc6455.extensions.permessage_deflate import ServerPerMessageDeflate
+    from rfc6455.uvicorn import WebSocketProtocol
 
     class CompressAll(WebSocketProtocol):
         def __init__(self, config: Config, server_state: ServerState,
