@@ -20,6 +20,8 @@ def _build(tmp_path: Path, required: bool) -> subprocess.CompletedProcess[str]:
     (tmp_path / "rfc6455").mkdir()
     shutil.copy(ROOT / "rfc6455" / "_speedups.c", tmp_path / "rfc6455" / "_speedups.c")
     (tmp_path / "rfc6455" / "__init__.py").write_text("")
+    # pyproject reads the version from here (one source for it).
+    shutil.copy(ROOT / "rfc6455" / "_version.py", tmp_path / "rfc6455" / "_version.py")
     env = {key: value for key, value in os.environ.items()
            if key not in ("RFC6455_REQUIRE_EXTENSIONS", "RFC6455_NO_EXTENSIONS")}
     env["CC"] = "false"  # every compilation fails, as without a compiler
