@@ -8,6 +8,7 @@ import signal
 from collections.abc import Awaitable, Callable
 
 from ..asyncio import Connection, broadcast, serve
+from .backplane import BROKER_WAIT, Backplane, warn_no_broker
 from .broadcast import broadcast_async
 from .echo import echo_async
 from .serve import ServerConfig, log_start
@@ -15,6 +16,16 @@ from .serve import ServerConfig, log_start
 __all__ = ["serve_asyncio"]
 
 logger = logging.getLogger("rfc6455.server")
+
+
+async def _broker_answered(backplane: Backplane) -> None:
+    """As :func:`~.backplane.wait_for_broker`, without blocking the loop."""
+    deadline = asyncio.get_running_loop().time() + BROKER_WAIT
+    while not backplane.connected.is_set():
+        if asyncio.get_running_loop().time() >= deadline:
+            warn_no_broker()
+            return
+        await asyncio.sleep(0.02)
 
 
 async def serve_asyncio(config: ServerConfig) -> int:
@@ -26,6 +37,7 @@ async def serve_asyncio(config: ServerConfig) -> int:
         publish = None if backplane is None else backplane.publish
         if backplane is not None:
             backplane_task = asyncio.create_task(backplane.run(hub.broadcast))
+            await _broker_answered(backplane)
 
         async def handler(ws: Connection) -> None:
             await broadcast_async(hub, ws, publish)

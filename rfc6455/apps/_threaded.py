@@ -9,6 +9,7 @@ import threading
 from collections.abc import Callable
 
 from ..sync import Connection, broadcast, serve
+from .backplane import wait_for_broker
 from .broadcast import broadcast_sync
 from .echo import echo_sync
 from .serve import ServerConfig, log_start
@@ -30,6 +31,7 @@ def serve_sync(config: ServerConfig) -> int:
             runner = backplane.run(hub.broadcast)
             threading.Thread(target=asyncio.run, args=(runner,), name="backplane",
                              daemon=True).start()
+            wait_for_broker(backplane)
 
         def handler(ws: Connection) -> None:
             broadcast_sync(hub, ws, publish)

@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import logging
 import struct
+import threading
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
@@ -57,11 +58,29 @@ def decode(data: bytes) -> str | bytes:
     raise ValueError(f"not a backplane message: {data[:16]!r}")
 
 
+#: How long a server waits for its broker before it listens anyway (seconds).
+BROKER_WAIT = 5.0
+
+
+def wait_for_broker(backplane: Backplane) -> None:
+    """Block (at most :data:`BROKER_WAIT`) until the broker answered; warn if not."""
+    if not backplane.connected.wait(BROKER_WAIT):
+        warn_no_broker()
+
+
+def warn_no_broker() -> None:
+    logger.warning("backplane: no broker after %.0f s; serving, messages counted as "
+                   "undelivered until it answers", BROKER_WAIT)
+
+
 class Backplane(Protocol):
     """What a broadcast server needs from a message bus. Add a broker by implementing it."""
 
     #: Messages this process could not hand to the broker, or that arrived garbled.
     undelivered: int
+    #: Set once the broker first answered; a server waits on it (bounded) before it
+    #: listens, so the first messages are not lost to a broker still connecting.
+    connected: threading.Event
 
     def publish(self, message: str | bytes) -> None:
         """Queue ``message`` for every process; callable from any thread, never blocks."""
@@ -77,6 +96,7 @@ class _QueuedBackplane:
 
     def __init__(self, backlog: int) -> None:
         self.undelivered = 0
+        self.connected = threading.Event()
         self.published = 0
         self.received = 0
         self._backlog = backlog
@@ -134,6 +154,7 @@ class _QueuedBackplane:
     def _connected_now(self) -> None:
         """Called by a session once the broker answers: publishing may resume."""
         self._connected = True
+        self.connected.set()
         if self._attempt:
             logger.info("backplane: reconnected to %s", self._where)
         self._attempt = 0
