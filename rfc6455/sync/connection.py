@@ -790,15 +790,9 @@ def broadcast(connections: Iterable[Connection], message: Data | bytearray | mem
               close_code: int = CloseCode.POLICY_VIOLATION) -> BroadcastResult[Connection]:
     """Send ``message`` to every open connection of ``connections`` without waiting for any.
 
-    The message is serialized once per distinct compression setting (see
-    :doc:`/guides/broadcast`) and written to each connection as
-    :meth:`Connection.send_nowait` does. A connection whose buffer
-    (:attr:`Connection.pending_bytes`) holds more than ``limit`` bytes (None:
-    its ``write_limit``) is slow: with ``slow="skip"`` it does not get this
-    message, with ``slow="close"`` its closing handshake starts with
-    ``close_code`` (1008, 1013 or 3000-4999). A connection that is not open is
-    left out; one sending a message in parts (RFC 6455 §5.4) is skipped.
-    Skips and closes are logged as warnings on ``rfc6455.broadcast``.
+    The same as :func:`rfc6455.asyncio.broadcast` (one frame per compression
+    setting, the slow-member policy, the log; :doc:`/guides/broadcast`), with
+    :meth:`Connection.send_nowait`'s writes of this adapter.
 
     Callable from any thread, and from several at once. Raises
     :class:`TypeError` for a message that is neither ``str`` nor bytes-like and
