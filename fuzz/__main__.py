@@ -119,7 +119,9 @@ def main(argv: list[str] | None = None) -> int:
                     *map(str, work.glob(".coverage.*"))],
                    cwd=ROOT, env=env, capture_output=True, text=True)
     include = ",".join(str(ROOT / "rfc6455" / m) for m in ENGINE_MODULES)
-    report = subprocess.run([sys.executable, "-m", "coverage", "report",
+    # --fail-under=0: the floor in pyproject.toml is the whole suite's; a fuzz run reports
+    # what it reached and fails only on a crash or a broken property.
+    report = subprocess.run([sys.executable, "-m", "coverage", "report", "--fail-under=0",
                              f"--data-file={data}", f"--include={include}"],
                             cwd=ROOT, env=env, capture_output=True, text=True)
     print("\n".join(summary))
