@@ -19,6 +19,7 @@ import re
 import shlex
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -188,17 +189,24 @@ def echo_server_url() -> Iterator[str]:
     """``python -m rfc6455 echo --port 0`` as the Getting started page runs it."""
     server = subprocess.Popen([sys.executable, "-m", "rfc6455", "echo", "--port", "0"],
                               stderr=subprocess.PIPE, text=True)
+    drain: threading.Thread | None = None
     try:
         assert server.stderr is not None
         for line in server.stderr:  # the start-up log line gives the port
             if "listening on " in line:
-                yield line.rsplit("listening on ", 1)[1].strip()
                 break
         else:
             pytest.fail("the echo server did not start")
+        # The server logs a line per connection at INFO: keep reading, so a long module
+        # never fills the pipe and blocks the server's writes.
+        drain = threading.Thread(target=server.stderr.read, daemon=True)
+        drain.start()
+        yield line.rsplit("listening on ", 1)[1].strip()
     finally:
         server.terminate()
         server.wait(timeout=30)
+        if drain is not None:
+            drain.join(timeout=30)
         assert server.stderr is not None
         server.stderr.close()  # the pipe is ours to close (ResourceWarning otherwise)
 
