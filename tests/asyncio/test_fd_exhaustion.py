@@ -113,15 +113,20 @@ def held() -> Iterator[ExitStack]:
 def upgrade(port: int, tls: ssl.SSLContext | None = None) -> tuple[int, socket.socket]:
     """An opening handshake: the status, and the socket, still open."""
     sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-    if tls is not None:
-        sock = tls.wrap_socket(sock, server_hostname="127.0.0.1")
-    sock.sendall(UPGRADE.format(port=port).encode())
-    head = b""
-    while b"\r\n\r\n" not in head:
-        chunk = sock.recv(1)  # byte by byte: leave any frame in the socket
-        assert chunk, f"closed during the handshake after {head!r}"
-        head += chunk
-        assert len(head) < 16384
+    try:
+        if tls is not None:
+            sock = tls.wrap_socket(sock, server_hostname="127.0.0.1")
+        sock.sendall(UPGRADE.format(port=port).encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = sock.recv(1)  # byte by byte: leave any frame in the socket
+            assert chunk, f"closed during the handshake after {head!r}"
+            head += chunk
+            assert len(head) < 16384
+    except BaseException:
+        # served_again() retries on these: the failed attempt's socket must not leak.
+        sock.close()
+        raise
     return int(head.split(b" ", 2)[1]), sock
 
 
