@@ -27,6 +27,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -408,9 +409,42 @@ class RawClient:
     sock: socket.socket
     reader: FrameReader
     head: bytes
+    # OpenSSL takes one call at a time on a connection, and a test may read a member in
+    # a thread while another thread writes to it (a broadcast sender that is also a
+    # member): over TLS both go through this lock, reads in short non-blocking turns.
+    # Without it the two threads corrupt the TLS stream now and then, and the server
+    # rightly drops the connection.
+    tls_lock: threading.Lock | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.sock, ssl.SSLSocket):
+            self.tls_lock = threading.Lock()
 
     def send(self, data: bytes) -> None:
-        self.sock.sendall(data)
+        if self.tls_lock is None:
+            self.sock.sendall(data)
+            return
+        view = memoryview(data)
+        for start in range(0, len(view), 1 << 16):
+            with self.tls_lock:
+                self.sock.settimeout(30.0)
+                self.sock.sendall(view[start:start + (1 << 16)])
+
+    def _recv_tls(self, lock: threading.Lock, remaining: float) -> bytes | None:
+        """A chunk, b"" at EOF, or None when nothing came within a short turn."""
+        sock = self.sock
+        assert isinstance(sock, ssl.SSLSocket)
+        if not sock.pending():
+            select.select([sock], [], [], min(remaining, 0.05))
+        with lock:
+            timeout = sock.gettimeout()
+            sock.setblocking(False)
+            try:
+                return sock.recv(1 << 20)
+            except (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError):
+                return None
+            finally:
+                sock.settimeout(timeout)
 
     def recv_frame(self, deadline: float) -> tuple[int, bool, bytes]:
         while True:
@@ -420,8 +454,13 @@ class RawClient:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise TimeoutError("no frame in time")
-            self.sock.settimeout(remaining)
-            chunk = self.sock.recv(1 << 20)
+            if self.tls_lock is not None:
+                chunk = self._recv_tls(self.tls_lock, remaining)
+                if chunk is None:
+                    continue
+            else:
+                self.sock.settimeout(remaining)
+                chunk = self.sock.recv(1 << 20)
             if not chunk:
                 raise ConnectionError("EOF")
             self.reader.feed(chunk)
